@@ -1,0 +1,159 @@
+"""``lda-monitor bench``: decoding throughput of LDA against its two natural baselines.
+
+All figures come from one run on one machine, so only the ratios travel between machines:
+
+1. ``generate``: Hugging Face ``after.generate`` alone, batched - the speed of ordinary sampling;
+   two forwards per token make 0.5x of it the floor for any LDA loop.
+2. ``lda-*``: our batched, KV-cached LDA loop (each PEFT strategy for a LoRA pair).
+3. ``naive``: one prompt at a time with two KV caches and ``torch.multinomial``, as single-prompt
+   LDA implementations do.
+
+Every row decodes exactly ``max_new_tokens`` (stop tokens ignored) so token counts are equal.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .chat import encode_rendered, render_prompt
+from .pairs import PeftPair, TwoModelPair
+from .sampling import SamplingConfig, combine, inference_state, sample
+
+BENCH_PROMPTS = [
+    "What is the capital of France?",
+    "Write a short poem about the sea.",
+    "Give me three tips for sleeping better.",
+    "Explain what a hash table is.",
+    "How do I boil an egg?",
+    "Tell me a story about a brave cat.",
+    "What causes rain?",
+    "Summarise the plot of Romeo and Juliet in two sentences.",
+]
+
+
+def perturbed_lora(model, seed: int = 0, rank: int = 8):
+    """Wrap ``model`` in a LoRA adapter with small random weights: a stand-in fine-tune."""
+    from peft import LoraConfig, get_peft_model
+
+    generator = torch.Generator().manual_seed(seed)
+    peft_model = get_peft_model(model, LoraConfig(r=rank, target_modules=["q_proj", "v_proj", "o_proj"]))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                noise = torch.randn(param.shape, generator=generator, dtype=torch.float32) * 0.02
+                param.copy_(noise.to(param.dtype))
+    return peft_model.eval()
+
+
+def _prompt_batch(tokenizer, batch_size: int) -> tuple[list[str], list[list[int]]]:
+    prompts = [BENCH_PROMPTS[i % len(BENCH_PROMPTS)] for i in range(batch_size)]
+    ids = [encode_rendered(tokenizer, render_prompt(tokenizer, p)) for p in prompts]
+    return prompts, ids
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_generate(model, tokenizer, ids: list[list[int]], max_new_tokens: int) -> float:
+    """Seconds for one batched ``generate`` call of exactly ``max_new_tokens`` per row."""
+    width = max(map(len, ids))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in ids], device=model.device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in ids], device=model.device)
+    with torch.no_grad():
+        return _timed(
+            lambda: model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                do_sample=True,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=max_new_tokens,
+                pad_token_id=pad,
+                use_cache=True,
+            )
+        )
+
+
+def time_naive(pair, ids: list[list[int]], max_new_tokens: int, alpha: float) -> float:
+    """Seconds for the single-prompt, two-cache loop over ``ids`` (one prompt at a time)."""
+
+    def run():
+        for row in ids:
+            tokens = torch.tensor([row], device=pair.device)
+            mask = torch.ones_like(tokens)
+            session = pair.open(need_before=True)
+            positions = torch.arange(len(row), device=pair.device)[None]
+            after, before = session.forward(tokens, mask, positions)
+            for step in range(max_new_tokens):
+                probs = torch.softmax(combine(after, before, alpha), -1)
+                token = torch.multinomial(probs, 1)
+                mask = torch.cat([mask, mask.new_ones((1, 1))], -1)
+                after, before = session.forward(token, mask, positions[:, -1:] + step + 1)
+
+    with inference_state(pair.models):
+        return _timed(run)
+
+
+def run_bench(
+    after_model,
+    tokenizer,
+    *,
+    before_model=None,
+    batch_size: int = 32,
+    max_new_tokens: int = 64,
+    alpha: float = 1.0,
+    naive_prompts: int = 4,
+) -> dict:
+    """Measure and return tokens/s and ratios (see module docstring)."""
+    prompts, ids = _prompt_batch(tokenizer, batch_size)
+    tokens = batch_size * max_new_tokens
+    if before_model is None:
+        after_model = perturbed_lora(after_model)
+        pairs = {f"lda-{s}": PeftPair(after_model, tokenizer, strategy=s) for s in ("doubled", "two-pass")}
+    else:
+        pairs = {"lda-two-models": TwoModelPair(after_model, before_model, tokenizer)}
+    config = SamplingConfig(alpha=alpha, max_new_tokens=max_new_tokens, batch_size=batch_size, ignore_eos=True)
+    warm = SamplingConfig(alpha=alpha, max_new_tokens=2, batch_size=batch_size, ignore_eos=True)
+    time_generate(after_model, tokenizer, ids, 2)
+    results = {"generate": tokens / time_generate(after_model, tokenizer, ids, max_new_tokens)}
+    for name, pair in pairs.items():
+        sample(pair, prompts, warm)
+        results[name] = tokens / _timed(lambda p=pair: sample(p, prompts, config))
+    first_pair = next(iter(pairs.values()))
+    naive_ids = ids[:naive_prompts]
+    results["naive"] = len(naive_ids) * max_new_tokens / time_naive(first_pair, naive_ids, max_new_tokens, alpha)
+    best = max((k for k in results if k.startswith("lda-")), key=results.get)
+    return {
+        "device": str(first_pair.device),
+        "dtype": str(next(after_model.parameters()).dtype).replace("torch.", ""),
+        "threads": torch.get_num_threads(),
+        "batch_size": batch_size,
+        "max_new_tokens": max_new_tokens,
+        "alpha": alpha,
+        "tokens_per_second": {k: round(v, 1) for k, v in results.items()},
+        "best_lda": best,
+        "ratio_lda_vs_generate": round(results[best] / results["generate"], 3),
+        "ratio_lda_vs_naive": round(results[best] / results["naive"], 2),
+        **{f"ratio_{k}_vs_generate": round(v / results["generate"], 3) for k, v in results.items() if k.startswith("lda-")},
+    }
+
+
+def format_bench(report: dict) -> str:
+    lines = [
+        f"device {report['device']}, {report['dtype']}, {report['threads']} threads, "
+        f"batch {report['batch_size']}, {report['max_new_tokens']} new tokens, alpha {report['alpha']}",
+        f"{'method':<18}{'tokens/s':>10}{'x generate':>12}",
+    ]
+    gen = report["tokens_per_second"]["generate"]
+    for name, tps in report["tokens_per_second"].items():
+        lines.append(f"{name:<18}{tps:>10.1f}{tps / gen:>12.3f}")
+    lines.append(
+        f"best LDA ({report['best_lda']}): {report['ratio_lda_vs_generate']:.3f}x generate, "
+        f"{report['ratio_lda_vs_naive']:.1f}x the naive single-prompt loop"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,180 @@
+"""``lda-monitor`` command line. Each subcommand is a thin shell over the library.
+
+User mistakes (bad paths, incompatible tokenizers, bad numbers) end with one line on stderr and
+exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from .errors import UserInputError
+
+EXIT_USER_ERROR = 2
+
+
+def _real(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _add_model_args(parser: argparse.ArgumentParser, *, after_required: bool = True) -> None:
+    parser.add_argument(
+        "--after", required=after_required, default=None if after_required else "smollm2-135m-instruct",
+        help="policy model: a local model dir, a PEFT adapter dir, or 'smollm2-135m-instruct'",
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--before", help="reference model dir (default for an adapter: its base)")
+    group.add_argument("--adapter", help="PEFT adapter dir applied on top of --after (the reference is --after alone)")
+    parser.add_argument("--base-model", help="base model dir for an adapter whose config names a hub id")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (checkpoint's)")
+    parser.add_argument("--peft-strategy", default="auto", choices=["auto", "doubled", "two-pass"])
+    parser.add_argument("--allow-pickle", action="store_true", help="allow pickle (.bin) weights")
+    parser.add_argument("--trust-remote-code", action="store_true", help="run custom model code from the dir")
+
+
+def _device(name: str | None) -> str:
+    import torch
+
+    return name or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _quiet_transformers() -> None:
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    # Deprecation chatter from transformers/peft internals is noise for a command-line user.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _cmd_sample(args) -> int:
+    from .models import load_pair
+    from .sampling import SamplingConfig, sample
+
+    prompts = list(args.prompt or [])
+    if args.prompts:
+        from .prompts import load_prompts
+
+        prompts += [item.prompt for item in load_prompts(args.prompts)]
+    if not prompts:
+        raise UserInputError("no prompts: give --prompt TEXT (repeatable) or --prompts FILE")
+    config = SamplingConfig(
+        alpha=args.alpha,
+        max_new_tokens=args.max_new_tokens,
+        greedy=args.greedy,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        seed=args.seed,
+        system_prompt=args.system,
+        chat_template=not args.no_chat_template,
+        batch_size=args.batch_size,
+        stop_strings=tuple(args.stop or ()),
+    )
+    pair = load_pair(
+        args.after, before=args.before, adapter=args.adapter, base=args.base_model,
+        device=_device(args.device), dtype=args.dtype, allow_pickle=args.allow_pickle,
+        trust_remote_code=args.trust_remote_code, peft_strategy=args.peft_strategy,
+    )
+    if pair.compatibility.warning:
+        print(f"warning: {pair.compatibility.warning}", file=sys.stderr)
+    rollouts = sample(pair, prompts, config, samples_per_prompt=args.samples)
+    for r in rollouts:
+        if args.json:
+            record = asdict(r)
+            record.pop("prompt_token_ids")
+            record["num_tokens"] = r.num_tokens
+            print(json.dumps(record, ensure_ascii=False))
+        else:
+            print(f"--- prompt {r.prompt_index} sample {r.sample_index} | alpha {r.alpha:g} | "
+                  f"{r.num_tokens} tokens | stop: {r.stop_reason} | KL(amp||after) {r.kl_amp_after:.3f}")
+            print(f">>> {r.prompt if isinstance(r.prompt, str) else r.prompt[-1]['content']}")
+            print(r.completion)
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    import torch
+
+    from .bench import format_bench, run_bench
+    from .models import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = _device(args.device)
+    after, tokenizer = load_model(args.after, device=device, dtype=args.dtype)
+    before = load_model(args.before, device=device, dtype=args.dtype)[0] if args.before else None
+    report = run_bench(
+        after, tokenizer, before_model=before, batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens, alpha=args.alpha, naive_prompts=args.naive_prompts,
+    )
+    print(json.dumps(report, indent=2) if args.json else format_bench(report))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lda-monitor", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sample", help="sample amplified completions from a before/after pair")
+    _add_model_args(s)
+    s.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    s.add_argument("--prompts", help="a prompt suite file (YAML or JSONL)")
+    s.add_argument("--alpha", type=_real, required=True, help="amplification: 0 = after model, -1 = before model")
+    s.add_argument("--samples", type=int, default=1, help="samples per prompt")
+    s.add_argument("--max-new-tokens", type=int, default=128)
+    s.add_argument("--temperature", type=_real, default=1.0)
+    s.add_argument("--top-p", type=_real, default=1.0)
+    s.add_argument("--top-k", type=int, default=0)
+    s.add_argument("--min-p", type=_real, default=None)
+    s.add_argument("--greedy", action="store_true")
+    s.add_argument("--stop", action="append", help="stop string (repeatable)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--system", help="system prompt")
+    s.add_argument("--no-chat-template", action="store_true", help="feed prompts as raw text")
+    s.add_argument("--json", action="store_true", help="one JSON object per rollout")
+    s.set_defaults(run=_cmd_sample)
+
+    b = sub.add_parser("bench", help="throughput of LDA vs generate vs a naive single-prompt loop")
+    b.add_argument("--after", default="smollm2-135m-instruct")
+    b.add_argument("--before", help="reference model (default: a LoRA-perturbed copy of --after)")
+    b.add_argument("--lora", action="store_true", help="LoRA-perturbed pair, both PEFT strategies (default)")
+    b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--max-new-tokens", type=int, default=64)
+    b.add_argument("--alpha", type=_real, default=1.0)
+    b.add_argument("--dtype", default="bfloat16")
+    b.add_argument("--device", default=None)
+    b.add_argument("--naive-prompts", type=int, default=4, help="prompts timed in the naive loop")
+    b.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(run=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_transformers()
+    try:
+        return args.run(args)
+    except (UserInputError, FileNotFoundError) as exc:
+        print(f"lda-monitor {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""The amplified decode loop.
+
+At every step each live row samples from
+
+    logits_amp = logits_after + alpha * (logits_after - logits_before)
+
+computed in float32 as ``(1 + alpha) * after - alpha * before`` so that alpha = 0 is exactly the
+after model and alpha = -1 exactly the before model. Pure torch + transformers: this module knows
+nothing of trainers, judges or logging.
+
+Correctness points other LDA loops get wrong, each covered by a test:
+
+* left padding with explicit ``position_ids = cumsum(mask) - 1`` at prefill and every step
+  (the forward does not derive them from the mask);
+* after prefill only the newly sampled token is fed (no token twice);
+* every row stops on EOS *and* the chat template's end-of-turn token, finished rows leave the
+  batch, and completions are decoded from generated ids only;
+* randomness comes from one private stream per rollout, seeded by (seed, prompt index, sample
+  index): never the global RNG, and results do not depend on batch size or composition.
+
+Sampling is inverse-CDF (one uniform per row per step, ``searchsorted`` on the cumulative
+probabilities): the same distribution as ``torch.multinomial`` at a fraction of the cost on CPU,
+and it makes per-rollout streams cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    MinPLogitsWarper,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from .chat import encode_rendered, end_of_turn_ids, eos_ids, render_prompt
+from .errors import UserInputError
+from .pairs import LogitPair
+
+STOP_END_OF_TURN = "end_of_turn"
+STOP_EOS = "eos"
+STOP_STRING = "stop_string"
+STOP_MAX_TOKENS = "max_new_tokens"
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to sample. Sampling knobs follow Hugging Face ``generate`` semantics and order
+    (temperature, top-k, top-p, min-p). ``top_k=0``/``top_p=1``/``min_p=None`` switch a knob off."""
+
+    alpha: float = 1.0
+    max_new_tokens: int = 128
+    greedy: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float | None = None
+    stop_strings: tuple[str, ...] = ()
+    seed: int = 0
+    system_prompt: str | None = None
+    chat_template: bool = True
+    batch_size: int = 32
+    ignore_eos: bool = False  # decode exactly max_new_tokens per row (benchmarks)
+
+    def __post_init__(self):
+        problems = []
+        if not isinstance(self.alpha, int | float) or self.alpha != self.alpha:
+            problems.append(f"alpha must be a real number, got {self.alpha!r}")
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.greedy and not self.temperature > 0:
+            problems.append(f"temperature must be > 0 (use greedy for argmax), got {self.temperature}")
+        if self.top_k < 0:
+            problems.append(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.min_p is not None and not 0 <= self.min_p <= 1:
+            problems.append(f"min_p must be in [0, 1], got {self.min_p}")
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if problems:
+            raise UserInputError("; ".join(problems))
+
+    def warpers(self) -> LogitsProcessorList:
+        """The logit transforms applied before sampling (empty for greedy)."""
+        out = LogitsProcessorList()
+        if self.greedy:
+            return out
+        if self.temperature != 1.0:
+            out.append(TemperatureLogitsWarper(self.temperature))
+        if self.top_k:
+            out.append(TopKLogitsWarper(top_k=self.top_k))
+        if self.top_p < 1.0:
+            out.append(TopPLogitsWarper(top_p=self.top_p))
+        if self.min_p:
+            out.append(MinPLogitsWarper(min_p=self.min_p))
+        return out
+
+
+@dataclass
+class Rollout:
+    """One sampled completion and the per-token numbers later metrics are built on.
+
+    Log-probs are of the sampled tokens under (a) the distribution actually sampled from,
+    (b) the after model with the same transforms at alpha 0, (c) the before model with the same
+    transforms (``None`` when the before forward was skipped, alpha 0). Under greedy decoding they
+    are the untransformed temperature-1 distributions. ``kl_amp_after`` is the mean over the
+    rollout's tokens of KL(amplified || after) on the untransformed distributions: the
+    divergence the amplification itself introduces, whatever the sampling knobs.
+    The stop token (EOS / end-of-turn) is part of ``token_ids`` and the log-probs, since ending
+    the turn was itself a sampled decision, but not of ``completion``.
+    """
+
+    prompt_index: int
+    sample_index: int
+    prompt: str | list
+    rendered_prompt: str
+    completion: str
+    token_ids: list[int]
+    stop_reason: str
+    alpha: float
+    logprob_sampled: list[float]
+    logprob_after: list[float]
+    logprob_before: list[float] | None
+    kl_amp_after: float
+    prompt_token_ids: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def rollout_seed(seed: int, prompt_index: int, sample_index: int) -> int:
+    """A 63-bit seed for one rollout's private random stream."""
+    digest = hashlib.blake2b(f"{seed}:{prompt_index}:{sample_index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def rollout_uniforms(seed: int, work: Sequence[tuple[int, int]], steps: int) -> torch.Tensor:
+    """``[len(work), steps]`` float64 uniforms, row i from the stream of ``work[i]``."""
+    rows = []
+    for prompt_index, sample_index in work:
+        gen = torch.Generator().manual_seed(rollout_seed(seed, prompt_index, sample_index))
+        rows.append(torch.rand(steps, generator=gen, dtype=torch.float64))
+    return torch.stack(rows)
+
+
+def combine(after: torch.Tensor, before: torch.Tensor | None, alpha: float) -> torch.Tensor:
+    """Amplified logits in float32; ids impossible under either model stay impossible."""
+    if before is None or alpha == 0:
+        return after.float()
+    after, before = after.float(), before.float()
+    amp = (1.0 + alpha) * after - alpha * before
+    impossible = torch.isneginf(after) | torch.isneginf(before)
+    return amp.masked_fill(impossible, float("-inf"))
+
+
+def inverse_cdf_sample(logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Sample one id per row from softmax(logits) using one uniform in [0, 1) per row."""
+    probs = torch.softmax(logits.double(), dim=-1)
+    cdf = probs.cumsum(dim=-1)
+    target = (uniforms.to(cdf.device, torch.float64) * cdf[:, -1]).unsqueeze(-1)
+    ids = torch.searchsorted(cdf, target, right=True).squeeze(-1)
+    return ids.clamp_(max=logits.shape[-1] - 1)
+
+
+def _token_logprob(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits, dim=-1).gather(-1, ids[:, None]).squeeze(-1)
+
+
+def _kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(p) || softmax(q)) per row; terms with p = 0 contribute 0."""
+    logp, logq = torch.log_softmax(p_logits, -1), torch.log_softmax(q_logits, -1)
+    terms = torch.where(logp.isneginf(), torch.zeros_like(logp), logp.exp() * (logp - logq))
+    return terms.sum(-1)
+
+
+@contextmanager
+def inference_state(models):
+    """Eval mode and no grad for the duration; every model's train/eval flag restored after.
+
+    Eval mode matters beyond dropout: dropout would draw from the global RNG, and PEFT refuses
+    mixed-adapter batches in train mode.
+    """
+    modes = [(m, m.training) for m in models]
+    try:
+        for m, _ in modes:
+            m.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for m, was_training in modes:
+            m.train(was_training)
+
+
+class _StopRules:
+    """Per-row stop decisions: EOS, end-of-turn, stop strings."""
+
+    def __init__(self, tokenizer, generation_config, stop_strings, ignore_eos=False):
+        self.tokenizer = tokenizer
+        self.end_of_turn = set() if ignore_eos else end_of_turn_ids(tokenizer)
+        self.eos = set() if ignore_eos else eos_ids(tokenizer, generation_config) - self.end_of_turn
+        self.stop_strings = tuple(stop_strings)
+
+    def reason(self, token_id: int, generated: list[int]) -> str | None:
+        if token_id in self.end_of_turn:
+            return STOP_END_OF_TURN
+        if token_id in self.eos:
+            return STOP_EOS
+        if self.stop_strings:
+            text = self.tokenizer.decode(generated[-32:], skip_special_tokens=False)
+            if any(s in text for s in self.stop_strings):
+                return STOP_STRING
+        return None
+
+
+def _pad_id(tokenizer) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if candidate is not None:
+            return candidate
+    return 0
+
+
+def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _decode_batch(pair, prompt_ids, work, config, stops, warpers):
+    """Decode one batch; returns per-row dicts in the order of ``work``."""
+    device = pair.device
+    need_before = config.alpha != 0
+    input_ids, mask = _left_pad(prompt_ids, _pad_id(pair.tokenizer), device)
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    next_position = mask.sum(-1)
+    uniforms = rollout_uniforms(config.seed, work, config.max_new_tokens)
+    rows = [
+        {"ids": [], "lp_s": [], "lp_a": [], "lp_b": [] if need_before else None, "kl": 0.0, "stop": None}
+        for _ in work
+    ]
+    live = torch.arange(len(work))  # batch rows still decoding -> index into `rows`
+    session = pair.open(need_before=need_before)
+    after, before = session.forward(input_ids, mask, position_ids)
+    for step in range(config.max_new_tokens):
+        amp = combine(after, before, config.alpha)
+        if config.greedy:
+            tokens = amp.argmax(-1)
+            amp_dist, after_dist, before_dist = amp, after, before
+        else:
+            amp_dist = warpers(None, amp)
+            tokens = inverse_cdf_sample(amp_dist, uniforms[live, step])
+            after_dist = amp_dist if not need_before else warpers(None, after)
+            before_dist = warpers(None, before) if need_before else None
+        lp_s = _token_logprob(amp_dist, tokens).tolist()
+        lp_a = lp_s if after_dist is amp_dist else _token_logprob(after_dist, tokens).tolist()
+        lp_b = _token_logprob(before_dist, tokens).tolist() if need_before else None
+        kl = _kl(amp, after).tolist() if need_before else [0.0] * len(live)
+        keep = []
+        for j, (row_index, token) in enumerate(zip(live.tolist(), tokens.tolist(), strict=True)):
+            row = rows[row_index]
+            row["ids"].append(token)
+            row["lp_s"].append(lp_s[j])
+            row["lp_a"].append(lp_a[j])
+            if need_before:
+                row["lp_b"].append(lp_b[j])
+            row["kl"] += kl[j]
+            row["stop"] = stops.reason(token, row["ids"])
+            if row["stop"] is None:
+                keep.append(j)
+        if not keep or step == config.max_new_tokens - 1:
+            break
+        if len(keep) < len(live):
+            keep_t = torch.tensor(keep, dtype=torch.long)
+            session.keep_rows(keep_t.to(device))
+            live, tokens = live[keep_t], tokens[keep_t.to(tokens.device)]
+            mask, next_position = mask[keep_t.to(device)], next_position[keep_t.to(device)]
+        mask = torch.cat([mask, mask.new_ones((len(keep), 1))], dim=-1)
+        after, before = session.forward(
+            tokens[:, None].to(device), mask, next_position[:, None]
+        )
+        next_position = next_position + 1
+    for row in rows:
+        row["stop"] = row["stop"] or STOP_MAX_TOKENS
+    return rows
+
+
+def sample(
+    pair: LogitPair,
+    prompts: Sequence[str | list],
+    config: SamplingConfig,
+    *,
+    samples_per_prompt: int = 1,
+    work: Sequence[tuple[int, int]] | None = None,
+) -> list[Rollout]:
+    """Sample amplified rollouts.
+
+    ``work`` lists the (prompt index, sample index) pairs to roll out (default: every prompt x
+    ``samples_per_prompt``); a rollout depends only on its pair and the seed, so work can be split
+    across batches or processes freely. Results come back in ``work`` order.
+    """
+    if work is None:
+        work = [(p, s) for p in range(len(prompts)) for s in range(samples_per_prompt)]
+    if not work:
+        return []
+    tokenizer = pair.tokenizer
+    rendered = {
+        p: render_prompt(
+            tokenizer, prompts[p], system=config.system_prompt, chat_template=config.chat_template
+        )
+        for p in sorted({p for p, _ in work})
+    }
+    encoded = {p: encode_rendered(tokenizer, t, chat_template=config.chat_template) for p, t in rendered.items()}
+    generation_config = getattr(pair.models[0], "generation_config", None)
+    stops = _StopRules(tokenizer, generation_config, config.stop_strings, config.ignore_eos)
+    warpers = config.warpers()
+    # Similar lengths together waste less compute on padding; results do not depend on order.
+    order = sorted(range(len(work)), key=lambda i: len(encoded[work[i][0]]))
+    results: list[Rollout | None] = [None] * len(work)
+    with inference_state(pair.models):
+        for start in range(0, len(order), config.batch_size):
+            chunk = order[start : start + config.batch_size]
+            chunk_work = [work[i] for i in chunk]
+            rows = _decode_batch(
+                pair, [encoded[p] for p, _ in chunk_work], chunk_work, config, stops, warpers
+            )
+            for i, (p, s), row in zip(chunk, chunk_work, rows, strict=True):
+                results[i] = _to_rollout(tokenizer, prompts[p], rendered[p], encoded[p], p, s, row, config)
+    return results  # type: ignore[return-value]
+
+
+def _to_rollout(tokenizer, prompt, rendered, prompt_ids, p, s, row, config) -> Rollout:
+    ids = row["ids"]
+    text_ids = ids[:-1] if row["stop"] in (STOP_EOS, STOP_END_OF_TURN) else ids
+    return Rollout(
+        prompt_index=p,
+        sample_index=s,
+        prompt=prompt,
+        rendered_prompt=rendered,
+        completion=tokenizer.decode(text_ids, skip_special_tokens=False),
+        token_ids=list(ids),
+        stop_reason=row["stop"],
+        alpha=float(config.alpha),
+        logprob_sampled=row["lp_s"],
+        logprob_after=row["lp_a"],
+        logprob_before=row["lp_b"],
+        kl_amp_after=row["kl"] / max(len(ids), 1),
+        prompt_token_ids=list(prompt_ids),
+    )

@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny random models and an offline tokenizer, built in milliseconds.
+
+Nothing here touches the network: the tokenizer is a word-level vocabulary written in code with
+a ChatML template, and the models are randomly initialised from small configs.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tests.tiny import build_tokenizer, tiny_gpt2, tiny_llama  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep converted-model caches out of the user's home, but share the embedded model's."""
+    if "LDA_MONITOR_CACHE" not in os.environ:
+        monkeypatch.setenv("LDA_MONITOR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def llama_pair(tokenizer):
+    """(after, before) tiny Llama models (RoPE) in float32 with different weights."""
+    return tiny_llama(tokenizer, seed=1), tiny_llama(tokenizer, seed=2)
+
+
+@pytest.fixture(scope="session")
+def gpt2_pair(tokenizer):
+    """(after, before) tiny GPT-2 models (learned absolute positions)."""
+    return tiny_gpt2(tokenizer, seed=1), tiny_gpt2(tokenizer, seed=2)
+
+
+@pytest.fixture
+def rng_guard():
+    """Asserts the test body did not touch the global torch RNG."""
+    state = torch.get_rng_state()
+    yield
+    assert torch.equal(state, torch.get_rng_state()), "global torch RNG was consumed"
