@@ -143,42 +143,65 @@ def rollout_seed(seed: int, prompt_index: int, sample_index: int) -> int:
 
 
 def rollout_uniforms(seed: int, work: Sequence[tuple[int, int]], steps: int) -> torch.Tensor:
-    """``[len(work), steps]`` float64 uniforms, row i from the stream of ``work[i]``."""
+    """``[len(work), steps]`` uniforms in [0, 1), row i from the stream of ``work[i]``."""
     rows = []
     for prompt_index, sample_index in work:
         gen = torch.Generator().manual_seed(rollout_seed(seed, prompt_index, sample_index))
-        rows.append(torch.rand(steps, generator=gen, dtype=torch.float64))
+        rows.append(torch.rand(steps, generator=gen))
     return torch.stack(rows)
 
 
 def combine(after: torch.Tensor, before: torch.Tensor | None, alpha: float) -> torch.Tensor:
-    """Amplified logits in float32; ids impossible under either model stay impossible."""
+    """Amplified logits in float32; ids impossible under either model stay impossible.
+
+    ``torch.lerp(before, after, 1 + alpha)`` is ``after + alpha * (after - before)`` in one fused
+    kernel, and its two-sided formula returns ``after`` exactly at alpha 0 and ``before`` exactly
+    at alpha -1.
+    """
     if before is None or alpha == 0:
         return after.float()
     after, before = after.float(), before.float()
-    amp = (1.0 + alpha) * after - alpha * before
-    impossible = torch.isneginf(after) | torch.isneginf(before)
-    return amp.masked_fill(impossible, float("-inf"))
+    amp = torch.lerp(before, after, 1.0 + alpha)
+    if not torch.isfinite(amp).all():
+        impossible = torch.isneginf(after) | torch.isneginf(before)
+        amp = amp.masked_fill(impossible, float("-inf"))
+    return amp
 
 
-def inverse_cdf_sample(logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """Sample one id per row from softmax(logits) using one uniform in [0, 1) per row."""
-    probs = torch.softmax(logits.double(), dim=-1)
-    cdf = probs.cumsum(dim=-1)
-    target = (uniforms.to(cdf.device, torch.float64) * cdf[:, -1]).unsqueeze(-1)
-    ids = torch.searchsorted(cdf, target, right=True).squeeze(-1)
-    return ids.clamp_(max=logits.shape[-1] - 1)
+def inverse_cdf_sample(logits: torch.Tensor, uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample one id per row from softmax(logits) with one uniform in [0, 1) per row.
+
+    Returns the ids and their log-probabilities, both from the one unnormalised cumulative sum.
+    """
+    peak = logits.max(dim=-1, keepdim=True).values
+    cdf = (logits - peak).exp_().cumsum_(dim=-1)
+    total = cdf[:, -1:]
+    target = uniforms.to(cdf.device, cdf.dtype).unsqueeze(-1) * total
+    # Rounding can carry u * total up to total itself, past every id with positive probability.
+    target = torch.minimum(target, torch.nextafter(total, torch.zeros_like(total)))
+    ids = torch.searchsorted(cdf, target, right=True).clamp_(max=logits.shape[-1] - 1)
+    logprob = logits.gather(-1, ids) - peak - total.log()
+    return ids.squeeze(-1), logprob.squeeze(-1)
 
 
-def _token_logprob(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    return torch.log_softmax(logits, dim=-1).gather(-1, ids[:, None]).squeeze(-1)
+def token_logprob(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[row, ids[row]] without materialising the whole log-softmax."""
+    return logits.gather(-1, ids[:, None]).squeeze(-1) - logits.logsumexp(-1)
 
 
-def _kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
-    """KL(softmax(p) || softmax(q)) per row; terms with p = 0 contribute 0."""
-    logp, logq = torch.log_softmax(p_logits, -1), torch.log_softmax(q_logits, -1)
-    terms = torch.where(logp.isneginf(), torch.zeros_like(logp), logp.exp() * (logp - logq))
-    return terms.sum(-1)
+def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(p) || softmax(q)) per row; terms with p = 0 contribute 0.
+
+    Written as ``<softmax(p), p - q> - lse(p) + lse(q)`` to keep few [rows, vocab] buffers
+    alive: on CPU each fresh one costs page faults comparable to the arithmetic itself.
+    """
+    probs = torch.softmax(p_logits, -1)
+    diff = p_logits - q_logits
+    kl = torch.linalg.vecdot(probs, diff) - p_logits.logsumexp(-1) + q_logits.logsumexp(-1)
+    if not torch.isfinite(kl).all():  # -inf logits: 0 * inf terms must count as 0
+        diff = torch.where(probs > 0, diff, torch.zeros_like(diff))
+        kl = torch.linalg.vecdot(probs, diff) - p_logits.logsumexp(-1) + q_logits.logsumexp(-1)
+    return kl
 
 
 @contextmanager
@@ -256,16 +279,16 @@ def _decode_batch(pair, prompt_ids, work, config, stops, warpers):
         amp = combine(after, before, config.alpha)
         if config.greedy:
             tokens = amp.argmax(-1)
-            amp_dist, after_dist, before_dist = amp, after, before
+            lp_s = token_logprob(amp, tokens)
+            after_dist, before_dist = after, before
         else:
-            amp_dist = warpers(None, amp)
-            tokens = inverse_cdf_sample(amp_dist, uniforms[live, step])
-            after_dist = amp_dist if not need_before else warpers(None, after)
+            tokens, lp_s = inverse_cdf_sample(warpers(None, amp), uniforms[live, step])
+            after_dist = warpers(None, after) if need_before else None
             before_dist = warpers(None, before) if need_before else None
-        lp_s = _token_logprob(amp_dist, tokens).tolist()
-        lp_a = lp_s if after_dist is amp_dist else _token_logprob(after_dist, tokens).tolist()
-        lp_b = _token_logprob(before_dist, tokens).tolist() if need_before else None
-        kl = _kl(amp, after).tolist() if need_before else [0.0] * len(live)
+        lp_a = token_logprob(after_dist, tokens).tolist() if need_before else lp_s.tolist()
+        lp_b = token_logprob(before_dist, tokens).tolist() if need_before else None
+        lp_s = lp_s.tolist()
+        kl = kl_divergence(amp, after).tolist() if need_before else [0.0] * len(live)
         keep = []
         for j, (row_index, token) in enumerate(zip(live.tolist(), tokens.tolist(), strict=True)):
             row = rows[row_index]

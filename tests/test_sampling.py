@@ -16,6 +16,8 @@ from lda_monitor.sampling import (
     STOP_MAX_TOKENS,
     STOP_STRING,
     SamplingConfig,
+    combine,
+    kl_divergence,
     sample,
 )
 from tests.tiny import BigramLM
@@ -112,7 +114,9 @@ def test_every_step_matches_cache_free_forward(tokenizer, llama_pair):
             a = ref_last_logits(after, prefix + r.token_ids[:t])
             b = ref_last_logits(before, prefix + r.token_ids[:t])
             amp = a + alpha * (a - b)
-            lp = lambda x: float(torch.log_softmax(ref_warp(x, **knobs), -1)[token])  # noqa: E731
+            def lp(x, token=token):
+                return float(torch.log_softmax(ref_warp(x, **knobs), -1)[token])
+
             assert r.logprob_sampled[t] == pytest.approx(lp(amp), abs=2e-4)
             assert r.logprob_after[t] == pytest.approx(lp(a), abs=2e-4)
             assert r.logprob_before[t] == pytest.approx(lp(b), abs=2e-4)
@@ -253,3 +257,19 @@ def test_stop_strings(tokenizer):
 def test_bad_sampling_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SamplingConfig(**kwargs)
+
+
+def test_combine_exact_endpoints_and_impossible_ids():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 50, generator=gen) * 4, torch.randn(3, 50, generator=gen) * 4
+    assert torch.equal(combine(a, b, 0.0), a)
+    assert torch.equal(combine(a, b, -1.0), b)
+    torch.testing.assert_close(combine(a, b, 2.5), a + 2.5 * (a - b))
+    inf = float("-inf")
+    after = torch.tensor([[0.0, 1.0, inf, 2.0]])
+    before = torch.tensor([[1.0, inf, 0.5, 2.0]])
+    amp = combine(after, before, 2.0)
+    assert amp.tolist() == [[-2.0, inf, inf, 2.0]]
+    p = np.exp([-2.0, 2.0]) / np.exp([-2.0, 2.0]).sum()
+    q = np.exp([0.0, 2.0]) / np.exp([0.0, 1.0, 2.0]).sum()
+    assert float(kl_divergence(amp, after)[0]) == pytest.approx(float((p * np.log(p / q)).sum()), rel=1e-5)
