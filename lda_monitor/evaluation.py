@@ -1,0 +1,177 @@
+"""One evaluation: prompts -> amplified and plain rollouts -> verdicts -> records.
+
+The training callback and the offline auditor both call :func:`evaluate`; neither samples,
+judges or builds records on its own, so the two front ends cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from .prompts import PromptItem
+from .records import KIND_AMPLIFIED, KIND_PLAIN, RolloutRecord
+from .sampling import Rollout, SamplingConfig, sample
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """What each evaluation samples. ``sampling.alpha`` is ignored: alpha comes per evaluation."""
+
+    samples_per_prompt: int = 4
+    plain_samples_per_prompt: int | None = None  # None: as many as amplified; 0: no plain control
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    @property
+    def plain_samples(self) -> int:
+        if self.plain_samples_per_prompt is None:
+            return self.samples_per_prompt
+        return self.plain_samples_per_prompt
+
+
+@dataclass
+class EvaluationResult:
+    records: list[RolloutRecord]
+    seconds: float
+    tokens: int
+    judge_names: list[str]
+    primary_judge: str
+
+
+def evaluation_seed(seed: int, step: int) -> int:
+    """Seed of the evaluation at ``step``: a function of (seed, step) alone, so the callback and the
+    auditor draw the same streams at the same step, and a resumed run repeats nothing."""
+    return (seed * 1_000_003 + step) % (1 << 62)
+
+
+def judge_question(prompt) -> str:
+    """The text a judge reads as the question: a plain prompt, or the last user message."""
+    if isinstance(prompt, str):
+        return prompt
+    users = [m.get("content", "") for m in prompt if m.get("role") == "user"]
+    return users[-1] if users else str(prompt[-1].get("content", ""))
+
+
+def work_items(n_prompts: int, samples: int) -> list[tuple[int, int]]:
+    return [(p, s) for p in range(n_prompts) for s in range(samples)]
+
+
+def rollout_records(
+    rollouts: Sequence[Rollout],
+    items: Sequence[PromptItem],
+    verdicts: dict[str, list],
+    *,
+    kind: str,
+    step: int,
+    seed: int,
+    run_id: str,
+    source: str,
+    checkpoint: str | None = None,
+) -> list[RolloutRecord]:
+    """Join rollouts with every judge's verdicts into schema records."""
+    out = []
+    for i, r in enumerate(rollouts):
+        item = items[r.prompt_index]
+        out.append(
+            RolloutRecord(
+                run_id=run_id,
+                source=source,
+                step=step,
+                checkpoint=checkpoint,
+                kind=kind,
+                alpha=r.alpha,
+                seed=seed,
+                prompt_index=r.prompt_index,
+                sample_index=r.sample_index,
+                prompt_id=item.id,
+                category=item.category,
+                prompt=r.prompt,
+                rendered_prompt=r.rendered_prompt,
+                completion=r.completion,
+                token_ids=r.token_ids,
+                stop_reason=r.stop_reason,
+                num_tokens=r.num_tokens,
+                logprob_sampled=r.logprob_sampled,
+                logprob_after=r.logprob_after,
+                logprob_before=r.logprob_before,
+                kl_amp_after=r.kl_amp_after,
+                verdicts={name: v[i].to_dict() for name, v in verdicts.items()},
+            )
+        )
+    return out
+
+
+def judge_rollouts(judge, items: Sequence[PromptItem], rollouts: Sequence[Rollout]) -> dict[str, list]:
+    """Every judge's verdicts (a composition's members too), keyed by judge name."""
+    if not rollouts:
+        return {}
+    questions = [judge_question(items[r.prompt_index].prompt) for r in rollouts]
+    metadata = [
+        {"category": items[r.prompt_index].category, "prompt_id": items[r.prompt_index].id}
+        for r in rollouts
+    ]
+    return judge.evaluate(questions, [r.completion for r in rollouts], metadata)
+
+
+def evaluate(
+    pair,
+    items: Sequence[PromptItem],
+    judge,
+    *,
+    alpha: float,
+    plan: EvaluationPlan,
+    step: int,
+    run_id: str,
+    source: str,
+    checkpoint: str | None = None,
+    shard=None,
+) -> EvaluationResult:
+    """Amplified rollouts at ``alpha`` plus the plain (alpha 0) control on the same prompts.
+
+    ``shard`` (optional) filters the work list, for splitting one evaluation across processes;
+    because every rollout has its own random stream, the union of shards equals the unsharded run.
+    """
+    start = time.perf_counter()
+    seed = evaluation_seed(plan.sampling.seed, step)
+    prompts = [item.prompt for item in items]
+    runs = [(KIND_AMPLIFIED, alpha, plan.samples_per_prompt)]
+    if plan.plain_samples:
+        runs.append((KIND_PLAIN, 0.0, plan.plain_samples))
+    records: list[RolloutRecord] = []
+    tokens = 0
+    names: list[str] = []
+    for kind, kind_alpha, samples in runs:
+        work = work_items(len(items), samples)
+        if shard is not None:
+            work = shard(work)
+        config = replace(plan.sampling, alpha=float(kind_alpha), seed=seed)
+        rollouts = sample(pair, prompts, config, work=work)
+        tokens += sum(r.num_tokens for r in rollouts)
+        verdicts = judge_rollouts(judge, items, rollouts)
+        names = names or list(verdicts)
+        records += rollout_records(
+            rollouts, items, verdicts, kind=kind, step=step, seed=seed, run_id=run_id,
+            source=source, checkpoint=checkpoint,
+        )
+    return EvaluationResult(
+        records=records,
+        seconds=time.perf_counter() - start,
+        tokens=tokens,
+        judge_names=names,
+        primary_judge=judge.name,
+    )
+
+
+def probe_kl(pair, items: Sequence[PromptItem], plan: EvaluationPlan, *, step: int, samples: int = 1):
+    """A function alpha -> mean per-token KL(amplified || after) on a small probe batch, for the
+    adaptive schedule's bisection. Token-weighted over the probe's rollouts."""
+    prompts = [item.prompt for item in items]
+    seed = evaluation_seed(plan.sampling.seed, step) ^ 0x5EED
+
+    def kl_at(alpha: float) -> float:
+        config = replace(plan.sampling, alpha=float(alpha), seed=seed)
+        rollouts = sample(pair, prompts, config, samples_per_prompt=samples)
+        total = sum(r.num_tokens for r in rollouts)
+        return sum(r.kl_amp_after * r.num_tokens for r in rollouts) / max(total, 1)
+
+    return kl_at

@@ -1,0 +1,88 @@
+"""Build any judge from one spec: a string, a mapping (from YAML), or a judge object.
+
+* ``"regex:PATTERN"``, ``"substring:TEXT"``: built-ins by name.
+* ``{"type": "any", "judges": [...], "name": ...}``: compositions (any/all/majority).
+* ``{"type": "package.module:attr", ...}`` or ``"package.module:attr"``: a third-party judge
+  class or factory called with the mapping's other keys.
+* Entry points in the group ``lda_monitor.judges``: a name another package registers.
+Built-ins are imported lazily so optional dependencies load only when used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+
+from ..errors import UserInputError
+from .base import Judge
+
+ENTRY_POINT_GROUP = "lda_monitor.judges"
+BUILTINS = {
+    "regex": "lda_monitor.judges.regex:RegexJudge",
+    "substring": "lda_monitor.judges.regex:SubstringJudge",
+}
+COMPOSITIONS = ("any", "all", "majority")
+
+
+def _load(target: str):
+    module, _, attr = target.partition(":")
+    try:
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise UserInputError(f"cannot import judge {target!r}: {exc}") from None
+    return obj
+
+
+def _entry_points() -> dict:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _factory(kind: str):
+    """The class or factory behind a judge type: built-in, 'module:attr', or entry point."""
+    if kind in BUILTINS:
+        return _load(BUILTINS[kind])
+    if ":" in kind:
+        return _load(kind)
+    plugins = _entry_points()
+    if kind in plugins:
+        return plugins[kind].load()
+    known = sorted([*BUILTINS, *COMPOSITIONS, *plugins])
+    close = difflib.get_close_matches(kind, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UserInputError(f"unknown judge type {kind!r}{hint} (known: {', '.join(known)}; or 'package.module:attr')")
+
+
+def build_judge(spec) -> Judge:
+    """A judge from a spec string, a mapping, or a judge object (returned as is)."""
+    if isinstance(spec, Judge):
+        return spec
+    if isinstance(spec, str):
+        kind, sep, arg = spec.partition(":")
+        if kind in BUILTINS:
+            if not arg:
+                raise UserInputError(f"judge spec {spec!r} needs an argument, e.g. '{kind}:PATTERN'")
+            return _factory(kind)(arg)
+        return build_judge({"type": spec})
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise UserInputError(f"a judge spec is a string or a mapping with 'type'; got {spec!r:.80}")
+    options = {k: v for k, v in spec.items() if k != "type"}
+    kind = spec["type"]
+    if kind in COMPOSITIONS:
+        from .compose import CompositeJudge
+
+        members = [build_judge(m) for m in options.pop("judges", [])]
+        return CompositeJudge(kind, members, **options)
+    if kind in ("regex", "substring"):
+        values = options.pop("patterns", None) or options.pop("pattern", None) or options.pop("substrings", None)
+        return _factory(kind)(values or [], **options)
+    return _instantiate(_factory(kind), options)
+
+
+def _instantiate(factory, options: dict) -> Judge:
+    judge = factory(**options) if callable(factory) and not isinstance(factory, Judge) else factory
+    if not isinstance(judge, Judge) and not (hasattr(judge, "evaluate") and hasattr(judge, "name")):
+        raise UserInputError(f"{factory!r} did not build a judge (needs .name and .evaluate)")
+    return judge
