@@ -14,6 +14,7 @@ from .prompts import PromptItem
 from .records import KIND_AMPLIFIED, KIND_PLAIN, RolloutRecord
 from .sampling import Rollout, SamplingConfig, sample
 
+
 @dataclass(frozen=True)
 class EvaluationPlan:
     """What each evaluation samples. ``sampling.alpha`` is ignored: alpha comes per evaluation."""

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from .records import KIND_AMPLIFIED, KIND_PLAIN, RolloutRecord
 from .stats import amplification_factor, coherence, flag_rate, importance_weighted_rate
 
+
 @dataclass
 class SummaryRow:
     step: int
