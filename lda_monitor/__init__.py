@@ -6,3 +6,14 @@ Heavy submodules (torch, transformers) are imported lazily so ``import lda_monit
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name == "LDAMonitorCallback":
+        from .callback import LDAMonitorCallback
+
+        return LDAMonitorCallback
+    raise AttributeError(f"module 'lda_monitor' has no attribute {name!r}")
+
+
+__all__ = ["LDAMonitorCallback", "__version__"]

@@ -116,3 +116,23 @@ def read_records(path: str | Path) -> Iterator[RolloutRecord]:
                 return
             raise ValueError(f"{path}:{number}: corrupt rollout record ({exc})") from None
         yield RolloutRecord.from_dict(data, where=f"{path}:{number}")
+
+
+def drop_records_after(path: str | Path, step: int) -> int:
+    """Remove records with ``step`` greater than ``step`` (a resumed run rolled them back).
+    Rewrites through a temporary file and an atomic rename; returns how many were dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for record in read_records(path):
+        if record.step > step:
+            dropped += 1
+        else:
+            kept.append(record)
+    if dropped:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with RecordWriter(tmp) as writer:
+            writer.write(kept)
+        os.replace(tmp, path)
+    return dropped

@@ -56,8 +56,9 @@ def _factory(kind: str):
 
 
 def build_judge(spec) -> Judge:
-    """A judge from a spec string, a mapping, or a judge object (returned as is)."""
-    if isinstance(spec, Judge):
+    """A judge from a spec string, a mapping, or a judge object (returned as is; any object
+    with ``name`` and ``evaluate`` counts)."""
+    if isinstance(spec, Judge) or (hasattr(spec, "evaluate") and hasattr(spec, "name")):
         return spec
     if isinstance(spec, str):
         kind, sep, arg = spec.partition(":")
