@@ -126,6 +126,14 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, quick=args.quick, seed=args.seed, poison_share=args.poison_share,
+             report_to="none" if args.no_wandb else None)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lda-monitor", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(run=_cmd_bench)
+
+    d = sub.add_parser("demo", help="offline end-to-end demo: LDA catches a planted behaviour early")
+    d.add_argument("--quick", action="store_true", help="the 3-minute version (CI runs it)")
+    d.add_argument("--out", default="lda-demo", help="output directory")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--poison-share", type=_real, default=0.06, help="share of poisoned training rows")
+    d.add_argument("--no-wandb", action="store_true", help="do not log to W&B (default: offline run)")
+    d.set_defaults(run=_cmd_demo)
     return parser
 
 
