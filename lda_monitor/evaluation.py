@@ -7,7 +7,6 @@ judges or builds records on its own, so the two front ends cannot drift apart.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -127,14 +126,11 @@ def evaluate(
     source: str,
     checkpoint: str | None = None,
     shard=None,
-    deadline: float | None = None,
 ) -> EvaluationResult:
     """Amplified rollouts at ``alpha`` plus the plain (alpha 0) control on the same prompts.
 
     ``shard`` (optional) filters the work list, for splitting one evaluation across processes;
     because every rollout has its own random stream, the union of shards equals the unsharded run.
-    ``deadline`` (a ``time.perf_counter()`` value): once passed, the plain control is skipped
-    with a warning rather than letting one evaluation stall training.
     """
     start = time.perf_counter()
     seed = evaluation_seed(plan.sampling.seed, step)
@@ -146,9 +142,6 @@ def evaluate(
     tokens = 0
     names: list[str] = []
     for kind, kind_alpha, samples in runs:
-        if deadline is not None and kind == KIND_PLAIN and time.perf_counter() > deadline:
-            warnings.warn(f"evaluation at step {step} ran past its time budget; plain control skipped", stacklevel=2)
-            continue
         work = work_items(len(items), samples)
         if shard is not None:
             work = shard(work)

@@ -119,7 +119,8 @@ def read_records(path: str | Path) -> Iterator[RolloutRecord]:
 
 
 def drop_records_after(path: str | Path, step: int) -> int:
-    """Remove records with ``step`` greater than ``step`` (a resumed run rolled them back).
+    """Remove records with ``step`` greater than ``step`` (a resumed run rolled them back), and
+    a truncated last line (a kill mid-write), which appending would turn into corruption.
     Rewrites through a temporary file and an atomic rename; returns how many were dropped."""
     path = Path(path)
     if not path.is_file():
@@ -130,7 +131,8 @@ def drop_records_after(path: str | Path, step: int) -> int:
             dropped += 1
         else:
             kept.append(record)
-    if dropped:
+    truncated = not path.read_bytes().endswith(b"\n") and path.stat().st_size > 0
+    if dropped or truncated:
         tmp = path.with_suffix(path.suffix + ".tmp")
         with RecordWriter(tmp) as writer:
             writer.write(kept)

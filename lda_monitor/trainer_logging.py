@@ -1,19 +1,25 @@
-"""Getting the monitor's metrics to every place the Trainer reports to, without disturbing it.
+"""Getting the monitor's metrics to everything the Trainer reports to, without disturbing it.
 
 ``trainer.log()`` is the wrong tool from inside a callback: called from ``on_step_end`` it
-resets ``control.should_log`` (the step's loss row is then dropped), and TRL trainers override
-it to flush their own buffered metrics into whatever row is being logged. The callback also
-receives no trainer. Instead the monitor:
+resets ``control.should_log`` (that step's loss row is then never logged), and TRL trainers
+override it to flush their own buffered metrics into whatever row is being logged. A callback
+also receives no trainer. Instead :class:`MetricEmitter`:
 
-1. appends its own row ``{**metrics, "step": global_step}`` to ``state.log_history``;
-2. replays an ``on_log`` event with its metrics to the other callbacks of the Trainer's
-   ``CallbackHandler`` (TensorBoard, MLflow, the console printer, ...), saving and restoring
-   every ``control.should_*`` flag around it, so no decision of the training loop changes;
-3. logs to W&B directly when a run is active, under ``lda/...`` with ``train/global_step`` as
-   the x-axis (WandbCallback would rename the keys to ``train/lda/...``).
+1. appends its own row ``{**metrics, "step": global_step}`` to ``state.log_history`` (saved in
+   every checkpoint's ``trainer_state.json``, like the Trainer's rows);
+2. replays an ``on_log`` event carrying only the monitor's metrics to the other callbacks of
+   the Trainer's ``CallbackHandler`` - the reporting integrations chosen with ``report_to``
+   (TensorBoard, MLflow, ...) and any user callback - saving and restoring every
+   ``control.should_*`` flag around it, so no decision of the training loop changes. The
+   integrations log at ``state.global_step``, the right step; most prefix keys with ``train/``
+   as they do for every training metric.
 
-The handler is found once, at ``on_train_begin``, as the ``self`` of the ``call_event`` frame
-that invoked the callback.
+W&B is skipped here: :mod:`lda_monitor.wandb_sink` logs to it directly (with tables), and the
+``WandbCallback`` would log the same scalars a second time under ``train/lda/...``.
+
+The handler is found once, at ``on_train_begin``, as the ``self`` of the
+``CallbackHandler.call_event`` frame that invoked the callback. If it cannot be found (a
+custom training loop), metrics still reach ``state.log_history`` and W&B, with a warning.
 """
 
 from __future__ import annotations
@@ -24,24 +30,17 @@ import warnings
 
 from transformers.trainer_callback import CallbackHandler
 
-WANDB_STEP = "train/global_step"
+_HANDLER_KWARGS = ("model", "processing_class", "optimizer", "lr_scheduler", "train_dataloader", "eval_dataloader")
 
 
-def find_callback_handler(max_depth: int = 8) -> CallbackHandler | None:
+def find_callback_handler() -> CallbackHandler | None:
+    """The ``CallbackHandler`` whose ``call_event`` is on the current call stack, if any."""
     frame = sys._getframe(1)
-    for _ in range(max_depth):
-        if frame is None:
-            return None
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, CallbackHandler):
-            return candidate
+    while frame is not None:
+        if frame.f_code is CallbackHandler.call_event.__code__:
+            return frame.f_locals.get("self")
         frame = frame.f_back
     return None
-
-
-def _wandb_run():
-    module = sys.modules.get("wandb")
-    return getattr(module, "run", None) if module is not None else None
 
 
 def _is_wandb_callback(callback) -> bool:
@@ -49,44 +48,36 @@ def _is_wandb_callback(callback) -> bool:
 
 
 class MetricEmitter:
+    """Writes metric rows to ``log_history`` and replays them as ``on_log`` events."""
+
     def __init__(self, owner, handler: CallbackHandler | None):
         self.owner, self.handler = owner, handler
-        self._wandb_defined = False
         if handler is None:
             warnings.warn(
-                "lda-monitor could not find the Trainer's callback handler; metrics go to "
-                "state.log_history and W&B only", stacklevel=3,
+                "lda-monitor could not find the Trainer's callback handler (custom training loop?); "
+                "its metrics go to state.log_history and W&B only, not to other report_to backends",
+                stacklevel=3,
             )
 
-    def emit(self, args, state, control, metrics: dict[str, float], **kwargs) -> None:
-        if not state.is_world_process_zero:
-            return
+    def emit(self, args, state, control, metrics: dict[str, float]) -> None:
+        """Log ``metrics`` at ``state.global_step``. Raises after trying every callback if any
+        of them failed (the caller counts that as a monitoring error)."""
         state.log_history.append({**metrics, "step": state.global_step})
-        if self.handler is not None:
-            saved = dataclasses.asdict(control)
+        if self.handler is None:
+            return
+        kwargs = {name: getattr(self.handler, name, None) for name in _HANDLER_KWARGS}
+        saved = dataclasses.asdict(control)
+        failures = []
+        try:
             for callback in self.handler.callbacks:
                 if callback is self.owner or _is_wandb_callback(callback):
                     continue
-                callback.on_log(args, state, control, logs=dict(metrics), **kwargs)
+                try:
+                    callback.on_log(args, state, control, logs=dict(metrics), **kwargs)
+                except Exception as exc:  # noqa: BLE001 - one broken backend must not starve the others
+                    failures.append(f"{type(callback).__name__}: {type(exc).__name__}: {exc}")
+        finally:
             for name, value in saved.items():
                 setattr(control, name, value)
-        run = _wandb_run()
-        if run is not None:
-            if not self._wandb_defined:
-                run.define_metric(WANDB_STEP)
-                run.define_metric("lda/*", step_metric=WANDB_STEP)
-                self._wandb_defined = True
-            run.log({**metrics, WANDB_STEP: state.global_step})
-
-    def table(self, state, key: str, columns: list[str], rows: list[list]) -> None:
-        run = _wandb_run()
-        if run is None or not state.is_world_process_zero or not rows:
-            return
-        import wandb
-
-        run.log({key: wandb.Table(columns=columns, data=rows), WANDB_STEP: state.global_step})
-
-    def config(self, config: dict) -> None:
-        run = _wandb_run()
-        if run is not None:
-            run.config.update({"lda_monitor": config}, allow_val_change=True)
+        if failures:
+            raise RuntimeError("reporting callbacks failed on lda-monitor metrics: " + "; ".join(failures))
