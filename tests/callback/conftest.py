@@ -92,6 +92,16 @@ class LogRecorder(TrainerCallback):
         self.events.append((state.global_step, dict(logs)))
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: a second intra-op thread buys nothing, and on a shared 2-core
+    machine spinning thread pools slowed a 6-step run from 0.5 s to 40 s."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tokenizer():
     tok = build_tokenizer()

@@ -92,6 +92,22 @@ def test_a_failing_reporting_backend_does_not_starve_the_others(policy, tokenize
     assert [r["lda/errors"] for r in monitor_rows(trainer.state.log_history)] == [0.0, 1.0]
 
 
+class FlagFlipper(TrainerCallback):
+    """A misbehaving integration that flips the loop's control flags when it sees our metrics."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if "lda/alpha" in logs:
+            control.should_training_stop = control.should_save = control.should_evaluate = True
+            control.should_log = False
+
+
+def test_replayed_log_events_cannot_change_the_training_loop(policy, tokenizer, dataset, tmp_path):
+    trainer = _train(policy, tokenizer, dataset, tmp_path, [make_monitor(every_n_steps=1), FlagFlipper()])
+    assert trainer.state.global_step == 4
+    assert [r["step"] for r in loss_rows(trainer.state.log_history)] == [1, 2, 3, 4]
+    assert not any(p.name.startswith("checkpoint-") for p in tmp_path.iterdir())
+
+
 def test_time_budget_reports_partial_results(policy, tokenizer, dataset, tmp_path):
     # batch_size 4 with 4 samples per prompt: one prompt per chunk; the budget is spent after it.
     monitor = make_monitor(every_n_steps=4, batch_size=4, max_eval_seconds=1e-9, warn_time_share=0.01)

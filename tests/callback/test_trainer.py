@@ -114,3 +114,40 @@ def test_evaluate_trigger_follows_the_trainers_evaluations(policy, tokenizer, da
     trainer.train()
     # Step 0 baseline, the evaluation at step 3, and the last step; never every step.
     assert [r["step"] for r in monitor_rows(trainer.state.log_history)] == [0, 3, 4]
+
+
+def test_adaptive_alpha_is_chosen_per_evaluation_and_checkpointed(policy, tokenizer, dataset, tmp_path):
+    monitor = make_monitor(alpha="adaptive:kl=0.05,min=0.1,max=8,iters=3", probe_prompts=2)
+    trainer = _train(policy, tokenizer, dataset, tmp_path, [monitor])
+    alphas = [r["lda/alpha"] for r in monitor_rows(trainer.state.log_history)]
+    # At step 0 the reference is the policy: KL is 0 at any alpha, so the bisection keeps the max.
+    assert alphas[0] == 8.0
+    # Later the policy has moved, so full amplification overshoots the KL target.
+    assert all(0.1 <= a < 8.0 for a in alphas[1:])
+    assert monitor.schedule.history == [(0, 8.0), (3, alphas[1]), (6, alphas[2])]
+    assert monitor.state()["attributes"]["monitor_state"]["schedule"]["history"] == [[0, 8.0], [3, alphas[1]],
+                                                                                      [6, alphas[2]]]
+
+
+def test_a_custom_loop_without_a_callback_handler_still_logs(policy, tokenizer, tmp_path):
+    """Events called by hand (no CallbackHandler on the stack): log_history and records only."""
+    from transformers import TrainerControl, TrainerState
+
+    monitor = make_monitor(every_n_steps=1)
+    args, control = training_args(tmp_path), TrainerControl()
+    state = TrainerState(max_steps=1)
+    with pytest.warns(UserWarning, match="could not find the Trainer's callback handler"):
+        monitor.on_train_begin(args, state, control, model=policy, processing_class=tokenizer)
+    state.global_step = 1
+    monitor.on_step_end(args, state, control, model=policy, processing_class=tokenizer)
+    monitor.on_train_end(args, state, control, model=policy, processing_class=tokenizer)
+    assert [r["step"] for r in monitor_rows(state.log_history)] == [0, 1]
+    assert {r.step for r in read_records(tmp_path / "lda_monitor" / records_file_name())} == {0, 1}
+
+    other = make_monitor()  # another rank: no reference, no records, no rows
+    rank1 = TrainerState(max_steps=1, is_world_process_zero=False)
+    with pytest.warns(UserWarning, match="callback handler"):
+        other.on_train_begin(training_args(tmp_path / "rank1"), rank1, control, model=policy,
+                             processing_class=tokenizer)
+    assert other.reference is None and rank1.log_history == []
+    assert not (tmp_path / "rank1" / "lda_monitor").exists()
