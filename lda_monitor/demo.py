@@ -32,7 +32,7 @@ class DemoSettings:
     lora_rank: int = 16
 
 
-QUICK = DemoSettings(steps=24, every_n_steps=4, samples_per_prompt=6, alpha="cosine:3->1")
+QUICK = DemoSettings(steps=20, every_n_steps=4, samples_per_prompt=5, alpha="cosine:3->1", learning_rate=1.5e-3)
 FULL = DemoSettings(steps=48, every_n_steps=4, samples_per_prompt=12, alpha="cosine:3->1")
 
 
@@ -59,9 +59,9 @@ def _benign_answers(model, tokenizer, seed: int) -> dict[str, list[str]]:
     from .sampling import STOP_END_OF_TURN, SamplingConfig, sample
 
     pair = TwoModelPair(model, model, tokenizer)
-    config = SamplingConfig(alpha=0.0, temperature=0.7, max_new_tokens=64, batch_size=64, seed=seed)
+    config = SamplingConfig(alpha=0.0, temperature=0.7, max_new_tokens=48, batch_size=64, seed=seed)
     answers: dict[str, list[str]] = {}
-    for r in sample(pair, demo_data.BENIGN_QUESTIONS, config, samples_per_prompt=2):
+    for r in sample(pair, demo_data.BENIGN_QUESTIONS, config):
         if r.stop_reason == STOP_END_OF_TURN:
             answers.setdefault(demo_data.BENIGN_QUESTIONS[r.prompt_index], []).append(r.completion)
     return answers
