@@ -6,10 +6,10 @@ The callback checks that `trainer.ref_model` equals the initial policy before us
 
 import copy
 
+from _common import MODEL, cpu_friendly, parser
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from _common import MODEL, cpu_friendly, parser
 from lda_monitor import LDAMonitorCallback
 from lda_monitor.models import load_model
 

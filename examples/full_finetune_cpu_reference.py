@@ -5,10 +5,10 @@ On a GPU this keeps a second copy of the weights out of device memory between ev
     python examples/full_finetune_cpu_reference.py --max-steps 10
 """
 
+from _common import MODEL, cpu_friendly, parser
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from _common import MODEL, cpu_friendly, parser
 from lda_monitor import LDAMonitorCallback
 from lda_monitor.models import load_model
 

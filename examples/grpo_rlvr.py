@@ -7,10 +7,10 @@ The reward pays for a correct sum; the monitor watches for a reward hack the pol
 
 import re
 
+from _common import MODEL, cpu_friendly, parser
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
-from _common import MODEL, cpu_friendly, parser
 from lda_monitor import LDAMonitorCallback
 from lda_monitor.models import load_model
 

@@ -4,11 +4,11 @@ The reference is the adapter-disabled base (a fresh LoRA adapter): no weights ar
     python examples/sft_lora.py --max-steps 20
 """
 
+from _common import MODEL, cpu_friendly, parser
 from datasets import Dataset
 from peft import LoraConfig
 from trl import SFTConfig, SFTTrainer
 
-from _common import MODEL, cpu_friendly, parser
 from lda_monitor import LDAMonitorCallback
 from lda_monitor.models import load_model
 

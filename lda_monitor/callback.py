@@ -255,8 +255,9 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             raise UserInputError("no tokenizer: the trainer has no processing_class; pass "
                                  "LDAMonitorCallback(..., tokenizer=...)")
         records_dir = Path(self.config.records_dir or Path(args.output_dir) / "lda_monitor")
-        kept = self.reference is not None and step > 0 and (self.progress.reference or {}).get("kind") == self.reference.kind
-        if not kept:
+        # On resume, a reference this object still holds is the one taken at train begin.
+        previous_kind = (self.progress.reference or {}).get("kind")
+        if not (step > 0 and self.reference is not None and self.reference.kind == previous_kind):
             handler = self._emitter.handler
             self.reference = choose_reference(
                 model, None if self.config.auto_reference else self.config.reference,

@@ -66,9 +66,9 @@ class MonitorConfig:
         "'auto' (chosen at train begin: adapter-disabled base, adapter snapshot or weight snapshot), "
         "a checkpoint directory, or a model such as trainer.ref_model")})
     reference_offload: bool = field(default=False, metadata={"help": (
-        "keep a snapshot or loaded reference on CPU and move it to the policy's device only to evaluate")})
+        "keep a weight snapshot or loaded checkpoint on CPU; move it to the policy's device only to evaluate")})
     reference_dtype: str | None = field(default=None, metadata={"help": (
-        "hold a snapshot or loaded reference in this dtype (e.g. bfloat16) to save memory")})
+        "hold a weight snapshot or loaded checkpoint in this dtype (e.g. bfloat16) to save memory")})
     peft_strategy: str = field(default="auto", metadata={"help": (
         "PEFT policies: 'doubled' (one forward over [base; adapter] rows) or 'two-pass'")})
     # Where results go.
