@@ -151,3 +151,26 @@ def test_a_custom_loop_without_a_callback_handler_still_logs(policy, tokenizer, 
                              processing_class=tokenizer)
     assert other.reference is None and rank1.log_history == []
     assert not (tmp_path / "rank1" / "lda_monitor").exists()
+
+
+def test_a_pretrained_adapter_is_snapshotted_without_touching_checkpoints(tokenizer, dataset, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = get_peft_model(tiny_llama(tokenizer, seed=3), lora)  # an adapter that already moved
+    trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+    monitor = make_monitor(every_n_steps=2)
+    trainer = _train(model, tokenizer, dataset, tmp_path, [monitor], max_steps=4, save_strategy="steps", save_steps=2)
+    assert monitor.reference.kind == "adapter-snapshot"
+    assert [r["step"] for r in monitor_rows(trainer.state.log_history)] == [0, 2, 4]
+    assert sorted(n for n, p in model.named_parameters() if p.requires_grad) == trainable
+    assert list(model.peft_config) == ["default"] and model.active_adapter == "default"
+    for step in (2, 4):
+        checkpoint = tmp_path / f"checkpoint-{step}"
+        with safe_open(str(checkpoint / "adapter_model.safetensors"), framework="pt") as f:
+            assert not any("lda_monitor" in key for key in f.keys())
+        assert not (checkpoint / "lda_monitor_reference").exists()
+        optimizer = torch.load(checkpoint / "optimizer.pt", weights_only=True)
+        assert len(optimizer["state"]) == len(trainable), "the optimizer saw only the policy's adapter"
