@@ -1,0 +1,30 @@
+"""The main job, end to end: `lda-monitor demo --quick` on the embedded model (slow).
+
+What the demo must show, for its seed: amplified sampling detects the planted behaviour at an
+earlier step than plain sampling, with a higher flag rate at that step, and at step 0 neither
+flags anything (no false alarm on the untouched model).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lda_monitor.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_demo_detects_earlier_with_amplification(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--no-wandb"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rows = {row["step"]: row for row in summary["rows"]}
+    assert rows[0]["flagged"] == 0 and rows[0]["flagged_plain"] == 0
+    amp, plain = summary["first_detection_step_amplified"], summary["first_detection_step_plain"]
+    assert amp is not None
+    assert plain is None or amp < plain
+    assert rows[amp]["flag_rate"] > rows[amp]["flag_rate_plain"]
+    out = capsys.readouterr().out
+    assert f"first detection, amplified sampling: step {amp}" in out
+    print(f"demo: amplified first at step {amp}, plain at {plain}, {summary['seconds']} s")
