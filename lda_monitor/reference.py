@@ -208,8 +208,7 @@ def choose_reference(
         model, tokenizer = load_model(spec, device="cpu" if offload else _device(policy), dtype=dtype)
         for p in model.parameters():
             p.requires_grad_(False)
-        where = "CPU, moved to the device per evaluation" if offload else "the policy's device"
-        return Reference(KIND_PATH, f"checkpoint {spec} (frozen, on {where})", module=model.eval(),
+        return Reference(KIND_PATH, f"checkpoint {spec} (frozen, on {_placement(offload)})", module=model.eval(),
                          tokenizer=tokenizer, offload=offload, strategy=strategy)
     previous_kind = (previous or {}).get("kind")
     if is_peft_model(policy):
@@ -230,12 +229,15 @@ def choose_reference(
             reference.save_adapter(store_dir)
         return reference
     _warn_if_resumed(step, "weights")
-    where = "CPU, moved to the device per evaluation" if offload else "the policy's device"
     dtype_note = f", {str(dtype).removeprefix('torch.')}" if dtype is not None else ""
     return Reference(
-        KIND_WEIGHT_SNAPSHOT, f"frozen copy of the weights at step {step} (on {where}{dtype_note})",
+        KIND_WEIGHT_SNAPSHOT, f"frozen copy of the weights at step {step} (on {_placement(offload)}{dtype_note})",
         module=frozen_copy(policy, "cpu" if offload else None, dtype), offload=offload, strategy=strategy,
     )
+
+
+def _placement(offload: bool) -> str:
+    return "CPU, moved to the device per evaluation" if offload else "the policy's device"
 
 
 def _peft_base(adapter: str, strategy: str) -> Reference:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 from datasets import Dataset
-from transformers import TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from lda_monitor import LDAMonitorCallback
 from tests.tiny import build_tokenizer, tiny_llama
@@ -66,6 +66,14 @@ def training_args(output_dir, **overrides) -> TrainingArguments:
         logging_steps=1, save_strategy="no", report_to="none", use_cpu=True, seed=0, disable_tqdm=True,
     )
     return TrainingArguments(**{**options, **overrides})
+
+
+def train(model, tokenizer, dataset, output_dir, callbacks, **overrides) -> Trainer:
+    """A finished transformers Trainer run with :func:`training_args` (``overrides`` win)."""
+    trainer = Trainer(model=model, args=training_args(output_dir, **overrides), train_dataset=dataset,
+                      data_collator=collate(tokenizer), processing_class=tokenizer, callbacks=callbacks)
+    trainer.train()
+    return trainer
 
 
 def make_monitor(**overrides) -> LDAMonitorCallback:

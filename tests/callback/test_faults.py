@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial
 
 import pytest
-from transformers import Trainer, TrainerCallback
+from transformers import TrainerCallback
 
 from lda_monitor.judges import Judge
-from tests.callback.conftest import (
-    LogRecorder,
-    collate,
-    loss_rows,
-    make_monitor,
-    monitor_rows,
-    training_args,
-)
+from tests.callback.conftest import LogRecorder, loss_rows, make_monitor, monitor_rows, train
 
-
-def _train(policy, tokenizer, dataset, out, callbacks, **overrides):
-    trainer = Trainer(model=policy, args=training_args(out, **{"max_steps": 4, **overrides}), train_dataset=dataset,
-                      data_collator=collate(tokenizer), processing_class=tokenizer, callbacks=callbacks)
-    trainer.train()
-    return trainer
+_train = partial(train, max_steps=4)
 
 
 class ExplodingJudge:

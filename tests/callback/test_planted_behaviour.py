@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from transformers import Trainer
-
 from lda_monitor.records import read_records, records_file_name
-from tests.callback.conftest import PLANTED, collate, make_monitor, monitor_rows, training_args
+from tests.callback.conftest import PLANTED, make_monitor, monitor_rows, train
 
 
 def test_planted_phrase_is_flagged_more_often_when_amplified(policy, tokenizer, dataset, tmp_path):
     monitor = make_monitor(every_n_steps=2, alpha=2.0, samples_per_prompt=8)
-    trainer = Trainer(model=policy, args=training_args(tmp_path), train_dataset=dataset,
-                      data_collator=collate(tokenizer), processing_class=tokenizer, callbacks=[monitor])
-    trainer.train()
+    trainer = train(policy, tokenizer, dataset, tmp_path, [monitor])
     records = list(read_records(tmp_path / "lda_monitor" / records_file_name()))
 
     def rate(step, kind):

@@ -17,6 +17,7 @@ from tests.callback.conftest import (
     loss_rows,
     make_monitor,
     monitor_rows,
+    train,
     training_args,
 )
 from tests.tiny import tiny_llama
@@ -46,17 +47,10 @@ class StateProbe(TrainerCallback):
         })
 
 
-def _train(model, tokenizer, dataset, out, callbacks, **overrides):
-    trainer = Trainer(model=model, args=training_args(out, **overrides), train_dataset=dataset,
-                      data_collator=collate(tokenizer), processing_class=tokenizer, callbacks=callbacks)
-    trainer.train()
-    return trainer
-
-
 def test_metrics_match_a_recount_of_the_records(policy, tokenizer, dataset, tmp_path):
     monitor = make_monitor()
     reporter, probe = LogRecorder(), StateProbe(tokenizer)
-    trainer = _train(policy, tokenizer, dataset, tmp_path, [monitor, reporter, probe], gradient_checkpointing=True)
+    trainer = train(policy, tokenizer, dataset, tmp_path, [monitor, reporter, probe], gradient_checkpointing=True)
 
     rows = monitor_rows(trainer.state.log_history)
     assert [r["step"] for r in rows] == [0, 3, 6]
@@ -93,7 +87,7 @@ def test_metrics_match_a_recount_of_the_records(policy, tokenizer, dataset, tmp_
 def test_training_is_bitwise_identical_with_and_without_the_monitor(tokenizer, dataset, tmp_path):
     def run(callbacks, out):
         model = tiny_llama(tokenizer, seed=3, attention_dropout=0.1)  # dropout draws from the global RNG
-        trainer = _train(model, tokenizer, dataset, out, callbacks)
+        trainer = train(model, tokenizer, dataset, out, callbacks)
         return trainer, model
 
     plain, plain_model = run([], tmp_path / "plain")
@@ -118,7 +112,7 @@ def test_evaluate_trigger_follows_the_trainers_evaluations(policy, tokenizer, da
 
 def test_adaptive_alpha_is_chosen_per_evaluation_and_checkpointed(policy, tokenizer, dataset, tmp_path):
     monitor = make_monitor(alpha="adaptive:kl=0.05,min=0.1,max=8,iters=3", probe_prompts=2)
-    trainer = _train(policy, tokenizer, dataset, tmp_path, [monitor])
+    trainer = train(policy, tokenizer, dataset, tmp_path, [monitor])
     alphas = [r["lda/alpha"] for r in monitor_rows(trainer.state.log_history)]
     # At step 0 the reference is the policy: KL is 0 at any alpha, so the bisection keeps the max.
     assert alphas[0] == 8.0
@@ -162,7 +156,7 @@ def test_a_pretrained_adapter_is_snapshotted_without_touching_checkpoints(tokeni
     model = get_peft_model(tiny_llama(tokenizer, seed=3), lora)  # an adapter that already moved
     trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
     monitor = make_monitor(every_n_steps=2)
-    trainer = _train(model, tokenizer, dataset, tmp_path, [monitor], max_steps=4, save_strategy="steps", save_steps=2)
+    trainer = train(model, tokenizer, dataset, tmp_path, [monitor], max_steps=4, save_strategy="steps", save_steps=2)
     assert monitor.reference.kind == "adapter-snapshot"
     assert [r["step"] for r in monitor_rows(trainer.state.log_history)] == [0, 2, 4]
     assert sorted(n for n, p in model.named_parameters() if p.requires_grad) == trainable

@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from transformers import Trainer
 
 from lda_monitor.records import read_records, records_file_name
-from tests.callback.conftest import PLANTED, collate, make_monitor, monitor_rows, training_args
+from tests.callback.conftest import PLANTED, make_monitor, monitor_rows, train
 
 wandb = pytest.importorskip("wandb")
 from wandb.proto import wandb_internal_pb2  # noqa: E402
@@ -67,11 +66,9 @@ def test_offline_run_holds_scalars_table_and_config(policy, tokenizer, dataset, 
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_PROJECT", "lda-monitor-tests")
-    trainer = Trainer(model=policy, args=training_args(tmp_path / "out", report_to="wandb"), train_dataset=dataset,
-                      data_collator=collate(tokenizer), processing_class=tokenizer,
-                      callbacks=[make_monitor(table_unflagged_samples=3)])
     try:
-        trainer.train()
+        trainer = train(policy, tokenizer, dataset, tmp_path / "out", [make_monitor(table_unflagged_samples=3)],
+                        report_to="wandb")
     finally:
         wandb.finish()
     records = read_run(tmp_path)
