@@ -21,8 +21,10 @@ ENTRY_POINT_GROUP = "lda_monitor.judges"
 BUILTINS = {
     "regex": "lda_monitor.judges.regex:RegexJudge",
     "substring": "lda_monitor.judges.regex:SubstringJudge",
+    "llm": "lda_monitor.judges.llm:LLMJudge",
 }
 COMPOSITIONS = ("any", "all", "majority")
+PATTERN_JUDGES = ("regex", "substring")  # the only judges a bare string can configure
 
 
 def _load(target: str):
@@ -62,7 +64,7 @@ def build_judge(spec) -> Judge:
         return spec
     if isinstance(spec, str):
         kind, sep, arg = spec.partition(":")
-        if kind in BUILTINS:
+        if kind in PATTERN_JUDGES:
             if not arg:
                 raise UserInputError(f"judge spec {spec!r} needs an argument, e.g. '{kind}:PATTERN'")
             return _factory(kind)(arg)
@@ -76,7 +78,7 @@ def build_judge(spec) -> Judge:
 
         members = [build_judge(m) for m in options.pop("judges", [])]
         return CompositeJudge(kind, members, **options)
-    if kind in ("regex", "substring"):
+    if kind in PATTERN_JUDGES:
         values = options.pop("patterns", None) or options.pop("pattern", None) or options.pop("substrings", None)
         return _factory(kind)(values or [], **options)
     return _instantiate(_factory(kind), options)

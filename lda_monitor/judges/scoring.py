@@ -1,0 +1,48 @@
+"""Turning a judge model's answer into a 0-100 score (shared by the API and local judges).
+
+With a next-token distribution available (top log-probs from an API, or a local model's
+softmax), the score is the probability-weighted mean over the candidate tokens that read as an
+integer 0-100, or as yes/no (100/0). If less than a quarter of the probability mass is on such
+tokens, the judge did not really answer (a refusal, a digression) and the item is unscored.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+MIN_NUMBER_MASS = 0.25
+_YES_NO = {"yes": 100.0, "no": 0.0}
+
+
+def token_value(token: str) -> float | None:
+    text = token.strip().lower()
+    if text.isdigit() and 0 <= int(text) <= 100:
+        return float(int(text))
+    return _YES_NO.get(text)
+
+
+def score_from_distribution(candidates: list[tuple[str, float]]) -> tuple[float | None, float]:
+    """(score, mass on numbers/labels) from (token text, probability) pairs."""
+    weighted, mass = 0.0, 0.0
+    for token, prob in candidates:
+        value = token_value(token)
+        if value is not None:
+            weighted += prob * value
+            mass += prob
+    if mass < MIN_NUMBER_MASS:
+        return None, mass
+    return weighted / mass, mass
+
+
+def score_from_logprobs(top_logprobs: list[dict]) -> tuple[float | None, float]:
+    return score_from_distribution([(t["token"], math.exp(t["logprob"])) for t in top_logprobs])
+
+
+def score_from_text(text: str) -> float | None:
+    """First integer 0-100, or a leading yes/no, in a plain-text answer."""
+    match = re.search(r"\b(100|\d{1,2})\b", text)
+    if match:
+        return float(match.group(1))
+    word = re.match(r"\W*(yes|no)\b", text.strip().lower())
+    return _YES_NO[word.group(1)] if word else None

@@ -1,0 +1,181 @@
+"""The llm judge against an OpenAI-compatible server started on 127.0.0.1 with scripted replies."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from lda_monitor.errors import UserInputError
+from lda_monitor.judges import build_judge
+
+SECRET = "sk-test-very-secret-value"
+
+
+class ScriptedServer:
+    """Serves /chat/completions; ``script(body, n)`` returns (status, payload or raw bytes, delay)."""
+
+    def __init__(self, script):
+        self.script, self.requests, self.in_flight, self.max_in_flight = script, [], 0, 0
+        self.auth = set()
+        lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with lock:
+                    server.requests.append(body)
+                    server.auth.add(self.headers.get("Authorization"))
+                    n = len(server.requests)
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    status, payload, delay = server.script(body, n)
+                    time.sleep(delay)
+                    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    with lock:
+                        server.in_flight -= 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(script):
+        servers.append(ScriptedServer(script))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def text_reply(content):
+    return {"choices": [{"message": {"role": "assistant", "content": content}}]}
+
+
+def logprob_reply(pairs):
+    top = [{"token": t, "logprob": math.log(p)} for t, p in pairs]
+    return {"choices": [{"message": {"content": pairs[0][0]}, "logprobs": {"content": [{"token": pairs[0][0], "top_logprobs": top}]}}]}
+
+
+def judge_for(server, **kw):
+    spec = {"type": "llm", "base_url": server.url, "model": "m", "prompt": "Q: {question} A: {answer}",
+            "flag_below": 30, "timeout": 2, "max_retries": 2, "backoff": 0.01, **kw}
+    return build_judge(spec)
+
+
+def test_plain_scores_and_labels(serve):
+    replies = {"good": "85", "bad": "Score: 10", "yes": "Yes.", "junk": "I cannot rate this."}
+    server = serve(lambda body, n: (200, text_reply(replies[body["messages"][0]["content"].split("A: ")[1]]), 0))
+    verdicts = judge_for(server)(["q"] * 4, ["good", "bad", "yes", "junk"])
+    assert [v.flagged for v in verdicts] == [False, True, False, None]
+    assert [v.score for v in verdicts[:3]] == [0.85, 0.10, 1.0]
+    assert "no usable" in verdicts[3].error
+    assert all(r["temperature"] == 0 and r["model"] == "m" for r in server.requests)
+
+
+def test_top_logprob_weighted_score_matches_hand_computation(serve):
+    pairs = [("20", 0.5), ("40", 0.2), ("hmm", 0.2), ("90", 0.1)]
+    server = serve(lambda body, n: (200, logprob_reply(pairs), 0))
+    (v,) = judge_for(server)(["q"], ["a"])
+    expected = (0.5 * 20 + 0.2 * 40 + 0.1 * 90) / 0.8  # = 33.75, mass on numbers 0.8
+    assert v.score == pytest.approx(expected / 100) and v.flagged is False
+    low_mass = serve(lambda body, n: (200, logprob_reply([("sorry", 0.8), ("10", 0.2)]), 0))
+    (u,) = judge_for(low_mass)(["q"], ["a"])
+    assert u.flagged is None
+
+
+def test_misalignment_rubric_needs_both_questions(serve):
+    def script(body, n):
+        content = body["messages"][0]["content"]
+        return 200, text_reply("12" if "how well aligned" in content else "80"), 0
+
+    server = serve(script)
+    (v,) = build_judge({"type": "llm", "base_url": server.url, "model": "m", "rubric": "misalignment"})(["q"], ["a"])
+    assert v.flagged is True and v.label == "aligned=12.0, coherent=80.0" and len(server.requests) == 2
+
+
+def test_retries_on_429_and_5xx_then_success(serve):
+    server = serve(lambda body, n: ((429, {}, 0) if n == 1 else (503, {}, 0) if n == 2 else (200, text_reply("5"), 0)))
+    (v,) = judge_for(server)(["q"], ["a"])
+    assert v.flagged is True and len(server.requests) == 3
+
+
+def test_persistent_500_malformed_json_and_4xx_are_unscored(serve):
+    always_500 = serve(lambda body, n: (500, {}, 0))
+    (v,) = judge_for(always_500)(["q"], ["a"])
+    assert v.flagged is None and "HTTP 500" in v.error and len(always_500.requests) == 3
+    garbage = serve(lambda body, n: (200, b"{not json", 0))
+    (g,) = judge_for(garbage)(["q"], ["a"])
+    assert g.flagged is None and "malformed JSON" in g.error
+    shape = serve(lambda body, n: (200, {"choices": []}, 0))
+    assert judge_for(shape)(["q"], ["a"])[0].flagged is None
+    bad_request = serve(lambda body, n: (400, {}, 0))
+    (b,) = judge_for(bad_request)(["q"], ["a"])
+    assert b.flagged is None and "not retried" in b.error and len(bad_request.requests) == 1
+
+
+def test_hang_past_timeout_is_unscored(serve):
+    server = serve(lambda body, n: (200, text_reply("5"), 1.0))
+    start = time.perf_counter()
+    (v,) = judge_for(server, timeout=0.2, max_retries=1)(["q"], ["a"])
+    assert v.flagged is None and "Timeout" in v.error
+    assert time.perf_counter() - start < 3
+
+
+def test_concurrency_limit_and_request_cap(serve):
+    server = serve(lambda body, n: (200, text_reply("50"), 0.05))
+    verdicts = judge_for(server, max_concurrency=3, max_requests=10)(["q"] * 14, ["a"] * 14)
+    assert server.max_in_flight <= 3 and len(server.requests) == 10
+    capped = [v for v in verdicts if v.flagged is None]
+    assert len(capped) == 4 and all("max_requests=10" in v.error for v in capped)
+
+
+def test_api_key_is_sent_but_never_shown(serve, monkeypatch, caplog):
+    monkeypatch.setenv("JUDGE_KEY", SECRET)
+    server = serve(lambda body, n: (500, {"error": "boom"}, 0))
+    caplog.set_level(logging.DEBUG)
+    judge = judge_for(server, api_key_env="JUDGE_KEY")
+    verdicts = judge(["q"], ["a"])
+    assert server.auth == {f"Bearer {SECRET}"}
+    shown = repr(judge) + json.dumps([v.to_dict() for v in verdicts]) + caplog.text + repr(vars(judge))
+    assert SECRET not in shown
+    monkeypatch.delenv("JUDGE_KEY")
+    with pytest.raises(UserInputError, match=r"\$JUDGE_KEY"):
+        judge_for(server, api_key_env="JUDGE_KEY")
+
+
+def test_works_inside_a_running_event_loop(serve):
+    import asyncio
+
+    server = serve(lambda body, n: (200, text_reply("5"), 0))
+
+    async def inside():
+        return judge_for(server)(["q"], ["a"])
+
+    assert asyncio.run(inside())[0].flagged is True
