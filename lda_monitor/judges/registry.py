@@ -22,6 +22,8 @@ BUILTINS = {
     "regex": "lda_monitor.judges.regex:RegexJudge",
     "substring": "lda_monitor.judges.regex:SubstringJudge",
     "llm": "lda_monitor.judges.llm:LLMJudge",
+    "hf-chat": "lda_monitor.judges.hf_chat:HFChatJudge",
+    "classifier": "lda_monitor.judges.classifier:ClassifierJudge",
 }
 COMPOSITIONS = ("any", "all", "majority")
 PATTERN_JUDGES = ("regex", "substring")  # the only judges a bare string can configure

@@ -17,7 +17,7 @@ _YES_NO = {"yes": 100.0, "no": 0.0}
 
 def token_value(token: str) -> float | None:
     text = token.strip().lower()
-    if text.isdigit() and 0 <= int(text) <= 100:
+    if re.fullmatch(r"[0-9]{1,3}", text) and int(text) <= 100:
         return float(int(text))
     return _YES_NO.get(text)
 
