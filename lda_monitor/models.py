@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from .embedded import EMBEDDED_NAME, embedded_model_dir
 from .errors import UserInputError
@@ -116,7 +117,7 @@ def load_causal_lm(
                 "give a checkpoint with a *ForCausalLM architecture"
             ) from None
         raise UserInputError(f"cannot load the model in {path}: {exc}") from None
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:
         raise UserInputError(f"cannot read the weights in {path} (corrupt or incomplete?): {exc}") from None
     if device is not None:
         model.to(device)

