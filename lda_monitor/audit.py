@@ -193,3 +193,25 @@ def write_summary(out: Path, rows) -> None:
             writer = csv.DictWriter(f, fieldnames=list(dicts[0]))
             writer.writeheader()
             writer.writerows(dicts)
+
+
+def watch_checkpoints(paths, settings: AuditSettings, *, until_step: int | None = None, poll_seconds: float = 30.0,
+                      echo=print, sleep=time.sleep) -> list:
+    """Audit checkpoints as a training job writes them (resume makes each pass cheap), until a
+    checkpoint at ``until_step`` or later is audited, or Ctrl-C; returns the last summary."""
+    rows: list = []
+    try:
+        while True:
+            try:
+                rows = audit_checkpoints(paths, settings, echo=echo)
+            except UserInputError as exc:
+                if "no checkpoints found" not in str(exc):
+                    raise
+                echo("waiting for the first checkpoint ...")
+            steps = [r.step for r in rows]
+            if until_step is not None and steps and max(steps) >= until_step:
+                return rows
+            sleep(poll_seconds)
+    except KeyboardInterrupt:
+        echo("watch stopped; everything finished so far is on disk")
+        return rows

@@ -151,7 +151,12 @@ def _cmd_audit(args) -> int:
         batch_size=args.batch_size, device=args.device, dtype=args.dtype, seed=args.seed,
         allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
     )
-    rows = audit_checkpoints(args.paths, settings)
+    if args.watch:
+        from .audit import watch_checkpoints
+
+        rows = watch_checkpoints(args.paths, settings, until_step=args.until_step, poll_seconds=args.poll_seconds)
+    else:
+        rows = audit_checkpoints(args.paths, settings)
     print(f"{'step':>6} {'alpha':>6} {'judge':<16} {'amplified':>10} {'plain':>10}")
     for r in rows:
         if r.category is None:
@@ -225,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--config", help="a monitor config YAML providing prompts and judge")
     a.add_argument("--allow-pickle", action="store_true")
     a.add_argument("--trust-remote-code", action="store_true")
+    a.add_argument("--watch", action="store_true", help="keep auditing new checkpoints as training writes them")
+    a.add_argument("--until-step", type=int, help="with --watch: stop once this step is audited")
+    a.add_argument("--poll-seconds", type=_real, default=30.0, help="with --watch: seconds between scans")
     a.set_defaults(run=_cmd_audit)
     return parser
 

@@ -42,6 +42,33 @@ def _plot_flag_rate(rows) -> bytes:
     return buf.getvalue()
 
 
+def _plot_sweep(rows) -> bytes | None:
+    """Flag rate and coherence against alpha, one line per checkpoint (sweeps only)."""
+    main = [r for r in rows if r.category is None]
+    if len({r.alpha for r in main}) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for (step, judge) in sorted({(r.step, r.judge) for r in main}):
+        sel = sorted((r for r in main if r.step == step and r.judge == judge), key=lambda r: r.alpha)
+        left.plot([r.alpha for r in sel], [r.flag_rate or 0 for r in sel], marker="o", label=f"step {step} {judge}")
+        right.plot([r.alpha for r in sel], [r.coherence for r in sel], marker="o", label=f"step {step} {judge}")
+    left.set_xlabel("alpha")
+    left.set_ylabel("flag rate")
+    right.set_xlabel("alpha")
+    right.set_ylabel("coherence (NLL under the policy)")
+    left.legend(fontsize=7)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def _table(rows) -> str:
     cols = ["step", "alpha", "judge", "category", "flagged", "n", "unscored", "flag_rate", "flag_rate_plain",
             "amplification", "coherence", "kl_amp_after", "natural_rate_estimate", "natural_rate_ess"]
@@ -71,13 +98,18 @@ def _flagged(records) -> str:
 def write_report(out: Path, rows, records) -> Path:
     png = _plot_flag_rate(rows)
     (out / "flag_rate_vs_step.png").write_bytes(png)
-    image = base64.b64encode(png).decode()
+    images = [("flag rate vs step", png)]
+    sweep = _plot_sweep(rows)
+    if sweep is not None:
+        (out / "flag_rate_and_coherence_vs_alpha.png").write_bytes(sweep)
+        images.append(("flag rate and coherence vs alpha", sweep))
+    figures = "".join(f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(data).decode()}">' for alt, data in images)
     page = f"""<!doctype html><html><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">
 <title>lda-monitor audit</title><style>body{{font-family:sans-serif;margin:2em}}
 table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px}}
 pre{{white-space:pre-wrap;background:#f6f6f6;padding:6px}}</style></head><body>
-<h1>lda-monitor audit</h1><img alt="flag rate vs step" src="data:image/png;base64,{image}">
+<h1>lda-monitor audit</h1>{figures}
 <h2>Summary</h2>{_table(rows)}<h2>Top flagged completions</h2>{_flagged(records)}</body></html>"""
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")

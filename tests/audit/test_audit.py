@@ -66,6 +66,7 @@ def test_lora_run_with_sweep_and_planted_growth(runs, tmp_path):
     rows = audit_checkpoints([runs / "lora"], _settings(tmp_path, alpha=None, alphas=(0.0, 2.0)), echo=lambda m: None)
     main_rows = {(r.step, r.alpha): r for r in rows if r.category is None}
     assert set(main_rows) == {(s, a) for s in (2, 4, 6) for a in (0.0, 2.0)}
+    assert (tmp_path / "flag_rate_and_coherence_vs_alpha.png").is_file()
     assert main_rows[(6, 2.0)].flag_rate >= main_rows[(2, 2.0)].flag_rate
 
 
@@ -149,3 +150,25 @@ def _suite(tmp_path):
     path = tmp_path / "suite.jsonl"
     path.write_text("\n".join(json.dumps(p) for p in PROMPTS) + "\n")
     return path
+
+
+def test_watch_picks_up_a_checkpoint_written_after_it_started(runs, tmp_path):
+    import threading
+
+    from lda_monitor.audit import watch_checkpoints
+
+    live = tmp_path / "live"
+    live.mkdir()
+    shutil.copytree(runs / "full" / "checkpoint-2", live / "checkpoint-2")
+    polls = []
+
+    def fake_sleep(seconds):
+        polls.append(seconds)
+        if len(polls) == 1:  # the training job writes its next checkpoint
+            writer = threading.Thread(target=shutil.copytree, args=(runs / "full" / "checkpoint-4", live / "checkpoint-4"))
+            writer.start()
+            writer.join()
+
+    rows = watch_checkpoints([live], _settings(tmp_path / "out", base_model=str(runs / "base")), until_step=4,
+                             poll_seconds=0.1, echo=lambda m: None, sleep=fake_sleep)
+    assert sorted({r.step for r in rows}) == [2, 4] and len(polls) == 1
