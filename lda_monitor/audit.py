@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -146,8 +147,10 @@ def audit_checkpoints(paths, settings: AuditSettings, *, echo=print) -> list:
     _drop_unfinished(records_path, done)
     models = _Models(settings, checkpoints)
     sink = _WandbAudit(settings) if settings.wandb_project else None
+    from tqdm.auto import tqdm
+
     with RecordWriter(records_path) as writer:
-        for checkpoint in checkpoints:
+        for checkpoint in tqdm(checkpoints, desc="checkpoints", unit="ckpt", file=sys.stderr):
             alphas = settings.alphas or (schedule.alpha_at(checkpoint.step, total),)
             keys = {a: unit_key(checkpoint, a, settings, items, judge.name) for a in alphas}
             if all(k in done for k in keys.values()):
