@@ -150,7 +150,7 @@ def audit_checkpoints(paths, settings: AuditSettings, *, echo=print) -> list:
     from tqdm.auto import tqdm
 
     with RecordWriter(records_path) as writer:
-        for checkpoint in tqdm(checkpoints, desc="checkpoints", unit="ckpt", file=sys.stderr):
+        for checkpoint in tqdm(checkpoints, desc="checkpoints", unit="ckpt", file=sys.stderr, disable=None):
             alphas = settings.alphas or (schedule.alpha_at(checkpoint.step, total),)
             keys = {a: unit_key(checkpoint, a, settings, items, judge.name) for a in alphas}
             if all(k in done for k in keys.values()):
