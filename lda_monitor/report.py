@@ -15,13 +15,25 @@ TOP_FLAGGED = 5
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
-def _plot_flag_rate(rows) -> bytes:
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # no display; PNG bytes only
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def _plot_flag_rate(rows) -> bytes:
+    fig, ax = _pyplot().subplots(figsize=(7, 4))
     main = [r for r in rows if r.category is None]
     for judge in sorted({r.judge for r in main}):
         for alpha in sorted({r.alpha for r in main if r.judge == judge}):
@@ -35,11 +47,7 @@ def _plot_flag_rate(rows) -> bytes:
     ax.set_xlabel("step")
     ax.set_ylabel("flag rate (Wilson 95%)")
     ax.legend(fontsize=7)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def _plot_sweep(rows) -> bytes | None:
@@ -47,12 +55,7 @@ def _plot_sweep(rows) -> bytes | None:
     main = [r for r in rows if r.category is None]
     if len({r.alpha for r in main}) < 2:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right) = _pyplot().subplots(1, 2, figsize=(10, 4))
     for (step, judge) in sorted({(r.step, r.judge) for r in main}):
         sel = sorted((r for r in main if r.step == step and r.judge == judge), key=lambda r: r.alpha)
         left.plot([r.alpha for r in sel], [r.flag_rate or 0 for r in sel], marker="o", label=f"step {step} {judge}")
@@ -62,11 +65,7 @@ def _plot_sweep(rows) -> bytes | None:
     right.set_xlabel("alpha")
     right.set_ylabel("coherence (NLL under the policy)")
     left.legend(fontsize=7)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def _table(rows) -> str:
