@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -36,6 +36,27 @@ def _forward_parameters(model) -> set[str]:
     """Keyword names the underlying transformers forward accepts (PEFT wrappers take **kwargs)."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     return set(inspect.signature(inner.forward).parameters)
+
+
+@contextmanager
+def _two_dim_output_layer(model):
+    """Feed the output layer ``[rows, hidden]`` instead of ``[rows, 1, hidden]``.
+
+    With ``logits_to_keep=1`` the head sees a 3-D slice; on CPU with frozen bf16 weights torch
+    then copies the whole output-layer weight on every batched prefill (measured: 5.7 s vs 2.4 s
+    for a 32-row SmolLM2 prefill). A 2-D input takes the plain GEMM path; the output is given
+    its middle axis back so the model's own code sees the shapes it expects.
+    """
+    head = model.get_output_embeddings()
+    handles = [
+        head.register_forward_pre_hook(lambda module, args: (args[0].reshape(-1, args[0].shape[-1]), *args[1:])),
+        head.register_forward_hook(lambda module, args, out: out.unsqueeze(1)),
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class _CachedForward:
@@ -56,7 +77,8 @@ class _CachedForward:
         self.cache = None
 
     def __call__(self, input_ids, attention_mask, position_ids, context=None) -> torch.Tensor:
-        with context if context is not None else nullcontext():
+        head = _two_dim_output_layer(self.model) if "logits_to_keep" in self.extra else nullcontext()
+        with context if context is not None else nullcontext(), head:
             out = self.model(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention_mask.to(self.device),
