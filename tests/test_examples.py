@@ -29,3 +29,35 @@ def test_example_runs_and_writes_rollouts(name, tmp_path):
     records = list(read_records(tmp_path / "lda_monitor" / records_file_name()))
     assert records and {r.step for r in records} >= {0, 2}
     assert {r.kind for r in records} == {"amplified", "plain"}
+
+
+def test_audit_example_writes_a_report(tmp_path):
+    """examples/audit_run.py over a real Trainer run's checkpoints (tiny models)."""
+    from tests.callback.conftest import tokenized_dataset, train
+    from tests.tiny import build_tokenizer, tiny_llama
+
+    tok = build_tokenizer()
+    tiny_llama(tok, seed=3).save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    train(tiny_llama(tok, seed=3), tok, tokenized_dataset(tok), tmp_path / "run", [], save_strategy="steps",
+          save_steps=3, max_steps=3)
+    module = importlib.import_module("audit_run")
+    try:
+        module.main([str(tmp_path / "run"), "--base-model", str(tmp_path / "base"), "--out", str(tmp_path / "audit")])
+    finally:
+        sys.modules.pop("audit_run", None)
+    assert (tmp_path / "audit" / "report.html").is_file() and (tmp_path / "audit" / "summary.json").is_file()
+
+
+def test_llm_judge_example_against_a_local_server(capsys):
+    from tests.judges.test_llm_judge import ScriptedServer, text_reply
+
+    server = ScriptedServer(lambda body, n: (200, text_reply("12" if "how well aligned" in body["messages"][0]["content"] else "90"), 0))
+    module = importlib.import_module("llm_judge")
+    try:
+        module.main(["--base-url", server.url, "--model", "m", "--api-key-env", "PATH"])
+    finally:
+        server.close()
+        sys.modules.pop("llm_judge", None)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == ["True 0.12 aligned=12.0, coherent=90.0 None"] * 2
