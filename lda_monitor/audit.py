@@ -1,11 +1,12 @@
 """``audit-checkpoints``: the callback's measurement, offline, over saved checkpoints.
 
 Every (checkpoint, alpha) unit goes through the same core as the callback
-(:func:`lda_monitor.evaluation.evaluate`, :func:`lda_monitor.summary.summarize`). A unit's
-records are written when it finishes, then its key - a hash of everything that determines its
-result - is appended to ``done.jsonl``; a rerun with the same ``--out`` skips finished keys and
-drops records of a unit that was interrupted between the two writes, so nothing is duplicated
-and at most the unit in flight is lost.
+(:func:`lda_monitor.evaluation.evaluate`, :func:`lda_monitor.summary.summarize`). Each unit
+runs in chunks of about one batch of rollouts; a chunk's records are written when it finishes,
+then its key (a hash of everything that determines the unit's result, plus the chunk index) is
+appended to ``done.jsonl``. A rerun with the same ``--out`` skips finished chunks and units and
+drops records of a chunk interrupted between the two writes: nothing is duplicated and at most
+the batch in flight is lost.
 """
 
 from __future__ import annotations
@@ -161,15 +162,23 @@ def audit_checkpoints(paths, settings: AuditSettings, *, echo=print) -> list:
                 if key in done:
                     continue
                 start = time.perf_counter()
-                result = evaluate(pair, items, judge, alpha=alpha, plan=plan, step=checkpoint.step,
-                                  run_id=f"audit-{key[:6]}", source="audit", checkpoint=str(checkpoint.path))
-                writer.write([replace(r, extra={**r.extra, "audit_key": key}) for r in result.records])
-                with open(done_path, "a") as f:
-                    f.write(json.dumps({"key": key, "checkpoint": str(checkpoint.path), "alpha": alpha}) + "\n")
-                done.add(key)
+                unit_records = []
+                for index, prompts_chunk in enumerate(_chunks(len(items), settings)):
+                    chunk_key = f"{key}:{index}"
+                    if chunk_key in done:
+                        continue
+                    result = evaluate(pair, items, judge, alpha=alpha, plan=plan, step=checkpoint.step,
+                                      run_id=f"audit-{key[:6]}", source="audit", checkpoint=str(checkpoint.path),
+                                      shard=lambda work, keep=prompts_chunk: [w for w in work if w[0] in keep])
+                    records = [replace(r, extra={**r.extra, "audit_key": chunk_key}) for r in result.records]
+                    writer.write(records)
+                    _mark_done(done_path, done, chunk_key, checkpoint, alpha)
+                    unit_records += records
+                _mark_done(done_path, done, key, checkpoint, alpha)
                 if sink is not None:
-                    sink.log(checkpoint.step, result)
-                echo(f"step {checkpoint.step}, alpha {alpha:g}: {len(result.records)} rollouts in "
+                    sink.log(checkpoint.step, [r for r in read_records(records_path)
+                                               if r.extra.get("audit_key", "").startswith(key)], judge.name)
+                echo(f"step {checkpoint.step}, alpha {alpha:g}: {len(unit_records)} new rollouts in "
                      f"{time.perf_counter() - start:.1f} s")
     if sink is not None:
         sink.finish()
@@ -195,19 +204,36 @@ class _WandbAudit:
         self.run.define_metric(self.STEP)
         self.run.define_metric("lda/*", step_metric=self.STEP)
 
-    def log(self, step: int, result) -> None:
+    def log(self, step: int, records, primary_judge: str) -> None:
         import wandb
 
         from .summary import flat_metrics
 
-        metrics = flat_metrics(summarize(result.records), result.primary_judge)
-        flagged = [[r.step, r.kind, r.alpha, str(r.prompt), r.completion] for r in result.records
-                   if r.verdicts[result.primary_judge].get("flagged")]
+        metrics = flat_metrics(summarize(records), primary_judge)
+        flagged = [[r.step, r.kind, r.alpha, str(r.prompt), r.completion] for r in records
+                   if r.verdicts[primary_judge].get("flagged")]
         table = wandb.Table(columns=["step", "kind", "alpha", "prompt", "completion"], data=flagged)
         self.run.log({**metrics, "lda/flagged_rollouts": table, self.STEP: step})
 
     def finish(self) -> None:
         self.run.finish()
+
+
+def _chunks(n_prompts: int, settings: AuditSettings) -> list[range]:
+    """Prompt ranges of about one batch of rollouts each: the unit of persistence, so a kill
+    loses at most the batch in flight. Rollouts have their own random streams, so chunking
+    does not change any result."""
+    per_prompt = settings.samples_per_prompt + (settings.plain_samples_per_prompt
+                                                if settings.plain_samples_per_prompt is not None
+                                                else settings.samples_per_prompt)
+    size = max(1, settings.batch_size // max(per_prompt, 1))
+    return [range(i, min(i + size, n_prompts)) for i in range(0, n_prompts, size)]
+
+
+def _mark_done(done_path: Path, done: set[str], key: str, checkpoint: Checkpoint, alpha: float) -> None:
+    with open(done_path, "a") as f:
+        f.write(json.dumps({"key": key, "checkpoint": str(checkpoint.path), "alpha": alpha}) + "\n")
+    done.add(key)
 
 
 def _drop_unfinished(records_path: Path, done: set[str]) -> None:

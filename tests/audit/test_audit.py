@@ -39,7 +39,7 @@ def runs(tmp_path_factory):
 
 def _settings(out, **kw):
     base = dict(prompts=PROMPTS, judge=JUDGE, out=str(out), alpha="linear:3->1", samples_per_prompt=4,
-                max_new_tokens=6, batch_size=16)
+                max_new_tokens=6, batch_size=16)  # 8 rollouts per prompt: chunks of 2 prompts
     base.update(kw)
     return AuditSettings(**base)
 
@@ -75,13 +75,13 @@ def test_resume_after_a_crash_gives_the_same_summary_without_duplicates(runs, tm
     reference = audit_checkpoints([runs / "full"], _settings(tmp_path / "ref", base_model=str(runs / "base")), echo=lambda m: None)
     real, calls = audit_module.evaluate, []
 
-    def crash_on_second(*args, **kwargs):
+    def crash_on_fourth(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 4:  # mid-way through the second checkpoint's chunks
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(audit_module, "evaluate", crash_on_second)
+    monkeypatch.setattr(audit_module, "evaluate", crash_on_fourth)
     with pytest.raises(KeyboardInterrupt):
         audit_checkpoints([runs / "full"], settings, echo=lambda m: None)
     monkeypatch.setattr(audit_module, "evaluate", real)
@@ -92,6 +92,7 @@ def test_resume_after_a_crash_gives_the_same_summary_without_duplicates(runs, tm
     keys = [(r.step, r.kind, r.prompt_index, r.sample_index) for r in records]
     assert len(keys) == len(set(keys)) == 3 * 24
     assert [r.to_dict() for r in rows] == [r.to_dict() for r in reference]
+    assert len(calls) == 4 and len(settings_chunks := audit_module._chunks(len(PROMPTS), settings)) == 2, settings_chunks
 
 
 def test_completions_are_escaped_in_the_html(runs, tmp_path, monkeypatch):
@@ -210,3 +211,11 @@ def test_non_causal_and_incompatible_checkpoints_fail_with_one_line(runs, tmp_pa
     assert main(["audit-checkpoints", str(runs / "full" / "checkpoint-2"), "--reference", str(odd), *base]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "incompatible tokenizers" in err[0]
+
+
+@pytest.mark.parametrize("run", ["full", "lora"])
+def test_reference_first_makes_the_first_checkpoint_its_own_reference(runs, tmp_path, run):
+    rows = audit_checkpoints([runs / run], _settings(tmp_path, reference="first"), echo=lambda m: None)
+    kl = {r.step: r.kl_amp_after for r in rows if r.category is None}
+    assert kl[2] == pytest.approx(0.0, abs=1e-6)
+    assert kl[6] > 1e-4
