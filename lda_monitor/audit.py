@@ -12,6 +12,7 @@ the batch in flight is lost.
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import json
 import sys
@@ -157,6 +158,8 @@ def audit_checkpoints(paths, settings: AuditSettings, *, echo=print) -> list:
             if all(k in done for k in keys.values()):
                 echo(f"step {checkpoint.step}: already audited, skipped")
                 continue
+            pair = None  # free the previous full checkpoint before loading the next
+            gc.collect()
             pair = models.pair(checkpoint)
             for alpha, key in keys.items():
                 if key in done:
