@@ -48,3 +48,20 @@ def rng_guard():
     state = torch.get_rng_state()
     yield
     assert torch.equal(state, torch.get_rng_state()), "global torch RNG was consumed"
+
+
+@pytest.fixture
+def offline_wandb(tmp_path, monkeypatch):
+    """An offline W&B session whose runs land in ``tmp_path/wandb``.
+
+    wandb reads ``WANDB_DIR`` once, when its process-wide singleton is set up, so a run started
+    by an earlier test would send every later run to the first one's directory (or the cwd);
+    tearing the singleton down before and after each test makes the setting take effect.
+    """
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    wandb.teardown()
+    yield tmp_path
+    wandb.finish()
+    wandb.teardown()

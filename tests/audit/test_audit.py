@@ -175,10 +175,10 @@ def test_watch_picks_up_a_checkpoint_written_after_it_started(runs, tmp_path):
     assert sorted({r.step for r in rows}) == [2, 4] and len(polls) == 1
 
 
-def test_wandb_run_has_one_row_per_checkpoint(runs, tmp_path, monkeypatch):
+def test_wandb_run_has_one_row_per_checkpoint(runs, offline_wandb):
     from tests.callback.test_wandb import history_rows, read_run
 
-    monkeypatch.setenv("WANDB_MODE", "offline")
+    tmp_path = offline_wandb
     audit_checkpoints([runs / "full"], _settings(tmp_path, base_model=str(runs / "base"), wandb_project="audit-test"),
                       echo=lambda m: None)
     rows = [r for r in history_rows(read_run(tmp_path)) if "lda/alpha" in r]

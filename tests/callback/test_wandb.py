@@ -62,9 +62,8 @@ def history_rows(records) -> list[dict]:
     return rows
 
 
-def test_offline_run_holds_scalars_table_and_config(policy, tokenizer, dataset, tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_MODE", "offline")
+def test_offline_run_holds_scalars_table_and_config(policy, tokenizer, dataset, offline_wandb, monkeypatch):
+    tmp_path = offline_wandb
     monkeypatch.setenv("WANDB_PROJECT", "lda-monitor-tests")
     try:
         trainer = train(policy, tokenizer, dataset, tmp_path / "out", [make_monitor(table_unflagged_samples=3)],
