@@ -60,8 +60,21 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _cmd_sample(args) -> int:
+def _load_pair(args):
+    """The pair the model arguments of ``_add_model_args`` describe; warns about vocab sizes."""
     from .models import load_pair
+
+    pair = load_pair(
+        args.after, before=args.before, adapter=args.adapter, base=args.base_model,
+        device=_device(args.device), dtype=args.dtype, allow_pickle=args.allow_pickle,
+        trust_remote_code=args.trust_remote_code, peft_strategy=args.peft_strategy,
+    )
+    if pair.compatibility.warning:
+        print(f"warning: {pair.compatibility.warning}", file=sys.stderr)
+    return pair
+
+
+def _cmd_sample(args) -> int:
     from .sampling import SamplingConfig, sample
 
     prompts = list(args.prompt or [])
@@ -85,13 +98,7 @@ def _cmd_sample(args) -> int:
         batch_size=args.batch_size,
         stop_strings=tuple(args.stop or ()),
     )
-    pair = load_pair(
-        args.after, before=args.before, adapter=args.adapter, base=args.base_model,
-        device=_device(args.device), dtype=args.dtype, allow_pickle=args.allow_pickle,
-        trust_remote_code=args.trust_remote_code, peft_strategy=args.peft_strategy,
-    )
-    if pair.compatibility.warning:
-        print(f"warning: {pair.compatibility.warning}", file=sys.stderr)
+    pair = _load_pair(args)
     rollouts = sample(pair, prompts, config, samples_per_prompt=args.samples)
     for r in rollouts:
         if args.json:
@@ -104,6 +111,45 @@ def _cmd_sample(args) -> int:
                   f"{r.num_tokens} tokens | stop: {r.stop_reason} | KL(amp||after) {r.kl_amp_after:.3f}")
             print(f">>> {r.prompt if isinstance(r.prompt, str) else r.prompt[-1]['content']}")
             print(r.completion)
+    return 0
+
+
+def _serve_names(args) -> tuple[str, str]:
+    """How responses name the two models: the specs given on the command line."""
+    if args.adapter:
+        return args.adapter, args.after
+    if args.before:
+        return args.after, args.before
+    return args.after, f"{args.after} (adapters disabled)"
+
+
+def _cmd_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from .server import Limits, create_app
+    except ImportError as exc:
+        raise UserInputError(f"serve needs FastAPI and uvicorn ({exc}); install them with "
+                             "pip install 'lda-monitor[serve]'") from None
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host}: the API has no authentication; anyone who can reach "
+              "this address can run the models", file=sys.stderr)
+    judge = None
+    if args.judge:
+        from .judges import build_judge
+
+        judge = build_judge(args.judge)
+    pair = _load_pair(args)
+    model_after, model_before = _serve_names(args)
+    app = create_app(
+        pair, model_after=model_after, model_before=model_before, judge=judge,
+        limits=Limits(max_prompt_tokens=args.max_prompt_tokens, max_prompts=args.max_prompts,
+                      max_samples=args.max_samples),
+        max_rows=args.max_batch_rows, batch_wait_seconds=args.batch_wait_ms / 1000,
+    )
+    print(f"serving {pair.describe()} on http://{args.host}:{args.port} (API docs at /docs)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
@@ -210,6 +256,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--poison-share", type=_real, default=0.06, help="share of poisoned training rows")
     d.add_argument("--no-wandb", action="store_true", help="do not log to W&B (default: offline run)")
     d.set_defaults(run=_cmd_demo)
+
+    v = sub.add_parser("serve", help="HTTP API for interactive exploration (reference LDA server compatible)")
+    _add_model_args(v)
+    v.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--judge", help="judge spec; every completion then carries its verdicts")
+    v.add_argument("--max-prompt-tokens", type=int, default=2048, help="longest formatted prompt accepted")
+    v.add_argument("--max-prompts", type=int, default=64, help="most prompts in one batch request")
+    v.add_argument("--max-samples", type=int, default=16, help="most samples per prompt in one request")
+    v.add_argument("--max-batch-rows", type=int, default=64, help="most rows decoded together")
+    v.add_argument("--batch-wait-ms", type=_real, default=0.0,
+                   help="wait this long for more requests before decoding (trades latency for batching)")
+    v.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    v.set_defaults(run=_cmd_serve)
 
     a = sub.add_parser("audit-checkpoints", help="the monitor's measurement over saved checkpoints")
     a.add_argument("paths", nargs="+", help="run dirs (checkpoint-<step> inside) or checkpoint dirs")

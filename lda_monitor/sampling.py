@@ -112,7 +112,8 @@ class Rollout:
     transforms (``None`` when the before forward was skipped, alpha 0). Under greedy decoding they
     are the untransformed temperature-1 distributions. ``kl_amp_after`` is the mean over the
     rollout's tokens of KL(amplified || after) on the untransformed distributions: the
-    divergence the amplification itself introduces, whatever the sampling knobs.
+    divergence the amplification itself introduces, whatever the sampling knobs;
+    ``kl_per_token`` holds the per-step values it averages.
     The stop token (EOS / end-of-turn) is part of ``token_ids`` and the log-probs, since ending
     the turn was itself a sampled decision, but not of ``completion``.
     """
@@ -129,11 +130,17 @@ class Rollout:
     logprob_after: list[float]
     logprob_before: list[float] | None
     kl_amp_after: float
+    kl_per_token: list[float] = field(default_factory=list, repr=False)
     prompt_token_ids: list[int] = field(default_factory=list, repr=False)
 
     @property
     def num_tokens(self) -> int:
         return len(self.token_ids)
+
+    @property
+    def completion_token_ids(self) -> list[int]:
+        """The ids ``completion`` decodes: ``token_ids`` without an EOS / end-of-turn stop token."""
+        return _completion_ids(self.token_ids, self.stop_reason)
 
 
 def rollout_seed(seed: int, prompt_index: int, sample_index: int) -> int:
@@ -142,10 +149,10 @@ def rollout_seed(seed: int, prompt_index: int, sample_index: int) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
-def rollout_uniforms(seed: int, work: Sequence[tuple[int, int]], steps: int) -> torch.Tensor:
-    """``[len(work), steps]`` uniforms in [0, 1), row i from the stream of ``work[i]``."""
+def rollout_uniforms(streams: Sequence[tuple[int, int, int]], steps: int) -> torch.Tensor:
+    """``[len(streams), steps]`` uniforms in [0, 1), row i from stream ``(seed, prompt, sample)``."""
     rows = []
-    for prompt_index, sample_index in work:
+    for seed, prompt_index, sample_index in streams:
         gen = torch.Generator().manual_seed(rollout_seed(seed, prompt_index, sample_index))
         rows.append(torch.rand(steps, generator=gen))
     return torch.stack(rows)
@@ -260,19 +267,19 @@ def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
     return ids.to(device), mask.to(device)
 
 
-def _decode_batch(pair, prompt_ids, work, config, stops, warpers):
-    """Decode one batch; returns per-row dicts in the order of ``work``."""
+def _decode_batch(pair, prompt_ids, streams, config, stops, warpers):
+    """Decode one batch; returns per-row dicts in the order of ``streams``."""
     device = pair.device
     need_before = config.alpha != 0
     input_ids, mask = _left_pad(prompt_ids, _pad_id(pair.tokenizer), device)
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
     next_position = mask.sum(-1)
-    uniforms = rollout_uniforms(config.seed, work, config.max_new_tokens)
+    uniforms = rollout_uniforms(streams, config.max_new_tokens)
     rows = [
-        {"ids": [], "lp_s": [], "lp_a": [], "lp_b": [] if need_before else None, "kl": 0.0, "stop": None}
-        for _ in work
+        {"ids": [], "lp_s": [], "lp_a": [], "lp_b": [] if need_before else None, "kl": [], "stop": None}
+        for _ in streams
     ]
-    live = torch.arange(len(work))  # batch rows still decoding -> index into `rows`
+    live = torch.arange(len(streams))  # batch rows still decoding -> index into `rows`
     session = pair.open(need_before=need_before)
     after, before = session.forward(input_ids, mask, position_ids)
     for step in range(config.max_new_tokens):
@@ -297,7 +304,7 @@ def _decode_batch(pair, prompt_ids, work, config, stops, warpers):
             row["lp_a"].append(lp_a[j])
             if need_before:
                 row["lp_b"].append(lp_b[j])
-            row["kl"] += kl[j]
+            row["kl"].append(kl[j])
             row["stop"] = stops.reason(token, row["ids"])
             if row["stop"] is None:
                 keep.append(j)
@@ -325,17 +332,27 @@ def sample(
     *,
     samples_per_prompt: int = 1,
     work: Sequence[tuple[int, int]] | None = None,
+    streams: Sequence[tuple[int, int, int]] | None = None,
 ) -> list[Rollout]:
     """Sample amplified rollouts.
 
     ``work`` lists the (prompt index, sample index) pairs to roll out (default: every prompt x
     ``samples_per_prompt``); a rollout depends only on its pair and the seed, so work can be split
     across batches or processes freely. Results come back in ``work`` order.
+
+    ``streams`` names each work item's random stream as ``(seed, prompt index, sample index)``
+    (default ``(config.seed, *work[i])``). A server that merges independent requests into one
+    call passes each request's own seed and indices, so a request's rollouts are the ones it
+    would get alone.
     """
     if work is None:
         work = [(p, s) for p in range(len(prompts)) for s in range(samples_per_prompt)]
     if not work:
         return []
+    if streams is None:
+        streams = [(config.seed, p, s) for p, s in work]
+    elif len(streams) != len(work):
+        raise ValueError(f"streams has {len(streams)} entries for {len(work)} work items")
     tokenizer = pair.tokenizer
     rendered = {
         p: render_prompt(
@@ -355,28 +372,32 @@ def sample(
             chunk = order[start : start + config.batch_size]
             chunk_work = [work[i] for i in chunk]
             rows = _decode_batch(
-                pair, [encoded[p] for p, _ in chunk_work], chunk_work, config, stops, warpers
+                pair, [encoded[p] for p, _ in chunk_work], [streams[i] for i in chunk], config, stops, warpers
             )
             for i, (p, s), row in zip(chunk, chunk_work, rows, strict=True):
                 results[i] = _to_rollout(tokenizer, prompts[p], rendered[p], encoded[p], p, s, row, config)
     return results  # type: ignore[return-value]
 
 
+def _completion_ids(ids: list[int], stop_reason: str) -> list[int]:
+    return ids[:-1] if stop_reason in (STOP_EOS, STOP_END_OF_TURN) else ids
+
+
 def _to_rollout(tokenizer, prompt, rendered, prompt_ids, p, s, row, config) -> Rollout:
     ids = row["ids"]
-    text_ids = ids[:-1] if row["stop"] in (STOP_EOS, STOP_END_OF_TURN) else ids
     return Rollout(
         prompt_index=p,
         sample_index=s,
         prompt=prompt,
         rendered_prompt=rendered,
-        completion=tokenizer.decode(text_ids, skip_special_tokens=False),
+        completion=tokenizer.decode(_completion_ids(ids, row["stop"]), skip_special_tokens=False),
         token_ids=list(ids),
         stop_reason=row["stop"],
         alpha=float(config.alpha),
         logprob_sampled=row["lp_s"],
         logprob_after=row["lp_a"],
         logprob_before=row["lp_b"],
-        kl_amp_after=row["kl"] / max(len(ids), 1),
+        kl_amp_after=sum(row["kl"]) / max(len(ids), 1),
+        kl_per_token=row["kl"],
         prompt_token_ids=list(prompt_ids),
     )

@@ -193,6 +193,11 @@ def test_rollouts_independent_of_batch_size_and_order(tokenizer, llama_pair, rng
     assert [r.token_ids for r in subset] == [lookup[w] for w in work]
     other_seed = sample(pair, PROMPTS, SamplingConfig(batch_size=8, **{**base, "seed": 6}), samples_per_prompt=2)
     assert [r.token_ids for r in other_seed] != [r.token_ids for r in big]
+    # Named streams: prompt 3 sampled in another request's slot (seed 6, index 0) is that request's row.
+    alone = sample(pair, [PROMPTS[3]], SamplingConfig(batch_size=8, **{**base, "seed": 6}), samples_per_prompt=2)
+    merged = sample(pair, PROMPTS, SamplingConfig(batch_size=8, **base), work=[(0, 0), (3, 1)],
+                    streams=[(5, 0, 0), (6, 0, 1)])
+    assert [r.token_ids for r in merged] == [lookup[(0, 0)], alone[1].token_ids]
 
 
 def test_global_rngs_untouched(tokenizer, llama_pair):

@@ -1,0 +1,135 @@
+"""One engine thread fed by a request queue, so concurrent users share decode batches.
+
+Whatever is waiting when the engine comes free is taken together; requests whose sampling
+settings are equal (everything but the seed and the prompts) go through the engine as one
+``sample`` call, whose rows are cut into decode batches of at most ``max_rows``. Each row keeps
+the random stream of its own request (seed, prompt index within the request, sample index), so
+a request's completions do not depend on what it was batched with.
+
+If a merged call fails, its requests are retried one by one, so a request that breaks the engine
+fails alone and the others are served.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from ..sampling import Rollout, SamplingConfig, sample
+
+
+@dataclass
+class Job:
+    """One request: its prompts, settings (with its own seed) and samples per prompt."""
+
+    prompts: list
+    config: SamplingConfig
+    samples: int = 1
+    future: Future = field(default_factory=Future)
+
+
+@dataclass
+class BatcherStats:
+    requests_served: int = 0
+    engine_batches: int = 0
+    merged_calls: int = 0
+
+
+class RequestBatcher:
+    """Owns the model pair: every forward pass happens on its one worker thread."""
+
+    def __init__(self, pair, *, max_rows: int = 64, wait_seconds: float = 0.0):
+        self.pair, self.max_rows, self.wait_seconds = pair, max_rows, wait_seconds
+        self.stats = BatcherStats()
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="lda-engine", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def submit(self, prompts: list, config: SamplingConfig, samples: int = 1) -> Future:
+        """Queue a request; the future resolves to its rollouts in (prompt, sample) order."""
+        job = Job(list(prompts), config, samples)
+        self._queue.put(job)
+        return job.future
+
+    def _serve(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            if self.wait_seconds:
+                time.sleep(self.wait_seconds)  # let a burst of requests arrive and share the batch
+            jobs, stopping = [first], False
+            while True:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                jobs.append(job)
+            groups: dict[SamplingConfig, list[Job]] = {}
+            for job in jobs:
+                groups.setdefault(dataclasses.replace(job.config, seed=0), []).append(job)
+            for settings, group in groups.items():
+                self._run_group(settings, group)
+            if stopping:
+                return
+
+    def _run_group(self, settings: SamplingConfig, jobs: list[Job]) -> None:
+        live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            results = self._merged_call(settings, live)
+        except Exception as exc:  # noqa: BLE001 - reported to the requests, never kills the thread
+            if len(live) == 1:
+                live[0].future.set_exception(exc)
+                self.stats.requests_served += 1
+                return
+            for job in live:  # find the request that breaks the engine; serve the others
+                try:
+                    job.future.set_result(self._merged_call(settings, [job])[0])
+                except Exception as single_exc:  # noqa: BLE001
+                    job.future.set_exception(single_exc)
+                self.stats.requests_served += 1
+            return
+        for job, rollouts in zip(live, results, strict=True):
+            job.future.set_result(rollouts)
+        self.stats.requests_served += len(live)
+
+    def _merged_call(self, settings: SamplingConfig, jobs: list[Job]) -> list[list[Rollout]]:
+        prompts, work, streams, spans = [], [], [], []
+        for job in jobs:
+            start = len(work)
+            for i, prompt in enumerate(job.prompts):
+                for s in range(job.samples):
+                    work.append((len(prompts), s))
+                    streams.append((job.config.seed, i, s))
+                prompts.append(prompt)
+            spans.append((start, len(work)))
+        config = dataclasses.replace(settings, batch_size=self.max_rows)
+        rollouts = sample(self.pair, prompts, config, work=work, streams=streams)
+        self.stats.merged_calls += 1
+        self.stats.engine_batches += -(-len(work) // self.max_rows)
+        # Give each rollout back its index within its own request.
+        rollouts = [dataclasses.replace(r, prompt_index=stream[1]) for r, stream in zip(rollouts, streams, strict=True)]
+        return [rollouts[a:b] for a, b in spans]
