@@ -17,10 +17,12 @@ import hashlib
 import json
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .checkpoints import Checkpoint, discover
+from .distributed import Ranks, rank_device
 from .errors import UserInputError
 from .evaluation import EvaluationPlan, evaluate
 from .judges import build_judge
@@ -132,9 +134,13 @@ class _Models:
 
 def audit_checkpoints(paths, settings: AuditSettings, *, echo=print) -> list:
     """Audit every discovered checkpoint; returns the summary rows (also written to ``out``)."""
+    ranks = Ranks.current()
+    if not ranks.is_main:
+        echo = _silent
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoints, notes = discover(paths)
+    # Rank 0's view of the directories, so every rank audits the same list (or fails alike).
+    checkpoints, notes = ranks.gather_or_raise(lambda: discover(paths) if ranks.is_main else None)[0]
     for note in notes:
         echo(f"note: {note}")
     items = load_prompts(settings.prompts)
@@ -146,13 +152,17 @@ def audit_checkpoints(paths, settings: AuditSettings, *, echo=print) -> list:
     schedule = parse_schedule(settings.alpha) if settings.alpha is not None else None
     records_path, done_path = out / "rollouts.jsonl", out / "done.jsonl"
     done = {json.loads(line)["key"] for line in done_path.read_text().splitlines()} if done_path.is_file() else set()
-    _drop_unfinished(records_path, done)
-    models = _Models(settings, checkpoints)
-    sink = _WandbAudit(settings) if settings.wandb_project else None
+    done = ranks.broadcast(done)
+    if ranks.is_main:
+        _drop_unfinished(records_path, done)
+    models = _Models(replace(settings, device=rank_device(settings.device)), checkpoints)
+    sink = _WandbAudit(settings) if settings.wandb_project and ranks.is_main else None
     from tqdm.auto import tqdm
 
-    with RecordWriter(records_path) as writer:
-        for checkpoint in tqdm(checkpoints, desc="checkpoints", unit="ckpt", file=sys.stderr, disable=None):
+    # Rank 0 alone writes; every rank samples its share of each chunk and gets all records back.
+    with RecordWriter(records_path) if ranks.is_main else nullcontext() as writer:
+        for checkpoint in tqdm(checkpoints, desc="checkpoints", unit="ckpt", file=sys.stderr,
+                               disable=None if ranks.is_main else True):
             alphas = settings.alphas or (schedule.alpha_at(checkpoint.step, total),)
             keys = {a: unit_key(checkpoint, a, settings, items, judge.name) for a in alphas}
             if all(k in done for k in keys.values()):
@@ -172,12 +182,14 @@ def audit_checkpoints(paths, settings: AuditSettings, *, echo=print) -> list:
                         continue
                     result = evaluate(pair, items, judge, alpha=alpha, plan=plan, step=checkpoint.step,
                                       run_id=f"audit-{key[:6]}", source="audit", checkpoint=str(checkpoint.path),
-                                      shard=lambda work, keep=prompts_chunk: [w for w in work if w[0] in keep])
+                                      shard=lambda work, keep=prompts_chunk: [w for w in work if w[0] in keep],
+                                      ranks=ranks)
                     records = [replace(r, extra={**r.extra, "audit_key": chunk_key}) for r in result.records]
-                    writer.write(records)
-                    _mark_done(done_path, done, chunk_key, checkpoint, alpha)
+                    if writer is not None:
+                        writer.write(records)
+                    _mark_done(done_path, done, chunk_key, checkpoint, alpha, write=ranks.is_main)
                     unit_records += records
-                _mark_done(done_path, done, key, checkpoint, alpha)
+                _mark_done(done_path, done, key, checkpoint, alpha, write=ranks.is_main)
                 if sink is not None:
                     sink.log(checkpoint.step, [r for r in read_records(records_path)
                                                if r.extra.get("audit_key", "").startswith(key)], judge.name)
@@ -185,12 +197,18 @@ def audit_checkpoints(paths, settings: AuditSettings, *, echo=print) -> list:
                      f"{time.perf_counter() - start:.1f} s")
     if sink is not None:
         sink.finish()
+    if not ranks.is_main:
+        return ranks.broadcast(None)
     rows = summarize(read_records(records_path))
     write_summary(out, rows)
     from .report import write_report
 
     write_report(out, rows, list(read_records(records_path)))
-    return rows
+    return ranks.broadcast(rows)
+
+
+def _silent(_message: str) -> None:
+    """The echo of ranks other than 0: one rank speaks for the job."""
 
 
 class _WandbAudit:
@@ -233,9 +251,11 @@ def _chunks(n_prompts: int, settings: AuditSettings) -> list[range]:
     return [range(i, min(i + size, n_prompts)) for i in range(0, n_prompts, size)]
 
 
-def _mark_done(done_path: Path, done: set[str], key: str, checkpoint: Checkpoint, alpha: float) -> None:
-    with open(done_path, "a") as f:
-        f.write(json.dumps({"key": key, "checkpoint": str(checkpoint.path), "alpha": alpha}) + "\n")
+def _mark_done(done_path: Path, done: set[str], key: str, checkpoint: Checkpoint, alpha: float,
+               write: bool = True) -> None:
+    if write:
+        with open(done_path, "a") as f:
+            f.write(json.dumps({"key": key, "checkpoint": str(checkpoint.path), "alpha": alpha}) + "\n")
     done.add(key)
 
 
@@ -267,6 +287,8 @@ def watch_checkpoints(paths, settings: AuditSettings, *, until_step: int | None 
     """Audit checkpoints as a training job writes them (resume makes each pass cheap), until a
     checkpoint at ``until_step`` or later is audited, or Ctrl-C; returns the last summary."""
     rows: list = []
+    if not Ranks.current().is_main:
+        echo = _silent
     try:
         while True:
             try:

@@ -78,9 +78,13 @@ Resume
     instances built from saved arguments, which cannot hold judge or prompt objects.
 
 Distributed
-    Only the main process (``state.is_world_process_zero``) samples, writes records and logs;
-    other ranks skip monitoring. Sharding an evaluation across ranks will go through the
-    ``shard`` hook of :func:`lda_monitor.step_evaluation.run_step_evaluation`.
+    Under a process group (DDP, FSDP, ZeRO-3 through accelerate) every rank samples and judges
+    every ``world_size``-th rollout, through its own (possibly sharded) policy, in lockstep:
+    all ranks run the same number of batches and decode steps, so the collectives inside a
+    sharded forward always match. The records are gathered to every rank (so the guardrail
+    decides alike everywhere); rank 0 alone writes them and logs. Because each rollout has its
+    own random stream, the metrics equal a single-process run's. Setup or evaluation failing
+    on one rank turns into the same failure on every rank: nobody is left waiting.
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from .distributed import SINGLE, Ranks
 from .errors import UserInputError
 from .hygiene import preserved_training_state
 from .judges import build_judge
@@ -105,6 +110,7 @@ from .prompts import load_prompts
 from .records import RecordWriter, drop_records_after, records_file_name
 from .reference import choose_reference
 from .schedules import parse_schedule
+from .sharding import refuse_fsdp1
 from .step_evaluation import run_step_evaluation
 from .trainer_logging import MetricEmitter, find_callback_handler
 from .wandb_sink import WandbSink
@@ -154,6 +160,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         self._writer: RecordWriter | None = None
         self._session_start: float | None = None
         self._time_share_warned = False
+        self._ranks = SINGLE  # the process group, found at train begin
 
     @classmethod
     def from_config(cls, path, **overrides) -> LDAMonitorCallback:
@@ -212,12 +219,15 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         self._emitter = MetricEmitter(self, find_callback_handler())
         self._session_start = time.perf_counter()
         self._time_share_warned = False
-        if not state.is_world_process_zero:
-            return
-        try:
+        self._ranks = Ranks.current()
+
+        def setup():
             self._restore(state)
             with preserved_training_state([model], self._tokenizer(processing_class)):
                 self._setup(args, state, model, processing_class)
+
+        try:
+            self._ranks.gather_or_raise(setup)  # every rank monitors, or none does
         except Exception as exc:
             self.reference = None  # monitoring stays off for this run
             self._failed(args, state, control, f"setup at step {state.global_step} failed; monitoring is OFF "
@@ -251,6 +261,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         step = state.global_step
         if model is None:
             raise RuntimeError("the Trainer passed no model to the callback")
+        refuse_fsdp1(model)
         if self._tokenizer(processing_class) is None:
             raise UserInputError("no tokenizer: the trainer has no processing_class; pass "
                                  "LDAMonitorCallback(..., tokenizer=...)")
@@ -261,11 +272,14 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             handler = self._emitter.handler
             self.reference = choose_reference(
                 model, None if self.config.auto_reference else self.config.reference,
-                step=step, previous=self.progress.reference, store_dir=records_dir,
+                step=step, previous=self.progress.reference,
+                store_dir=records_dir if self._ranks.is_main or step > 0 else None,  # rank 0 writes
                 offload=self.config.reference_offload, dtype=parse_dtype(self.config.reference_dtype),
                 strategy=self.config.peft_strategy, callbacks=handler.callbacks if handler else (),
             )
         self.progress.reference = self.reference.info()
+        if not self._ranks.is_main:
+            return  # rank 0 alone writes records and logs
         logger.info("lda-monitor reference: %s", self.reference.description)
         self._writer = self._open_records(records_dir / records_file_name(), step)
         self._wandb = WandbSink({
@@ -291,7 +305,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
     # ----- one evaluation -------------------------------------------------------------------
     def _evaluate(self, args, state, control, model, processing_class) -> None:
         step = state.global_step
-        if self.reference is None or not state.is_world_process_zero or step in self.progress.evaluated_steps:
+        if self.reference is None or step in self.progress.evaluated_steps:
             return
         start = time.perf_counter()
         tokenizer = self._tokenizer(processing_class)
@@ -302,10 +316,12 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
                         pair, self.items, self.judge, schedule=self.schedule, plan=self.plan, step=step,
                         total_steps=state.max_steps or None, run_id=self.run_id,
                         probe_prompts=self.config.probe_prompts, max_seconds=self.config.max_eval_seconds,
+                        ranks=self._ranks,
                     )
             for record in evaluation.records:
                 record.extra["reference"] = self.reference.kind
-            self._writer.write(evaluation.records)
+            if self._ranks.is_main:
+                self._writer.write(evaluation.records)
         except Exception as exc:
             self._failed(args, state, control, f"evaluation at step {step} failed", exc, start)
             return
@@ -331,6 +347,10 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         metrics["lda/errors"] = float(self.progress.errors)
         stop = self._guardrail(metrics)
         self.progress.history.append({**metrics, "step": state.global_step})
+        if stop:
+            control.should_training_stop = True  # every rank holds the same records, so decides alike
+        if not self._ranks.is_main:
+            return
         log_start = time.perf_counter()
         try:
             self._emitter.emit(args, state, control, metrics)
@@ -343,8 +363,6 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             warnings.warn(f"lda-monitor: logging at step {state.global_step} failed ({type(exc).__name__}: "
                           f"{exc}); counted in lda/errors", stacklevel=3)
         self.progress.monitor_seconds += time.perf_counter() - log_start
-        if stop:
-            control.should_training_stop = True
         limit = self.config.warn_time_share
         if limit is not None and state.global_step > 0 and share > limit and not self._time_share_warned:
             self._time_share_warned = True

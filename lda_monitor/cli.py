@@ -197,12 +197,18 @@ def _cmd_audit(args) -> int:
         batch_size=args.batch_size, device=args.device, dtype=args.dtype, seed=args.seed,
         wandb_project=args.wandb_project, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
     )
-    if args.watch:
-        from .audit import watch_checkpoints
+    from .distributed import process_group_from_environment
 
-        rows = watch_checkpoints(args.paths, settings, until_step=args.until_step, poll_seconds=args.poll_seconds)
-    else:
-        rows = audit_checkpoints(args.paths, settings)
+    with process_group_from_environment() as ranks:  # under torchrun / accelerate launch
+        if args.watch:
+            from .audit import watch_checkpoints
+
+            rows = watch_checkpoints(args.paths, settings, until_step=args.until_step,
+                                     poll_seconds=args.poll_seconds)
+        else:
+            rows = audit_checkpoints(args.paths, settings)
+    if not ranks.is_main:
+        return 0
     print(f"{'step':>6} {'alpha':>6} {'judge':<16} {'amplified':>10} {'plain':>10}")
     for r in rows:
         if r.category is None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from .distributed import SINGLE, Ranks
 from .prompts import PromptItem
 from .records import KIND_AMPLIFIED, KIND_PLAIN, RolloutRecord
 from .sampling import Rollout, SamplingConfig, sample
@@ -126,11 +127,14 @@ def evaluate(
     source: str,
     checkpoint: str | None = None,
     shard=None,
+    ranks: Ranks = SINGLE,
 ) -> EvaluationResult:
     """Amplified rollouts at ``alpha`` plus the plain (alpha 0) control on the same prompts.
 
-    ``shard`` (optional) filters the work list, for splitting one evaluation across processes;
-    because every rollout has its own random stream, the union of shards equals the unsharded run.
+    ``shard`` (optional) filters the work list (the time budget's and the auditor's chunks).
+    Under a process group (``ranks``), each rank samples and judges every ``world_size``-th
+    rollout of that list, in lockstep, and every rank gets all the records back in work order:
+    because each rollout has its own random stream, that is exactly the single-process result.
     """
     start = time.perf_counter()
     seed = evaluation_seed(plan.sampling.seed, step)
@@ -146,14 +150,19 @@ def evaluate(
         if shard is not None:
             work = shard(work)
         config = replace(plan.sampling, alpha=float(kind_alpha), seed=seed)
-        rollouts = sample(pair, prompts, config, work=work)
-        tokens += sum(r.num_tokens for r in rollouts)
-        verdicts = judge_rollouts(judge, items, rollouts)
-        names = names or list(verdicts)
-        records += rollout_records(
-            rollouts, items, verdicts, kind=kind, step=step, seed=seed, run_id=run_id,
-            source=source, checkpoint=checkpoint,
-        )
+
+        def judged(config=config, work=work, kind=kind):
+            rollouts = sample(pair, prompts, config, work=ranks.shard(work), lockstep=ranks)
+            verdicts = judge_rollouts(judge, items, rollouts)
+            return list(verdicts), sum(r.num_tokens for r in rollouts), rollout_records(
+                rollouts, items, verdicts, kind=kind, step=step, seed=seed, run_id=run_id,
+                source=source, checkpoint=checkpoint,
+            )
+
+        parts = ranks.gather_or_raise(judged)
+        names = names or next((n for n, _, _ in parts if n), [])
+        tokens += sum(t for _, t, _ in parts)
+        records += sorted((r for _, _, rs in parts for r in rs), key=lambda r: (r.prompt_index, r.sample_index))
     return EvaluationResult(
         records=records,
         seconds=time.perf_counter() - start,
@@ -163,16 +172,23 @@ def evaluate(
     )
 
 
-def probe_kl(pair, items: Sequence[PromptItem], plan: EvaluationPlan, *, step: int, samples: int = 1):
+def probe_kl(pair, items: Sequence[PromptItem], plan: EvaluationPlan, *, step: int, samples: int = 1,
+             ranks: Ranks = SINGLE):
     """A function alpha -> mean per-token KL(amplified || after) on a small probe batch, for the
-    adaptive schedule's bisection. Token-weighted over the probe's rollouts."""
+    adaptive schedule's bisection. Token-weighted over the probe's rollouts; under a process
+    group the probe is split like :func:`evaluate` and every rank gets the same value."""
     prompts = [item.prompt for item in items]
     seed = evaluation_seed(plan.sampling.seed, step) ^ 0x5EED
+    work = ranks.shard(work_items(len(prompts), samples))
 
     def kl_at(alpha: float) -> float:
         config = replace(plan.sampling, alpha=float(alpha), seed=seed)
-        rollouts = sample(pair, prompts, config, samples_per_prompt=samples)
-        total = sum(r.num_tokens for r in rollouts)
-        return sum(r.kl_amp_after * r.num_tokens for r in rollouts) / max(total, 1)
+
+        def weighted():
+            rollouts = sample(pair, prompts, config, work=work, lockstep=ranks)
+            return sum(r.kl_amp_after * r.num_tokens for r in rollouts), sum(r.num_tokens for r in rollouts)
+
+        parts = ranks.gather_or_raise(weighted)
+        return sum(k for k, _ in parts) / max(sum(t for _, t in parts), 1)
 
     return kl_at

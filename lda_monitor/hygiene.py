@@ -8,7 +8,10 @@ evaluation runs inside :func:`preserved_training_state`, which restores on exit:
 * the global Python, NumPy, torch CPU and (if initialised) CUDA random states - dropout and data
   shuffling then draw exactly what they would have drawn without the monitor;
 * every module's train/eval flag (per module, so deliberately frozen submodules stay in eval);
-* ``config.use_cache`` of every model and the tokenizer's ``padding_side``.
+* ``config.use_cache`` of every model and the tokenizer's ``padding_side``;
+* FSDP2 sharding: decoding leaves the root module's parameters unsharded (FSDP2 does not reshard
+  the root after a forward), so every sharded module is resharded, and ``model.parameters()``
+  are the sharded parameters the optimizer holds again.
 
 Gradients are not this module's concern: the engine decodes under ``torch.no_grad``.
 """
@@ -20,6 +23,8 @@ import sys
 from contextlib import contextmanager
 
 import torch
+
+from .sharding import reshard
 
 
 def _rng_state() -> dict:
@@ -60,3 +65,5 @@ def preserved_training_state(models, tokenizer=None):
             config.use_cache = value
         if padding_side is not None:
             tokenizer.padding_side = padding_side
+        for m in models:
+            reshard(m)

@@ -31,7 +31,9 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserInputError
 from .pairs import PeftPair, TwoModelPair
+from .sharding import is_fsdp2, sharded_frozen_copy
 
 SNAPSHOT_ADAPTER = "lda_monitor_reference"
 ADAPTER_FILE = "reference_adapter.safetensors"
@@ -75,6 +77,11 @@ def frozen_copy(model, device=None, dtype: torch.dtype | None = None):
     """A frozen eval-mode copy of ``model``. Parameters and buffers are copied straight to
     ``device`` (and ``dtype`` for floating tensors), so offloading to CPU never needs a second
     full copy on the accelerator."""
+    if is_fsdp2(model):
+        if device is not None:
+            raise UserInputError("reference_offload does not apply to a sharded (FSDP2) policy: its snapshot "
+                                 "is sharded like the policy; leave reference_offload off")
+        return sharded_frozen_copy(model, dtype)
     memo = {}
     for tensor in (*model.parameters(), *model.buffers()):
         target_dtype = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype

@@ -267,8 +267,13 @@ def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
     return ids.to(device), mask.to(device)
 
 
-def _decode_batch(pair, prompt_ids, streams, config, stops, warpers):
-    """Decode one batch; returns per-row dicts in the order of ``streams``."""
+def _decode_batch(pair, prompt_ids, streams, config, stops, warpers, lockstep=None):
+    """Decode one batch; returns per-row dicts in the order of ``streams``.
+
+    With ``lockstep`` (a :class:`~lda_monitor.distributed.Ranks`), the loop runs while any rank
+    has a live row: a rank whose rows have all stopped keeps one finished row running, its
+    output ignored, so every rank makes the same forward calls (FSDP / ZeRO-3 forwards are
+    collectives)."""
     device = pair.device
     need_before = config.alpha != 0
     input_ids, mask = _left_pad(prompt_ids, _pad_id(pair.tokenizer), device)
@@ -282,6 +287,7 @@ def _decode_batch(pair, prompt_ids, streams, config, stops, warpers):
     live = torch.arange(len(streams))  # batch rows still decoding -> index into `rows`
     session = pair.open(need_before=need_before)
     after, before = session.forward(input_ids, mask, position_ids)
+    idle = False  # every local row has stopped; running one along for the other ranks
     for step in range(config.max_new_tokens):
         amp = combine(after, before, config.alpha)
         if config.greedy:
@@ -298,6 +304,8 @@ def _decode_batch(pair, prompt_ids, streams, config, stops, warpers):
         kl = kl_divergence(amp, after).tolist() if need_before else [0.0] * len(live)
         keep = []
         for j, (row_index, token) in enumerate(zip(live.tolist(), tokens.tolist(), strict=True)):
+            if idle:
+                break
             row = rows[row_index]
             row["ids"].append(token)
             row["lp_s"].append(lp_s[j])
@@ -308,7 +316,11 @@ def _decode_batch(pair, prompt_ids, streams, config, stops, warpers):
             row["stop"] = stops.reason(token, row["ids"])
             if row["stop"] is None:
                 keep.append(j)
-        if not keep or step == config.max_new_tokens - 1:
+        if step == config.max_new_tokens - 1:
+            break
+        if lockstep is not None and lockstep.any(bool(keep)) and not keep:
+            keep, idle = [0], True
+        if not keep:
             break
         if len(keep) < len(live):
             keep_t = torch.tensor(keep, dtype=torch.long)
@@ -333,6 +345,7 @@ def sample(
     samples_per_prompt: int = 1,
     work: Sequence[tuple[int, int]] | None = None,
     streams: Sequence[tuple[int, int, int]] | None = None,
+    lockstep=None,
 ) -> list[Rollout]:
     """Sample amplified rollouts.
 
@@ -344,10 +357,16 @@ def sample(
     (default ``(config.seed, *work[i])``). A server that merges independent requests into one
     call passes each request's own seed and indices, so a request's rollouts are the ones it
     would get alone.
+
+    ``lockstep`` (a :class:`~lda_monitor.distributed.Ranks`) keeps the ranks of a process group
+    in step when each samples its own share of the work: all run the same number of batches
+    (a rank out of work decodes a one-token placeholder) and the same number of decode steps.
+    It is required when the models are sharded (FSDP, ZeRO-3), whose forwards are collectives.
     """
+    lockstep = lockstep if lockstep is not None and lockstep.active else None
     if work is None:
         work = [(p, s) for p in range(len(prompts)) for s in range(samples_per_prompt)]
-    if not work:
+    if not work and lockstep is None:
         return []
     if streams is None:
         streams = [(config.seed, p, s) for p, s in work]
@@ -367,12 +386,19 @@ def sample(
     # Similar lengths together waste less compute on padding; results do not depend on order.
     order = sorted(range(len(work)), key=lambda i: len(encoded[work[i][0]]))
     results: list[Rollout | None] = [None] * len(work)
+    batches = -(-len(order) // config.batch_size)
+    if lockstep is not None:
+        batches = lockstep.max(batches)
     with inference_state(pair.models):
-        for start in range(0, len(order), config.batch_size):
+        for start in range(0, batches * config.batch_size, config.batch_size):
             chunk = order[start : start + config.batch_size]
+            if not chunk:  # out of work here; keep the other ranks' collectives company
+                _decode_batch(pair, [[_pad_id(tokenizer)]], [(0, 0, 0)], config, stops, warpers, lockstep)
+                continue
             chunk_work = [work[i] for i in chunk]
             rows = _decode_batch(
-                pair, [encoded[p] for p, _ in chunk_work], [streams[i] for i in chunk], config, stops, warpers
+                pair, [encoded[p] for p, _ in chunk_work], [streams[i] for i in chunk], config, stops, warpers,
+                lockstep,
             )
             for i, (p, s), row in zip(chunk, chunk_work, rows, strict=True):
                 results[i] = _to_rollout(tokenizer, prompts[p], rendered[p], encoded[p], p, s, row, config)

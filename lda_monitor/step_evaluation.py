@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .distributed import SINGLE, Ranks
 from .evaluation import EvaluationPlan, evaluate, probe_kl
 from .prompts import PromptItem
 from .records import RolloutRecord
@@ -50,10 +51,10 @@ class StepEvaluation:
         return out
 
 
-def _alpha(schedule, pair, items, plan, step, total_steps, probe_prompts) -> float:
+def _alpha(schedule, pair, items, plan, step, total_steps, probe_prompts, ranks) -> float:
     """The schedule's alpha at ``step``, recorded in the schedule's (checkpointed) history."""
     if schedule.is_adaptive:
-        kl_at = probe_kl(pair, items[:probe_prompts], plan, step=step)
+        kl_at = probe_kl(pair, items[:probe_prompts], plan, step=step, ranks=ranks)
         alpha = schedule.choose(step, total_steps, kl_at)
     else:
         alpha = schedule.alpha_at(step, total_steps)
@@ -82,21 +83,23 @@ def run_step_evaluation(
     probe_prompts: int = 4,
     max_seconds: float | None = None,
     shard=None,
+    ranks: Ranks = SINGLE,
 ) -> StepEvaluation:
     """Amplified + plain rollouts at ``step`` at the schedule's alpha, judged, within
     ``max_seconds`` if given (the adaptive probe counts towards it).
 
-    ``shard`` is passed on to :func:`~lda_monitor.evaluation.evaluate` (splitting work across
-    processes); the budget's chunking composes with it.
+    ``shard`` and ``ranks`` are passed on to :func:`~lda_monitor.evaluation.evaluate`; under a
+    process group, rank 0's clock decides when the budget is spent, so every rank skips the
+    same prompts.
     """
     start = time.perf_counter()
-    alpha = _alpha(schedule, pair, items, plan, step, total_steps, probe_prompts)
+    alpha = _alpha(schedule, pair, items, plan, step, total_steps, probe_prompts, ranks)
     chunks = _chunks(len(items), plan, max_seconds is not None)
     records: list[RolloutRecord] = []
     names: list[str] = []
     tokens = skipped = 0
     for index, prompts in enumerate(chunks):
-        elapsed = time.perf_counter() - start
+        elapsed = ranks.broadcast(time.perf_counter() - start) if index > 0 else 0.0
         if index > 0 and elapsed > max_seconds:
             remaining = sum(len(c) for c in chunks[index:])
             skipped = remaining * (plan.samples_per_prompt + plan.plain_samples)
@@ -110,7 +113,7 @@ def run_step_evaluation(
             break
         result = evaluate(
             pair, items, judge, alpha=alpha, plan=plan, step=step, run_id=run_id, source=SOURCE,
-            shard=_restricted(prompts, shard) if len(chunks) > 1 else shard,
+            shard=_restricted(prompts, shard) if len(chunks) > 1 else shard, ranks=ranks,
         )
         records += result.records
         tokens += result.tokens

@@ -219,3 +219,29 @@ def test_reference_first_makes_the_first_checkpoint_its_own_reference(runs, tmp_
     kl = {r.step: r.kl_amp_after for r in rows if r.category is None}
     assert kl[2] == pytest.approx(0.0, abs=1e-6)
     assert kl[6] > 1e-4
+
+
+def test_two_processes_give_the_single_process_audit_and_resume(runs, tmp_path):
+    """``torchrun -m lda_monitor audit-checkpoints`` (2 CPU processes): the same records and
+    summary as one process, and a rerun skips everything without duplicating a record."""
+    from tests.distributed.launch import torchrun
+
+    def args(out):
+        return ["audit-checkpoints", str(runs / "lora"), "--prompts", str(_suite(tmp_path)), "--judge", JUDGE,
+                "--alpha", "linear:3->1", "--samples-per-prompt", "4", "--max-new-tokens", "6",
+                "--batch-size", "16", "--out", str(out)]
+
+    assert main(args(tmp_path / "one")) == 0
+    torchrun("-m", "lda_monitor", *args(tmp_path / "two"))
+    one, two = (list(read_records(tmp_path / d / "rollouts.jsonl")) for d in ("one", "two"))
+    assert [(r.step, r.kind, r.prompt_index, r.sample_index, r.token_ids) for r in two] == \
+           [(r.step, r.kind, r.prompt_index, r.sample_index, r.token_ids) for r in one]
+    summaries = [json.loads((tmp_path / d / "summary.json").read_text()) for d in ("one", "two")]
+    assert len(summaries[0]) == len(summaries[1])
+    for mine, theirs in zip(summaries[1], summaries[0], strict=True):  # floats: other batch shapes
+        assert mine.keys() == theirs.keys()
+        assert mine == {k: pytest.approx(v, rel=1e-5) if isinstance(v, float) else v for k, v in theirs.items()}
+
+    rerun = torchrun("-m", "lda_monitor", *args(tmp_path / "two"))
+    assert rerun.stdout.count("already audited") == 3, "rank 0 alone speaks, once per checkpoint"
+    assert len(list(read_records(tmp_path / "two" / "rollouts.jsonl"))) == len(two)
