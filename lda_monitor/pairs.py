@@ -32,6 +32,13 @@ def _model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def _output_width(model) -> int:
+    """Rows of the output layer: the full width even when the weight is sharded (an FSDP2
+    DTensor reports its global shape; a ZeRO-3 partitioned parameter keeps it in ``ds_shape``)."""
+    weight = model.get_output_embeddings().weight
+    return int(getattr(weight, "ds_shape", weight.shape)[0])
+
+
 def _forward_parameters(model) -> set[str]:
     """Keyword names the underlying transformers forward accepts (PEFT wrappers take **kwargs)."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -162,8 +169,8 @@ class TwoModelPair(LogitPair):
         self.compatibility = require_compatible(
             tokenizer,
             before_tokenizer,
-            after_width=after_model.get_output_embeddings().weight.shape[0],
-            before_width=before_model.get_output_embeddings().weight.shape[0],
+            after_width=_output_width(after_model),
+            before_width=_output_width(before_model),
         )
 
     @property
@@ -263,7 +270,7 @@ class PeftPair(LogitPair):
         self.before_name = before_adapter or BASE_ADAPTER
         self.after_name = model.active_adapter
         self.compatibility = require_compatible(
-            tokenizer, after_width=model.get_output_embeddings().weight.shape[0]
+            tokenizer, after_width=_output_width(model)
         )
 
     @property
