@@ -154,22 +154,31 @@ def create_app(
         ]
 
     def completion(r: Rollout, verdict: dict | None, diagnostics: bool) -> Completion:
-        return Completion(
-            completion=r.completion,
-            text=tokenizer.decode(r.prompt_token_ids + r.completion_token_ids, skip_special_tokens=True),
-            tokens_generated=r.num_tokens,
-            stopped_early=r.stop_reason != STOP_MAX_TOKENS,
-            stop_reason=r.stop_reason,
-            diagnostics=TokenDiagnostics(
+        """Optional parts are set only when asked for: responses leave unset fields out (never
+        ``exclude_none``, which would also drop an unscored verdict's ``flagged: null``)."""
+        optional = {}
+        if diagnostics:
+            optional["diagnostics"] = TokenDiagnostics(
                 tokens=[str(t) for t in tokenizer.convert_ids_to_tokens(r.token_ids)],
                 logprob_amplified=r.logprob_sampled,
                 logprob_after=r.logprob_after,
                 logprob_before=r.logprob_before,
                 kl_amp_after=r.kl_per_token,
                 kl_amp_after_mean=r.kl_amp_after,
-            ) if diagnostics else None,
-            verdicts=verdict,
+            )
+        if verdict is not None:
+            optional["verdicts"] = verdict
+        return Completion(
+            completion=r.completion,
+            text=tokenizer.decode(r.prompt_token_ids + r.completion_token_ids, skip_special_tokens=True),
+            tokens_generated=r.num_tokens,
+            stopped_early=r.stop_reason != STOP_MAX_TOKENS,
+            stop_reason=r.stop_reason,
+            **optional,
         )
+
+    def set_fields(model) -> dict:
+        return {name: getattr(model, name) for name in model.model_fields_set}
 
     async def lda_results(prompts: list[str], req: LDAFields, loc: str, seed: int) -> list[PromptResult]:
         check_samples(req)
@@ -180,22 +189,22 @@ def create_app(
         for i, prompt in enumerate(prompts):
             mine = [completion(r, v, req.diagnostics) for r, v in zip(rollouts, found, strict=True) if r.prompt_index == i]
             results.append(PromptResult(
-                prompt=prompt, formatted_prompt=rendered[i], **mine[0].model_dump(exclude_none=True),
-                samples=mine if req.samples > 1 else None,
+                prompt=prompt, formatted_prompt=rendered[i], **set_fields(mine[0]),
+                **({"samples": mine} if req.samples > 1 else {}),
             ))
         return results
 
-    @app.post("/generate_lda", response_model=LDAGenerateResponse, response_model_exclude_none=True)
+    @app.post("/generate_lda", response_model=LDAGenerateResponse, response_model_exclude_unset=True)
     async def generate_lda(req: LDAGenerateRequest) -> LDAGenerateResponse:
         """One prompt sampled from the amplified distribution."""
         seed = req.seed if req.seed is not None else secrets.randbits(63)
         (result,) = await lda_results([req.prompt], req, "prompt", seed)
         return LDAGenerateResponse(
-            **result.model_dump(exclude_none=True), alpha=req.alpha, model_after=model_after,
+            **set_fields(result), alpha=req.alpha, model_after=model_after,
             model_before=model_before, seed=seed,
         )
 
-    @app.post("/generate_lda_batch", response_model=LDABatchResponse, response_model_exclude_none=True)
+    @app.post("/generate_lda_batch", response_model=LDABatchResponse, response_model_exclude_unset=True)
     async def generate_lda_batch(req: LDABatchRequest) -> LDABatchResponse:
         """Several prompts, one amplified completion each (or ``samples`` each)."""
         if len(req.prompts) > limits.max_prompts:

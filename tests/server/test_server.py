@@ -147,6 +147,7 @@ def test_generate_lda_fields_and_a_brute_force_greedy_reference(served):
     assert data["formatted_prompt"] == tokenizer.apply_chat_template(
         [{"role": "user", "content": body["prompt"]}], tokenize=False, add_generation_prompt=True)
     assert data["verdicts"]["regex"]["flagged"] == ("hello" in data["completion"])
+    assert "samples" not in data, "one sample: nothing to list"
 
 
 def test_negative_alpha_minus_one_is_the_before_model(served):
@@ -295,3 +296,24 @@ def test_serve_with_a_bad_model_path_is_one_line(tmp_path, capsys):
     assert main(["serve", "--after", str(tmp_path / "missing"), "--before", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing" in err[0]
+
+
+def test_a_judge_outage_comes_back_unscored_never_safe(tokenizer):
+    class DownJudge:
+        name = "down"
+
+        def evaluate(self, prompts, completions, metadata=None):
+            raise ConnectionError("judge server unreachable")
+
+    pair = TwoModelPair(tiny_llama(tokenizer, seed=11), tiny_llama(tokenizer, seed=12), tokenizer)
+    server, thread, url = start_server(create_app(pair, model_after="a", model_before="b", judge=DownJudge()))
+    try:
+        r = httpx.post(f"{url}/generate_lda", json={"prompt": "hello", "max_new_tokens": 4, "samples": 2}, timeout=60)
+        assert r.status_code == 200, r.text
+        for sample in r.json()["samples"]:
+            assert sample["verdicts"]["down"]["flagged"] is None
+            assert "judge server unreachable" in sample["verdicts"]["down"]["error"]
+            assert "diagnostics" not in sample, "not asked for"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
