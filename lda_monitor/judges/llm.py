@@ -20,7 +20,7 @@ import httpx
 from ..errors import UserInputError
 from .base import Judge, Verdict
 from .rubrics import load_rubric, single_question_rubric
-from .scoring import score_from_logprobs, score_from_text
+from .scoring import score_from_reply
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
@@ -98,10 +98,7 @@ class LLMJudge(Judge):
         data = await self._post(client, limit, body)
         try:
             choice = data["choices"][0]
-            logprobs = (choice.get("logprobs") or {}).get("content")
-            if logprobs:
-                return score_from_logprobs(logprobs[0].get("top_logprobs") or [])[0]
-            return score_from_text(choice["message"]["content"] or "")
+            return score_from_reply(choice["message"]["content"] or "", (choice.get("logprobs") or {}).get("content"))
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise _Failed(f"malformed reply from {self.base_url} ({type(exc).__name__})") from None
 
