@@ -71,8 +71,9 @@ outage); a judge that fails on exactly the flagged completions biases every rate
 flag rate against alpha over the alphas > 0 of an evaluation (a sweep, or the ladder plus the
 detection alpha) by weighted least squares and reads the fit at alpha 0, with a parametric
 bootstrap interval (the logit-path-extrapolation idea). It needs no densities and works for any
-sampler, but it assumes the logit-linear shape: with flags at only large alphas it can be far
-off. The pooled estimate is unbiased and should be preferred when published.
+sampler, but it assumes the logit-linear shape, so it is withheld unless that shape is checked
+(3 or more alphas) and not rejected by a lack-of-fit test. Even a passing fit extrapolates beyond
+the data; the pooled estimate is unbiased and should be preferred when published.
 """
 
 from __future__ import annotations
@@ -212,38 +213,62 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
         raw_weights={a: float(np.mean(v)) for a, v in sorted(raw.items())},
         flagged=flagged, n=len(scored), prompts=len(by_prompt),
     )
+    flagged_plain = sum(1 for d in scored if d.flagged and d.alpha == 0.0)
+
+    def withheld(reason: str, k: int = flagged_plain) -> NaturalRate:
+        """Withheld, with the Clopper-Pearson upper bound of ``k`` flagged among the plain
+        rollouts (valid whatever failed: they are draws from the policy itself)."""
+        if not n_plain:
+            return _withheld(reason, **diagnostics)
+        return _withheld(f"{reason}; upper bound from {k}/{n_plain} plain", hi=binomial_upper(k, n_plain),
+                         method=METHOD_BOUND, **diagnostics)
+
     if flagged < MIN_FLAGGED:
-        bound = binomial_upper(flagged, n_plain) if n_plain else None
-        return _withheld(
-            f"{flagged} flagged rollouts in the pool (< {MIN_FLAGGED}): too few for an interval"
-            + (f"; upper bound from the {n_plain} plain rollouts" if bound is not None else ""),
-            hi=bound, method=METHOD_BOUND if bound is not None else None, **diagnostics)
+        # The mixture sees the behaviour at least as often as its plain share: the pool's count
+        # over the plain rollouts still bounds the rate, and is tighter than the plain count alone.
+        return withheld(f"{flagged} flagged rollouts in the pool (< {MIN_FLAGGED}): too few for an interval", flagged)
     if abs(diagnostics["mass"] - 1) > MASS_TOLERANCE:
-        return _withheld(f"mean balance weight {diagnostics['mass']:.2f}, not ~1: the proposals miss part of "
-                         "the policy's mass (add plain rollouts or smaller ladder alphas)", **diagnostics)
+        return withheld(f"mean balance weight {diagnostics['mass']:.2f}, not ~1: the proposals miss part of "
+                        "the policy's mass (add plain rollouts or smaller ladder alphas)")
     overlapping = {a for a, v in diagnostics["raw_weights"].items() if v >= MIN_OVERLAP}
     seen = sum(1 for d in scored if d.flagged and d.alpha in overlapping)
     if seen < MIN_FLAGGED:
-        flagged_plain = sum(1 for d in scored if d.flagged and d.alpha == 0.0)
-        bound = binomial_upper(flagged_plain, n_plain) if n_plain else None
-        return _withheld(
+        return withheld(
             f"{seen} flagged rollouts from proposals overlapping the policy (mean raw weight >= {MIN_OVERLAP:g}; "
             f"< {MIN_FLAGGED}): the behaviour was seen only far from the policy, where weights are too "
-            "heavy-tailed to estimate from" + (f"; upper bound from {flagged_plain}/{n_plain} plain" if bound else ""),
-            hi=bound, method=METHOD_BOUND if bound is not None else None, **diagnostics)
+            "heavy-tailed to estimate from")
     # Effective number of flagged rollouts the estimate rests on (the prompts' terms scaled as in
     # the equal-weight mean): a few heavy weights mean the sample variance has not seen the tail.
     terms = np.concatenate([fw / len(fw) for fw in flagged_w])
     flagged_ess = float(terms.sum() ** 2 / (terms * terms).sum())
     if flagged_ess < MIN_FLAGGED_ESS:
-        return _withheld(f"the estimate rests on {flagged_ess:.1f} effective flagged rollouts (< {MIN_FLAGGED_ESS:g}): "
-                         "a few heavily weighted rollouts carry it, so its variance is not seen", **diagnostics)
+        return withheld(f"the estimate rests on {flagged_ess:.1f} effective flagged rollouts (< {MIN_FLAGGED_ESS:g}): "
+                        "a few heavily weighted rollouts carry it, so its variance is not seen")
     if sum(ess) < MIN_ESS:
-        return _withheld(f"effective sample size {sum(ess):.1f} < {MIN_ESS:g}: a few rollouts carry "
-                         "the estimate", **diagnostics)
+        return withheld(f"effective sample size {sum(ess):.1f} < {MIN_ESS:g}: a few rollouts carry the estimate")
     rate = float(np.mean(rates))
     spread = math.exp(Z_95 * math.sqrt(sum(variances)) / len(rates) / rate)  # rate > 0: >= 1 flagged
     return NaturalRate(rate, rate / spread, min(1.0, rate * spread), METHOD_POOLED, **diagnostics)
+
+
+def chi2_sf(x: float, df: int) -> float:
+    """P(X > x) for X ~ chi-squared with integer ``df`` >= 1 (closed forms; no scipy at run time)."""
+    if x <= 0:
+        return 1.0
+    half = x / 2
+    if df % 2 == 0:  # exp(-x/2) sum_{i < df/2} (x/2)^i / i!
+        term = total = 1.0
+        for i in range(1, df // 2):
+            term *= half / i
+            total += term
+        return math.exp(-half) * total
+    # erfc(sqrt(x/2)) + sqrt(2x/pi) exp(-x/2) sum_{i=1}^{(df-1)/2} x^(i-1) / (1*3*...*(2i-1))
+    term, total = 1.0, 0.0
+    for i in range(1, (df - 1) // 2 + 1):
+        if i > 1:
+            term *= x / (2 * i - 1)
+        total += term
+    return math.erfc(math.sqrt(half)) + math.sqrt(2 * x / math.pi) * math.exp(-half) * total
 
 
 def extrapolated_rate(points: Sequence[tuple[float, int, int]], *, boot: int = 2000, seed: int = 0) -> NaturalRate:
@@ -253,28 +278,44 @@ def extrapolated_rate(points: Sequence[tuple[float, int, int]], *, boot: int = 2
     inverse-variance weights (k + 1/2)(n - k + 1/2) / (n + 1); the interval is the 2.5-97.5%
     range over ``boot`` parametric bootstrap refits (k* ~ Binomial(n, (k + 1/2) / (n + 1)) at each
     alpha).
+
+    Withheld unless the logit-linear shape it extrapolates is checked and not rejected: that needs
+    3 or more alphas, and Pearson's lack-of-fit statistic sum (k - n p_fit)^2 / (n p_fit (1 - p_fit))
+    must not exceed its chi-squared (alphas - 2 df) 95% point. On the real model the flag rate
+    rises steeply at small alpha and saturates at large ones; a straight line through it read at
+    alpha 0 was 6-10x too high with an interval that excluded the truth (the benchmark, step 15).
     """
     points = [(float(a), int(k), int(n)) for a, k, n in points if a > 0 and n > 0]
-    if len({a for a, _, _ in points}) < 2:
-        return _withheld("needs flag rates at 2 or more alphas > 0", method=METHOD_EXTRAPOLATED)
+    alphas = len({a for a, _, _ in points})
+    if alphas < 3:
+        return _withheld(f"needs flag rates at 3 or more alphas > 0 (has {alphas}): with fewer, the "
+                         "logit-linear shape it extrapolates cannot be checked", method=METHOD_EXTRAPOLATED)
     alpha = np.array([a for a, _, _ in points])
     k = np.array([k for _, k, _ in points], dtype=float)
     n = np.array([n for _, _, n in points], dtype=float)
     if not k.any():
         return _withheld("no flagged rollouts at any alpha", method=METHOD_EXTRAPOLATED)
 
-    def at_zero(k: np.ndarray) -> np.ndarray:
-        """The fitted rate at alpha 0 for each row of counts ``k`` ([..., alphas])."""
+    def fit(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(intercept, slope) of the logit-linear fit for each row of counts ``k`` ([..., alphas])."""
         y = np.log((k + 0.5) / (n - k + 0.5))
         w = (k + 0.5) * (n - k + 0.5) / (n + 1)
         sw, sx, sy = w.sum(-1), (w * alpha).sum(-1), (w * y).sum(-1)
         sxx, sxy = (w * alpha * alpha).sum(-1), (w * alpha * y).sum(-1)
         slope = (sw * sxy - sx * sy) / (sw * sxx - sx * sx)
-        return 1 / (1 + np.exp(-(sy - slope * sx) / sw))
+        return (sy - slope * sx) / sw, slope
 
+    intercept, slope = fit(k)
+    fitted = 1 / (1 + np.exp(-(intercept + slope * alpha)))
+    lack_of_fit = float(np.sum((k - n * fitted) ** 2 / (n * fitted * (1 - fitted))))
+    p_fit = chi2_sf(lack_of_fit, len(points) - 2)
+    if p_fit < 0.05:
+        return _withheld(f"the flag rate is not logit-linear in alpha (lack of fit chi2 {lack_of_fit:.1f} on "
+                         f"{len(points) - 2} df, p = {p_fit:.2g}), so a line read at alpha 0 would mislead",
+                         method=METHOD_EXTRAPOLATED, flagged=int(k.sum()), n=int(n.sum()))
     rng = np.random.default_rng(seed)
     # Resampling at (k + 1/2) / (n + 1), not k / n: a count of 0 would otherwise never vary.
     resampled = rng.binomial(n.astype(int), (k + 0.5) / (n + 1), size=(boot, len(n))).astype(float)
-    lo, hi = np.percentile(at_zero(resampled), [2.5, 97.5])
-    return NaturalRate(float(at_zero(k)), float(lo), float(hi), METHOD_EXTRAPOLATED, flagged=int(k.sum()),
-                       n=int(n.sum()))
+    lo, hi = np.percentile(1 / (1 + np.exp(-fit(resampled)[0])), [2.5, 97.5])
+    return NaturalRate(float(1 / (1 + np.exp(-intercept))), float(lo), float(hi), METHOD_EXTRAPOLATED,
+                       flagged=int(k.sum()), n=int(n.sum()))

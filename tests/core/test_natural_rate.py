@@ -12,12 +12,13 @@ import copy
 import math
 import statistics
 
+import numpy as np
 import pytest
 import torch
 
 from lda_monitor.core.evaluation import evaluate
 from lda_monitor.core.measurement import Measurement
-from lda_monitor.core.natural_rate import Draw, extrapolated_rate, pooled_rate
+from lda_monitor.core.natural_rate import Draw, chi2_sf, extrapolated_rate, pooled_rate
 from lda_monitor.core.prompts import load_prompts
 from lda_monitor.core.summary import flat_metrics, summarize
 from lda_monitor.engine.pairs import TwoModelPair
@@ -186,3 +187,35 @@ def test_extrapolation_recovers_a_logit_linear_rate():
     est = extrapolated_rate(points, boot=200)
     assert est.rate == pytest.approx(rate(0), rel=0.02) and est.lo <= rate(0) <= est.hi
     assert extrapolated_rate([(2.0, 3, 10)]).rate is None
+    two = extrapolated_rate(points[:2])
+    assert two.rate is None and "3 or more alphas" in two.reason
+
+
+def test_chi2_tail_matches_scipy():
+    from scipy.stats import chi2
+
+    for df in range(1, 8):
+        for x in (0.01, 0.5, 1.0, 3.84, 7.0, 15.0, 40.0):
+            assert chi2_sf(x, df) == pytest.approx(chi2.sf(x, df), rel=1e-9, abs=1e-15)
+
+
+def test_extrapolation_is_withheld_when_the_rate_is_not_logit_linear():
+    """The benchmark's counts at step 15 (ladder 0.25, 0.5, 1 and detection alpha 2): the rate
+    rises steeply, then saturates. A line through them read at alpha 0 gave ~0.1 with an interval
+    that excluded the brute-force 0.0095 (19/2000)."""
+    est = extrapolated_rate([(0.25, 1, 50), (0.5, 6, 50), (1.0, 20, 50), (2.0, 112, 200)])
+    assert est.rate is None and "not logit-linear" in est.reason
+
+
+def test_lack_of_fit_rule_rejects_a_true_logit_linear_curve_about_5_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    alphas, n = (0.25, 0.5, 1.0, 2.0), 200
+
+    def rate(a):
+        return 1 / (1 + math.exp(-(-3 + 1.2 * a)))
+
+    rejected = 0
+    for _ in range(400):
+        est = extrapolated_rate([(a, int(rng.binomial(n, rate(a))), n) for a in alphas], boot=20)
+        rejected += est.rate is None
+    assert 0.01 <= rejected / 400 <= 0.12
