@@ -27,6 +27,7 @@ from ..engine.chat import encode_rendered, render_prompt
 from ..engine.sampling import STOP_MAX_TOKENS, Rollout, SamplingConfig
 from ..errors import UserInputError
 from .batcher import RequestBatcher
+from .errors import GenerationFailed, RequestError
 from .schema import (
     MAX_ABS_ALPHA,
     Completion,
@@ -45,18 +46,6 @@ from .schema import (
     TokenDiagnostics,
     TokenizerCompatibilityInfo,
 )
-
-
-class RequestError(Exception):
-    """A request the server refuses: 422 with the offending field, like pydantic's own errors."""
-
-    def __init__(self, loc: list, message: str, kind: str = "value_error"):
-        super().__init__(message)
-        self.detail = [{"type": kind, "loc": ["body", *loc], "msg": message}]
-
-
-class GenerationFailed(Exception):
-    """The engine raised while serving a request: 500 with the message; the server serves on."""
 
 
 class Limits:

@@ -35,7 +35,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..engine.sampling import STOP_MAX_TOKENS, STOP_STRING, Rollout, SamplingConfig
-from .app import GenerationFailed, RequestError
+from .errors import GenerationFailed, RequestError
 from .openai_schema import (
     MAX_STOP_SEQUENCES,
     ChatCompletionRequest,
