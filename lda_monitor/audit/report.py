@@ -95,8 +95,8 @@ def _plot_flag_rate(rows, judges: list[str]) -> bytes:
             _band(ax, steps, [r.flag_rate for r in line], [r.flag_rate_lo for r in line],
                   [r.flag_rate_hi for r in line], color, prefix + name, "o", "-")
             if not sweep:
-                for r in line:
-                    ax.annotate(f"α={r.alpha:g}", (r.step, r.flag_rate), textcoords="offset points", xytext=(0, 7),
+                for r in line:  # 3 digits: the table has the exact alpha; 6 overlapped at a 4-step spacing
+                    ax.annotate(f"α={r.alpha:.3g}", (r.step, r.flag_rate), textcoords="offset points", xytext=(0, 7),
                                 ha="center", fontsize=7, color=AMPLIFIED_COLOR)
         plain = sorted({r.step: r for r in sel if r.flag_rate_plain is not None}.values(), key=lambda r: r.step)
         if plain:
