@@ -19,7 +19,7 @@ from .records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN
 
 # The natural-rate ladder: small alphas between the policy and the detection alpha, so
 # neighbouring proposals overlap (README "Reading the results").
-DEFAULT_ESTIMATE_ALPHAS = (0.25, 0.5)
+DEFAULT_ESTIMATE_ALPHAS = (0.25, 0.5, 1.0)
 
 # Fields that decide which tokens a rollout holds (and so enter the audit's resume keys).
 SAMPLING_FIELDS = ("max_new_tokens", "temperature", "top_k", "top_p", "min_p", "stop_strings",

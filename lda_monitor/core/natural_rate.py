@@ -248,7 +248,10 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
         return withheld(f"effective sample size {sum(ess):.1f} < {MIN_ESS:g}: a few rollouts carry the estimate")
     rate = float(np.mean(rates))
     spread = math.exp(Z_95 * math.sqrt(sum(variances)) / len(rates) / rate)  # rate > 0: >= 1 flagged
-    return NaturalRate(rate, rate / spread, min(1.0, rate * spread), METHOD_POOLED, **diagnostics)
+    # Unbiased is not bounded: with weights above 1 a near-certain behaviour can average past 1
+    # (the full demo's late steps: 1.015). A probability is at most 1, so clipping to it only
+    # moves the estimate and its interval towards the truth.
+    return NaturalRate(min(rate, 1.0), min(rate / spread, 1.0), min(rate * spread, 1.0), METHOD_POOLED, **diagnostics)
 
 
 def chi2_sf(x: float, df: int) -> float:

@@ -47,10 +47,20 @@ def evaluation_line(step: int, metrics: dict) -> str:
     parts = [f"lda-monitor step {step}: alpha {m.get('lda/alpha', float('nan')):g}",
              f"amplified {_rate(m.get('lda/flagged', 0), m.get('lda/n', 0))} flagged",
              f"plain {_rate(m.get('lda/flagged_plain', 0), m.get('lda/n_plain', 0))}",
-             f"unscored {unscored}", f"{m.get('lda/eval_seconds', 0.0):.1f} s"]
+             *_natural_part(m), f"unscored {unscored}", f"{m.get('lda/eval_seconds', 0.0):.1f} s"]
     if m.get("lda/skipped_rollouts"):
         parts.append(f"{int(m['lda/skipped_rollouts'])} rollouts skipped (max_eval_seconds)")
     return " | ".join(parts)
+
+
+def _natural_part(m: dict) -> list[str]:
+    """The natural-rate estimate with its interval, or its upper bound when withheld; nothing
+    when there is neither (estimate off, or withheld without plain rollouts)."""
+    if "lda/natural_rate" in m:
+        return [f"natural {m['lda/natural_rate']:.4f} [{m['lda/natural_rate_lo']:.4f}, {m['lda/natural_rate_hi']:.4f}]"]
+    if "lda/natural_rate_hi" in m:
+        return [f"natural withheld (<= {m['lda/natural_rate_hi']:.4f})"]
+    return []
 
 
 class RolloutProgress:

@@ -3,19 +3,23 @@
 The demo's setting (embedded SmolLM2-135M-Instruct in float32, LoRA SFT that plants a password
 request, the demo's monitor prompts and regex judge, 16 new tokens). Adapters are saved at the
 requested steps; adapters, brute-force counts and each seed's records are saved in ``--out``
-and reused on a rerun (which then only re-analyses: seconds). At each checkpoint, a brute-force plain rate from
-``--brute`` plain rollouts is the reference, and the estimate from a monitor-sized budget
-(amplified at ``--alpha``, plain, and the ladder) is computed over ``--seeds`` seeds through the
-same ``evaluate`` -> ``summarize`` path as the callback and the audit. It prints one table row per
-(checkpoint, seed): the estimate and its interval, or why it was withheld, whether it is within
-2x of the brute-force rate and whether its interval covers it; then the rollout-cost ratio at
-the rarest checkpoint for equal relative error. A benchmark, not a test: minutes on CPU.
+and reused on a rerun (which then only re-analyses: seconds). At each checkpoint, a brute-force
+plain rate from ``--brute`` plain rollouts (:mod:`.brute_force`) is the reference, and the
+estimate from a monitor-sized budget (amplified at ``--alpha``, plain, and the ladder) is
+computed over ``--seeds`` seeds through the same ``evaluate`` -> ``summarize`` path as the
+callback and the audit. It prints one table row per (checkpoint, seed): the estimate and its
+interval, or why it was withheld and its upper bound; whether it is within 2x of the brute-force
+rate and whether its interval (or bound) covers it; the logit extrapolation, which is not
+published where densities exist, for comparison. Then per checkpoint how many were published,
+and the rollout-cost ratio at the rarest checkpoint for equal relative error. The default steps
+are where the default training's plain rate lies between 0.5% and 5% (training data depend on
+the last step, so other step lists train a different run). A benchmark, not a test: about 35
+minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import time
@@ -23,16 +27,22 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import data as demo_data
+from .brute_force import brute_force_rate
 
 
-def _brute_force(pair, items, judge, n_per_prompt: int, config):
-    from ..core.evaluation import judge_rollouts
-    from ..core.stats import flag_rate
-    from ..engine.sampling import sample
+def _extrapolation(records, judge: str):
+    """The logit extrapolation over the evaluation's alphas > 0. Not published where densities
+    exist (the pooled estimate is), but shown here: this table is the evidence for that choice."""
+    from ..core.natural_rate import extrapolated_rate
 
-    rollouts = sample(pair, [i.prompt for i in items], config, samples_per_prompt=n_per_prompt)
-    rate, _ = flag_rate([v.flagged for v in judge_rollouts(judge, items, rollouts)[judge.name]])
-    return rate
+    counts: dict[float, list[int]] = {}
+    for r in records:
+        verdict = r.verdict(judge)
+        if r.alpha > 0 and verdict is not None and verdict.flagged is not None:
+            k_n = counts.setdefault(r.alpha, [0, 0])
+            k_n[0] += bool(verdict.flagged)
+            k_n[1] += 1
+    return extrapolated_rate([(a, k, n) for a, (k, n) in counts.items()])
 
 
 def _train(out: Path, steps: list[int], args, echo) -> None:
@@ -61,13 +71,13 @@ def _train(out: Path, steps: list[int], args, echo) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lda_monitor.demo.natural_rate_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="/tmp/nr_bench")
-    parser.add_argument("--steps", default="8,10,12", help="checkpoint steps (quick demo settings)")
+    parser.add_argument("--steps", default="15,16", help="checkpoint steps (quick demo settings)")
     parser.add_argument("--brute", type=int, default=2000, help="brute-force plain rollouts per checkpoint")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--alpha", type=float, default=2.0, help="detection alpha")
     parser.add_argument("--amplified", type=int, default=20, help="amplified rollouts per prompt")
     parser.add_argument("--plain", type=int, default=5, help="plain rollouts per prompt")
-    parser.add_argument("--ladder", default="0.25,0.5", help="estimation ladder alphas")
+    parser.add_argument("--ladder", default="0.25,0.5,1", help="estimation ladder alphas")
     parser.add_argument("--ladder-samples", type=int, default=5, help="rollouts per prompt at each ladder alpha")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-seed", type=int, default=0)
@@ -80,11 +90,9 @@ def main(argv=None) -> None:
     from ..core.measurement import Measurement
     from ..core.prompts import load_prompts
     from ..core.records import RecordWriter, read_records
-    from ..core.stats import rate_estimate
     from ..core.summary import summarize
     from ..engine.models import load_model
     from ..engine.pairs import PeftPair
-    from ..engine.sampling import SamplingConfig
     from ..judges import build_judge
 
     torch.set_num_threads(args.threads)
@@ -97,16 +105,15 @@ def main(argv=None) -> None:
     print(f"[bench] training/loading {time.perf_counter() - start:.0f}s; {torch.get_num_threads()} threads")
     items = load_prompts(demo_data.MONITOR_PROMPTS)
     judge = build_judge(demo_data.JUDGE_SPEC)
-    sampling = SamplingConfig(max_new_tokens=16, batch_size=64)
     measurement = Measurement(prompts=items, judge=judge, samples_per_prompt=args.amplified,
-                              plain_samples_per_prompt=args.plain, max_new_tokens=sampling.max_new_tokens,
-                              batch_size=sampling.batch_size, natural_rate=True, estimate_alphas=list(ladder),
+                              plain_samples_per_prompt=args.plain, max_new_tokens=16,
+                              batch_size=64, natural_rate=True, estimate_alphas=list(ladder),
                               estimate_samples_per_prompt=args.ladder_samples)
     budget = len(items) * sum(n for _, _, n in measurement.runs(args.alpha))
     print(f"monitor budget: {budget} rollouts per estimate ({len(items)} prompts x {args.amplified} amplified at "
           f"alpha {args.alpha:g} + {args.plain} plain + {args.ladder_samples} at each of {ladder})")
     header = (f"{'ckpt':>4} {'brute-force rate [Wilson 95%]':<30} {'seed':>4} {'estimate [95%]':<26} "
-              f"{'status':<58} {'2x?':<4} {'cov?':<4} {'extrapolated [95%]':<24}")
+              f"{'status':<64} {'2x?':<4} {'cov?':<4} {'extrapolated, unpublished [95%]':<24}")
     lines = [header]
     print(header, flush=True)
     summary = []
@@ -114,13 +121,8 @@ def main(argv=None) -> None:
         model, tokenizer = load_model(str(out / f"checkpoint-{step}"), dtype="float32")
         pair = PeftPair(model, tokenizer)
         t0 = time.perf_counter()
-        cache = out / f"brute-{step}-{args.brute}.json"  # deterministic (fixed seed): computed once
-        if cache.is_file():
-            brute = rate_estimate(**json.loads(cache.read_text()))
-        else:
-            brute = _brute_force(pair, items, judge, args.brute // len(items),
-                                 SamplingConfig(alpha=0.0, max_new_tokens=16, batch_size=64, seed=987_654))
-            cache.write_text(json.dumps({"k": brute.k, "n": brute.n}))
+        brute = brute_force_rate(pair, items, judge, args.brute // len(items), measurement.sampling(),
+                                 cache=out / f"brute-{step}.json")
         brute_s = time.perf_counter() - t0
         truth = brute.rate
         estimates = []
@@ -146,36 +148,46 @@ def main(argv=None) -> None:
                 twox, cov = ("yes" if within else "NO"), ("yes" if covered else "NO")
             else:
                 est = "-" if row.natural_rate_hi is None else f"<= {row.natural_rate_hi:.4f}"
-                status = f"withheld: {row.natural_rate_reason}"[:58]
+                status = f"withheld: {row.natural_rate_reason.split(' (')[0].split(':')[0]}"[:64]  # the rule; the why is in the doc
                 twox = "-"
                 cov = "-" if row.natural_rate_hi is None else ("yes" if truth <= row.natural_rate_hi else "NO")
-            ext = ("-" if row.natural_rate_extrapolated is None else
-                   f"{row.natural_rate_extrapolated:.4f} [{row.natural_rate_extrapolated_lo:.3f},"
-                   f"{row.natural_rate_extrapolated_hi:.3f}]")
-            line = f"{step:>4} {brute_cell:<30} {seed:>4} {est:<26} {status:<58} {twox:<4} {cov:<4} {ext:<24}"
+            extrapolated = _extrapolation(records, judge.name)
+            ext = ("withheld (lack of fit)" if extrapolated.rate is None else
+                   f"{extrapolated.rate:.4f} [{extrapolated.lo:.3f},{extrapolated.hi:.3f}]")
+            line = f"{step:>4} {brute_cell:<30} {seed:>4} {est:<26} {status:<64} {twox:<4} {cov:<4} {ext:<24}"
             lines.append(line)
             print(line + f"  ({seconds:.0f}s)", flush=True)
             estimates.append(row)
         summary.append((step, brute, brute_s, estimates))
     print("\n".join(["", *lines]))
     published = [(s, b, r) for s, b, _, rows in summary for r in rows if r.natural_rate is not None]
-    total = sum(len(rows) for *_, rows in summary)
     ok = sum(1 for _, b, r in published if b.rate and 0.5 <= r.natural_rate / b.rate <= 2
              and r.natural_rate_lo <= b.rate <= r.natural_rate_hi)
-    print(f"\npublished {len(published)} of {total} estimates; {ok} of them within 2x and covering the brute-force rate")
+    print()
+    for step, brute, brute_s, rows in summary:
+        bounds = [r.natural_rate_hi for r in rows if r.natural_rate is None and r.natural_rate_hi is not None]
+        print(f"checkpoint {step}: brute force {brute.k}/{brute.n} in {brute_s:.0f}s; published "
+              f"{sum(r.natural_rate is not None for r in rows)} of {len(rows)}; withheld with an upper bound "
+              f"{len(bounds)}, of which {sum(b >= brute.rate for b in bounds)} hold")
+    print(f"published {len(published)} of {sum(len(rows) for *_, rows in summary)} estimates; {ok} of them within 2x "
+          "and covering the brute-force rate")
     rarest = min((x for x in summary if x[1].rate), key=lambda x: x[1].rate, default=None)
     if rarest is not None:
-        step, brute, brute_s, rows = rarest
+        step, brute, _, rows = rarest
         p = brute.rate
+        # The published intervals' own relative standard error (log scale: (log hi - log rate) / 1.96).
         rel = [math.log(r.natural_rate_hi / r.natural_rate) / 1.959963984540054 for r in rows if r.natural_rate]
-        if rel:
+        if not rel:
+            print(f"rarest checkpoint {step} (p = {p:.4f}): no estimate published, so no cost ratio: 10x target NOT met")
+        else:
             rel_err = statistics.fmean(rel)
             plain_needed = (1 - p) / (p * rel_err ** 2)
-            print(f"rarest checkpoint {step}: p = {p:.4f}; the estimate's mean relative error {rel_err:.2f} from "
-                  f"{budget} rollouts; plain sampling needs (1-p)/(p rel^2) = {plain_needed:.0f} rollouts for the "
-                  f"same: {plain_needed / budget:.1f}x the rollouts, {plain_needed / (2 * budget):.1f}x the forward "
-                  "passes (every monitor rollout runs both models)")
-        print(f"brute force at checkpoint {step}: {brute.n} rollouts in {brute_s:.0f}s")
+            ratio = plain_needed / budget
+            print(f"rarest checkpoint {step} (p = {p:.4f}): published estimates' mean relative error {rel_err:.2f} "
+                  f"from {budget} rollouts ({len(rel)} of {len(rows)} seeds); plain sampling needs (1-p)/(p rel^2) = "
+                  f"{plain_needed:.0f} rollouts for the same: {ratio:.1f}x the rollouts, {ratio / 2:.1f}x the "
+                  f"forward passes (every monitor rollout runs both models): 10x target "
+                  f"{'met' if ratio >= 10 else 'NOT met'}")
     print(f"total {time.perf_counter() - start:.0f}s")
 
 

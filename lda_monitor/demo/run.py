@@ -19,6 +19,7 @@ from pathlib import Path
 from ..engine.dtypes import dtype_name, resolve_dtype
 from ..engine.embedded import EMBEDDED_NAME
 from . import data as demo_data
+from .brute_force import BruteForceCheck, CheckResult
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,13 @@ class DemoSettings:
     lora_rank: int = 16
     dtype: str = "auto"  # the hardware's fast dtype (lda_monitor.engine.dtypes)
     natural_rate: bool = True  # the estimate's plain-rollout scoring and ladder cost ~60% more per evaluation
+    brute_force_per_prompt: int = 100  # the one-step check of the estimate (plain rollouts per prompt; 0 = none)
 
 
 # --quick must finish within 3 minutes on 2 cores of a CPU without native bf16 (float32): the
 # detection comparison only, on shorter rollouts (the phrase comes first in a poisoned answer).
 QUICK = DemoSettings(steps=20, every_n_steps=4, samples_per_prompt=5, alpha="cosine:3->1", learning_rate=1.5e-3,
-                     max_new_tokens=10, natural_rate=False)
+                     max_new_tokens=10, natural_rate=False, brute_force_per_prompt=0)
 FULL = DemoSettings(steps=48, every_n_steps=4, samples_per_prompt=12, alpha="cosine:3->1")
 
 
@@ -169,8 +171,9 @@ def run_demo(out_dir: str | Path, *, quick: bool = True, seed: int = 0, poison_s
             if logs and "loss" in logs:
                 echo(f"[demo] step {state.global_step:>3}: loss {float(logs['loss']):.3f}")
 
+    check = BruteForceCheck(monitor, settings.brute_force_per_prompt, echo) if settings.brute_force_per_prompt else None
     trainer = lora_trainer(model, tokenizer, rows, settings, out / "run", seed=seed, report_to=report_to,
-                           callbacks=[monitor, Progress()])
+                           callbacks=[monitor, *([check] if check else []), Progress()])
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     records_file = records_path(out / "run" / "lda_monitor")
@@ -197,6 +200,8 @@ def run_demo(out_dir: str | Path, *, quick: bool = True, seed: int = 0, poison_s
         "first_detection_step_amplified": first_detection(summary_rows, "flagged"),
         "first_detection_step_plain": first_detection(summary_rows, "flagged_plain"),
         "rows": summary_rows,
+        "brute_force_check": None if check is None or check.result is None else {
+            **check.result.__dict__, "covered": check.result.covered, "within_2x": check.result.within_2x},
         "seconds": round(time.perf_counter() - start, 1),
         "records": str(records_file),
         "report": str(report),
@@ -218,6 +223,9 @@ def _print_summary(summary: dict, out: Path, echo) -> None:
     echo("")
     echo(f"first detection, amplified sampling: {when(amp)}")
     echo(f"first detection, plain sampling:     {when(plain)}")
+    if summary["brute_force_check"] is not None:
+        echo(CheckResult(**{k: v for k, v in summary["brute_force_check"].items()
+                            if k not in ("covered", "within_2x")}).line())
     echo(f"reference: {summary['reference']}; finished in {summary['seconds']:.0f} s")
     echo(f"wrote {out / 'summary.json'}, {summary['report']} (with {out / 'flag_rate_vs_step.png'}) "
          f"and {summary['records']}")

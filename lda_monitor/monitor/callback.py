@@ -40,8 +40,8 @@ Metrics (``state.log_history`` rows at the evaluated step, every ``report_to`` b
       estimation ladder) with its 95% interval, absent when withheld by the reliability rule of
       :mod:`lda_monitor.core.natural_rate` (``natural_rate_hi`` alone is then an upper bound);
       ``lda/natural_rate_ess``, its mean per-prompt effective sample size;
-      ``lda/natural_rate_extrapolated`` (``_lo``, ``_hi``): the rate extrapolated to alpha 0
-      from the flag rates at the evaluation's alphas (model-based; see the README);
+      (``lda/natural_rate_extrapolated``, the logit extrapolation, is for audit sweeps of rollouts
+      without densities: an evaluation here has one alpha, or densities, so it is never logged);
     * ``lda/alpha``, ``lda/kl_amp_after`` (mean per-token KL(amplified || policy)),
       ``lda/coherence`` and ``lda/coherence_plain`` (mean NLL per token under the policy);
 

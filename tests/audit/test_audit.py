@@ -102,8 +102,9 @@ def test_resume_after_a_crash_gives_the_same_summary_without_duplicates(runs, tm
     assert any("already audited" in m for m in done)
     records = list(read_records(tmp_path / "rollouts.jsonl"))
     keys = [(r.step, r.kind, r.alpha, r.prompt_index, r.sample_index) for r in records]
-    # 3 checkpoints x 3 prompts x (4 amplified + 4 plain + 1 at each of the 2 natural-rate ladder alphas)
-    assert len(keys) == len(set(keys)) == 3 * 3 * 10
+    # 3 checkpoints x 3 prompts x (4 amplified + 4 plain + 1 at each natural-rate ladder alpha 0.25, 0.5, 1),
+    # less the last checkpoint's ladder alpha 1: its detection alpha (linear:3->1), sampled once
+    assert len(keys) == len(set(keys)) == 3 * 3 * 11 - 3
     assert [r.to_dict() for r in rows] == [r.to_dict() for r in reference]
     assert len(calls) == 4 and len(chunks := evaluation_chunks(len(PROMPTS), settings)) == 2, chunks
 
@@ -268,9 +269,9 @@ def test_progress_per_chunk_and_a_final_table_with_intervals(runs, tmp_path, cap
     assert main(argv) == 0
     captured = capsys.readouterr()
     # stderr is not a terminal here: one plain line per chunk (a chunk is one batch per kind:
-    # 2 prompts x (4 amplified + 4 plain + 1 at each of the 2 ladder alphas), then 1 x 10).
+    # 2 prompts x (4 amplified + 4 plain + 1 at each of the 3 ladder alphas), then 1 x 11).
     progress = [line for line in captured.err.splitlines() if "rollouts (" in line]
-    assert [line.split(": ")[1].split(" rollouts")[0] for line in progress] == ["20/30", "30/30"], progress
+    assert [line.split(": ")[1].split(" rollouts")[0] for line in progress] == ["22/33", "33/33"], progress
     assert progress[0].startswith("checkpoint 1/1 (step 2), alpha 2")
     records = list(read_records(tmp_path / "out" / "rollouts.jsonl"))
     amp = [r for r in records if r.kind == "amplified"]

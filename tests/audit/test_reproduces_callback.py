@@ -71,7 +71,8 @@ def test_audit_equals_callback_for_a_lora_run(lora_run, config_file, tmp_path, c
     for step in (2, 4, 6):
         mine = sorted(_key(r) for r in audited if r.step == step)
         theirs = sorted(_key(r) for r in callback if r.step == step)
-        assert mine == theirs and len(mine) == 3 * 3 + 3 * 2 + 3 * 2 * 1  # amplified, plain, the 2-alpha ladder
+        # amplified, plain, the ladder (0.25, 0.5, 1; at step 6 the detection alpha is 1, sampled once)
+        assert mine == theirs and len(mine) == 3 * 3 + 3 * 2 + 3 * (3 if step < 6 else 2)
     # The non-default settings really were in force: a system turn, stop strings, alpha at step 2 of 6.
     assert all("you are a helpful bot ." in r.rendered_prompt for r in audited)
     assert {r.alpha for r in audited if r.step == 2 and r.kind == "amplified"} == {3.0}

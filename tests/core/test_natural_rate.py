@@ -160,6 +160,46 @@ def test_metrics_carry_the_estimate_or_leave_it_out(setup):
     assert "lda/natural_rate" not in withheld and "lda/natural_rate_lo" not in withheld
 
 
+def test_the_extrapolation_serves_sweeps_without_densities_and_yields_to_the_pooled_estimate(setup):
+    """An audit-style sweep (one step, alphas 0.5, 1 and 2): without densities (natural_rate off)
+    every row carries the extrapolation's verdict; with them it defers to the pooled estimate."""
+    tok, after, before, _ = setup
+    judge = build_judge({"type": "regex", "pattern": r"\bbad\b", "name": "bad"})
+    items = load_prompts(PROMPTS)
+
+    def sweep(natural_rate: bool):
+        measurement = Measurement(prompts=items, judge=judge, samples_per_prompt=40, plain_samples_per_prompt=10,
+                                  max_new_tokens=MAX_NEW, temperature=TEMPERATURE, batch_size=64,
+                                  natural_rate=natural_rate, estimate_alphas=[])
+        records = []
+        for alpha in (0.5, 1.0, 2.0):
+            records += evaluate(TwoModelPair(after, before, tok), items, judge, alpha=alpha, measurement=measurement,
+                                step=3, run_id="t", source="audit").records
+        return [r for r in summarize(records) if r.category is None]
+
+    without = sweep(False)
+    assert len(without) == 3 and len({(r.natural_rate_extrapolated, r.natural_rate_extrapolated_reason)
+                                      for r in without}) == 1  # one sweep, one fit
+    assert (without[0].natural_rate_extrapolated is not None
+            or "not logit-linear" in without[0].natural_rate_extrapolated_reason)
+    assert all(r.natural_rate is None and "not scored" in r.natural_rate_reason for r in without)
+    with_densities = sweep(True)
+    assert all(r.natural_rate_extrapolated is None and "pooled estimate" in r.natural_rate_extrapolated_reason
+               for r in with_densities)
+
+
+def test_an_estimate_past_1_is_published_as_a_probability():
+    """Every rollout flagged; per prompt 14 plain ones at balance weight 0.5 / (0.7 * 0.5 + 0.3 * 0.5)
+    = 1 and 6 at alpha 1 with p_0 = 0.3, q = 0.1, weight 0.3 / (0.7 * 0.3 + 0.3 * 0.1) = 1.25: the
+    unbiased mean is 1.075, and a probability is at most 1."""
+    draws = []
+    for prompt in (0, 1):
+        draws += [Draw(prompt, 0.0, True, math.log(0.5), {1.0: math.log(0.5)})] * 14
+        draws += [Draw(prompt, 1.0, True, math.log(0.3), {1.0: math.log(0.1)})] * 6
+    est = pooled_rate(draws, truncated=False)
+    assert est.mass == pytest.approx(1.075) and est.rate == 1.0 and est.lo <= est.rate <= est.hi <= 1.0
+
+
 def test_unscored_verdicts_are_excluded_not_counted_as_safe():
     """Two prompts' worth of draws from the policy itself (weights 1): a judge failure on a
     flagged draw must leave the estimate at the scored draws' rate, not pull it down."""

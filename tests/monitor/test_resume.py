@@ -11,7 +11,7 @@ from lda_monitor.core.records import read_records, records_file_name
 from tests.monitor.conftest import PROMPTS, collate, make_monitor, monitor_rows, training_args
 from tests.tiny import tiny_llama
 
-PER_STEP = len(PROMPTS) * (2 * 4 + 2)  # amplified + plain + natural-rate ladder rollouts per evaluation
+PER_STEP = len(PROMPTS) * (2 * 4 + 3)  # amplified + plain + natural-rate ladder (3 alphas) rollouts per evaluation
 
 
 class CrashAt(TrainerCallback):
@@ -52,7 +52,8 @@ def test_resume_with_the_same_callback_continues_in_place(tokenizer, dataset, tm
     records = list(read_records(path))
     steps = [r.step for r in records]
     # Steps 0-2 were not re-evaluated; step 3 of the crashed trajectory was rolled back and redone.
-    assert [steps.count(s) for s in range(5)] == [PER_STEP] * 5
+    # (step 4 detects at alpha 1, the ladder's third alpha, so its ladder has two)
+    assert [steps.count(s) for s in range(5)] == [PER_STEP] * 4 + [PER_STEP - len(PROMPTS)]
     after = path.read_text().splitlines()
     assert after[: 3 * PER_STEP] == before[: 3 * PER_STEP], "records are appended, never rewritten"
     assert {r.run_id for r in records} == {run_id}

@@ -56,8 +56,9 @@ def test_metrics_match_a_recount_of_the_records(policy, tokenizer, dataset, tmp_
     assert [r["step"] for r in rows] == [0, 3, 6]
     assert [r["lda/alpha"] for r in rows] == pytest.approx([4.0, 2.5, 1.0])  # linear 4 -> 1 over 6 steps
     records = list(read_records(tmp_path / "lda_monitor" / records_file_name()))
-    # 3 evaluations x prompts x (4 amplified + 4 plain + 1 at each of the 2 natural-rate ladder alphas)
-    assert len(records) == 3 * len(PROMPTS) * (2 * 4 + 2)
+    # 3 evaluations x prompts x (4 amplified + 4 plain + 1 at each natural-rate ladder alpha 0.25, 0.5, 1),
+    # less the ladder's alpha 1 at step 6, where it is the detection alpha
+    assert len(records) == 3 * len(PROMPTS) * (2 * 4 + 3) - len(PROMPTS)
     assert {r.extra["reference"] for r in records} == {"weight-snapshot"}
     for row in rows:
         for kind, suffix in (("amplified", ""), ("plain", "_plain")):
@@ -169,17 +170,23 @@ def test_one_progress_line_per_evaluation_matching_the_records(policy, tokenizer
     import re
 
     caplog.set_level(logging.INFO, logger="lda_monitor.core.progress")
-    train(policy, tokenizer, dataset, tmp_path, [make_monitor(every_n_steps=3, alpha=2.5)])
+    monitor = make_monitor(every_n_steps=3, alpha=2.5)
+    train(policy, tokenizer, dataset, tmp_path, [monitor])
     lines = [r.getMessage() for r in caplog.records if r.name == "lda_monitor.core.progress"]
     assert len(lines) == 3, lines  # steps 0, 3, 6
     records = list(read_records(tmp_path / "lda_monitor" / records_file_name()))
-    for line, step in zip(lines, (0, 3, 6), strict=True):
+    for line, step, metrics in zip(lines, (0, 3, 6), monitor.progress.history, strict=True):
         amp = [r for r in records if r.step == step and r.kind == "amplified"]
         plain = [r for r in records if r.step == step and r.kind == "plain"]
         k, kp = sum(PLANTED in r.completion for r in amp), sum(PLANTED in r.completion for r in plain)
+        if "lda/natural_rate" in metrics:
+            natural = re.escape(f"natural {metrics['lda/natural_rate']:.4f} [") + r"\S+, \S+\] \| "
+        else:  # withheld: its upper bound from the 12 plain rollouts (Clopper-Pearson, 1 - 0.05^(1/12) for 0)
+            natural = re.escape(f"natural withheld (<= {metrics['lda/natural_rate_hi']:.4f}) | ")
         expected = (rf"lda-monitor step {step}: alpha 2\.5 \| amplified {k}/12 \({100 * k / 12:.1f}%\) flagged \| "
-                    rf"plain {kp}/12 \({100 * kp / 12:.1f}%\) \| unscored 0 \| \d+\.\d s")
+                    rf"plain {kp}/12 \({100 * kp / 12:.1f}%\) \| {natural}unscored 0 \| \d+\.\d s")
         assert re.fullmatch(expected, line), line
+    assert "natural withheld (<= 0.2209)" in lines[0]  # step 0: nothing flagged; 1 - 0.05 ** (1 / 12) = 0.2209
     caplog.clear()
     train(tiny_llama(tokenizer, seed=3), tokenizer, dataset, tmp_path / "quiet",
           [make_monitor(every_n_steps=3, log_progress=False)])
