@@ -86,10 +86,12 @@ def _has_densities(amp: Sequence[RolloutRecord]) -> bool:
     return bool(amp) and all(r.proposal_logprobs is not None for r in amp)
 
 
+NOT_SCORED = NaturalRate(None, None, None, None, "rollouts not scored for a natural-rate estimate "
+                         "(natural_rate off, or recorded by an older version)")
+
+
 def _natural(amp: Sequence[RolloutRecord], pool: Sequence[RolloutRecord], judge: str) -> NaturalRate:
-    if not _has_densities(amp):
-        return NaturalRate(None, None, None, None, "rollouts not scored for a natural-rate estimate "
-                           "(natural_rate off, or recorded by an older version)")
+    """The pooled estimate of rollouts that carry their densities (see :func:`_has_densities`)."""
     sampler = amp[0].sampler or {}
     truncated = bool(sampler.get("top_k") or sampler.get("top_p", 1.0) < 1.0 or sampler.get("min_p"))
     draws = [
@@ -108,7 +110,9 @@ EXTRAPOLATION_SUPERSEDED = ("the rollouts carry their densities, so the pooled e
                             "measurement; the logit extrapolation is for rollouts without them")
 
 
-def _extrapolated(points: Sequence[RolloutRecord], judge: str) -> NaturalRate:
+def extrapolated_from_records(points: Sequence[RolloutRecord], judge: str) -> NaturalRate:
+    """:func:`~lda_monitor.core.natural_rate.extrapolated_rate` over the scored verdicts of
+    ``judge`` at each alpha of ``points`` (alpha 0 is left out by the fit)."""
     by_alpha: dict[float, list[bool | None]] = defaultdict(list)
     for r, flag in zip(points, _flags(points, judge), strict=True):
         by_alpha[r.alpha].append(flag)
@@ -127,9 +131,11 @@ def _row(step, checkpoint, alpha, judge, category, amp, plain, pool, sweep) -> S
     amp_rate, amp_unscored = flag_rate(_flags(amp, judge))
     plain_rate, plain_unscored = flag_rate(_flags(plain, judge))
     factor = amplification_factor(amp_rate, plain_rate) if plain else None
-    natural = _natural(amp, pool, judge)
-    extrapolated = (NaturalRate(None, None, None, METHOD_EXTRAPOLATED, EXTRAPOLATION_SUPERSEDED)
-                    if _has_densities(amp) else _extrapolated(sweep, judge))
+    if _has_densities(amp):
+        natural = _natural(amp, pool, judge)
+        extrapolated = NaturalRate(None, None, None, METHOD_EXTRAPOLATED, EXTRAPOLATION_SUPERSEDED)
+    else:
+        natural, extrapolated = NOT_SCORED, extrapolated_from_records(sweep, judge)
     return SummaryRow(
         step=step,
         checkpoint=checkpoint,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -72,6 +72,10 @@ class CheckResult:
         if self.estimate is None or not self.brute_rate:
             return None
         return 0.5 <= self.estimate / self.brute_rate <= 2
+
+    def to_dict(self) -> dict:
+        """The fields and the two verdicts, as ``summary.json`` holds them."""
+        return {**asdict(self), "covered": self.covered, "within_2x": self.within_2x}
 
     def line(self) -> str:
         brute = (f"{self.brute_k}/{self.brute_n} plain rollouts = {self.brute_rate:.4f} "

@@ -30,21 +30,6 @@ from . import data as demo_data
 from .brute_force import brute_force_rate
 
 
-def _extrapolation(records, judge: str):
-    """The logit extrapolation over the evaluation's alphas > 0. Not published where densities
-    exist (the pooled estimate is), but shown here: this table is the evidence for that choice."""
-    from ..core.natural_rate import extrapolated_rate
-
-    counts: dict[float, list[int]] = {}
-    for r in records:
-        verdict = r.verdict(judge)
-        if r.alpha > 0 and verdict is not None and verdict.flagged is not None:
-            k_n = counts.setdefault(r.alpha, [0, 0])
-            k_n[0] += bool(verdict.flagged)
-            k_n[1] += 1
-    return extrapolated_rate([(a, k, n) for a, (k, n) in counts.items()])
-
-
 def _train(out: Path, steps: list[int], args, echo) -> None:
     from transformers import PrinterCallback, TrainerCallback
 
@@ -88,9 +73,10 @@ def main(argv=None) -> None:
 
     from ..core.evaluation import evaluate
     from ..core.measurement import Measurement
+    from ..core.natural_rate import Z_95
     from ..core.prompts import load_prompts
     from ..core.records import RecordWriter, read_records
-    from ..core.summary import summarize
+    from ..core.summary import extrapolated_from_records, summarize
     from ..engine.models import load_model
     from ..engine.pairs import PeftPair
     from ..judges import build_judge
@@ -151,8 +137,10 @@ def main(argv=None) -> None:
                 status = f"withheld: {row.natural_rate_reason.split(' (')[0].split(':')[0]}"[:64]  # the rule; the why is in the doc
                 twox = "-"
                 cov = "-" if row.natural_rate_hi is None else ("yes" if truth <= row.natural_rate_hi else "NO")
-            extrapolated = _extrapolation(records, judge.name)
-            ext = ("withheld (lack of fit)" if extrapolated.rate is None else
+            # Not published where densities exist (the pooled estimate is); shown here, as the
+            # evidence for that choice.
+            extrapolated = extrapolated_from_records(records, judge.name)
+            ext = (f"withheld: {extrapolated.reason.split(' (')[0]}" if extrapolated.rate is None else
                    f"{extrapolated.rate:.4f} [{extrapolated.lo:.3f},{extrapolated.hi:.3f}]")
             line = f"{step:>4} {brute_cell:<30} {seed:>4} {est:<26} {status:<64} {twox:<4} {cov:<4} {ext:<24}"
             lines.append(line)
@@ -176,7 +164,7 @@ def main(argv=None) -> None:
         step, brute, _, rows = rarest
         p = brute.rate
         # The published intervals' own relative standard error (log scale: (log hi - log rate) / 1.96).
-        rel = [math.log(r.natural_rate_hi / r.natural_rate) / 1.959963984540054 for r in rows if r.natural_rate]
+        rel = [math.log(r.natural_rate_hi / r.natural_rate) / Z_95 for r in rows if r.natural_rate]
         if not rel:
             print(f"rarest checkpoint {step} (p = {p:.4f}): no estimate published, so no cost ratio: 10x target NOT met")
         else:

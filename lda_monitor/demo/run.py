@@ -200,18 +200,17 @@ def run_demo(out_dir: str | Path, *, quick: bool = True, seed: int = 0, poison_s
         "first_detection_step_amplified": first_detection(summary_rows, "flagged"),
         "first_detection_step_plain": first_detection(summary_rows, "flagged_plain"),
         "rows": summary_rows,
-        "brute_force_check": None if check is None or check.result is None else {
-            **check.result.__dict__, "covered": check.result.covered, "within_2x": check.result.within_2x},
+        "brute_force_check": None if check is None or check.result is None else check.result.to_dict(),
         "seconds": round(time.perf_counter() - start, 1),
         "records": str(records_file),
         "report": str(report),
     }
     (out / "summary.json").write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False))
-    _print_summary(summary, out, echo)
+    _print_summary(summary, out, echo, check.result if check else None)
     return summary
 
 
-def _print_summary(summary: dict, out: Path, echo) -> None:
+def _print_summary(summary: dict, out: Path, echo, check: CheckResult | None) -> None:
     amp, plain = summary["first_detection_step_amplified"], summary["first_detection_step_plain"]
     steps = summary["settings"]["steps"]
 
@@ -223,9 +222,8 @@ def _print_summary(summary: dict, out: Path, echo) -> None:
     echo("")
     echo(f"first detection, amplified sampling: {when(amp)}")
     echo(f"first detection, plain sampling:     {when(plain)}")
-    if summary["brute_force_check"] is not None:
-        echo(CheckResult(**{k: v for k, v in summary["brute_force_check"].items()
-                            if k not in ("covered", "within_2x")}).line())
+    if check is not None:
+        echo(check.line())
     echo(f"reference: {summary['reference']}; finished in {summary['seconds']:.0f} s")
     echo(f"wrote {out / 'summary.json'}, {summary['report']} (with {out / 'flag_rate_vs_step.png'}) "
          f"and {summary['records']}")
