@@ -29,6 +29,7 @@ from ..core.prompts import load_prompts
 from ..core.records import RECORDS_FILE, RecordWriter, read_records, rewrite_records
 from ..core.schedules import ConstantSchedule, parse_schedule
 from ..engine.distributed import Ranks, rank_device
+from ..engine.dtypes import AUTO, dtype_name, model_dtype_name, resolve_dtype
 from ..engine.models import (
     adapter_base,
     load_causal_lm,
@@ -41,7 +42,7 @@ from ..errors import UserInputError
 from ..judges import build_judge
 from ..judges.health import warn_judge_failures
 from ..sinks.wandb_sink import WandbSink
-from .checkpoints import Checkpoint, NoCheckpointsFound, discover
+from .checkpoints import Checkpoint, NoCheckpointsFound, discover, recorded_compute_dtype
 from .config import AuditConfig
 from .outputs import write_outputs
 from .report import sampling_info
@@ -69,10 +70,12 @@ def unit_key(checkpoint: Checkpoint, alpha: float, config: AuditConfig, items, j
 class _Models:
     """Loads what each checkpoint needs, reusing the base for adapter checkpoints."""
 
-    def __init__(self, config: AuditConfig, checkpoints: list[Checkpoint]):
+    def __init__(self, config: AuditConfig, checkpoints: list[Checkpoint], reference_dtype: str | None = None):
         self.s, self.first = config, checkpoints[0]
         self.options = dict(device=config.device, dtype=config.dtype, allow_pickle=config.allow_pickle,
                             trust_remote_code=config.trust_remote_code)
+        # A separate reference (full checkpoints) is loaded in the dtype the monitor held it in.
+        self.reference_options = {**self.options, "dtype": reference_dtype or config.dtype}
         self.peft = None
         self.reference_model = None
         if config.reference_kind == "base" and config.base_model is None and any(c.kind == "full" for c in checkpoints):
@@ -96,7 +99,7 @@ class _Models:
             kind = self.s.reference_kind
             spec = self._base_dir(checkpoint) if kind == "base" else (
                 self.first.path if kind == "first" else self.s.reference)
-            self.reference_model, ref_tokenizer = load_model(spec, **self.options)
+            self.reference_model, ref_tokenizer = load_model(spec, **self.reference_options)
             self.reference_tokenizer = ref_tokenizer
         return TwoModelPair(after, self.reference_model, tokenizer, self.reference_tokenizer)
 
@@ -122,6 +125,34 @@ class _Models:
         self.peft.set_adapter(name)
         before = None if self.s.reference_kind == "base" else REFERENCE_ADAPTER
         return PeftPair(self.peft.eval(), self.tokenizer, before_adapter=before)
+
+
+def audit_dtype(config: AuditConfig, checkpoints: list[Checkpoint], echo) -> tuple[str, str | None]:
+    """The dtype to compute in, and the reference's when the monitor held it in another one.
+
+    The dtype is part of the measurement: the monitor records the one it computed in with its state
+    in every checkpoint, and an audit without ``dtype`` uses it, so it reproduces the monitor's
+    rollouts on any machine (``auto`` would pick bfloat16 on bf16 hardware for a float32 run). A
+    ``dtype`` that differs from the recorded one is honoured and said once."""
+    recorded = {json.dumps(d, sort_keys=True): d for c in checkpoints if (d := recorded_compute_dtype(c.path))}
+    if len(recorded) > 1:
+        echo(f"note: the monitor computed in different dtypes across these checkpoints ({', '.join(recorded)}); "
+             "set --dtype to choose one")
+    record = next(iter(recorded.values())) if len(recorded) == 1 else None
+    if config.dtype is None:
+        if record is None:
+            return AUTO, None
+        policy, reference = record.get("policy"), record.get("reference")
+        echo(f"computing in {policy} as the monitor did at these checkpoints (recorded in trainer_state.json; "
+             "--dtype overrides)")
+        return policy, reference if reference != policy else None
+    if record is not None:
+        chosen = resolve_dtype(config.dtype, config.device, announce=False)
+        if chosen is not None and dtype_name(chosen) != record.get("policy"):
+            echo(f"note: the monitor computed in {record.get('policy')} at these checkpoints; auditing in "
+                 f"{dtype_name(chosen)} as --dtype asks, so rollouts will differ from the monitor's records "
+                 "(leave --dtype out to reproduce them)")
+    return config.dtype, None
 
 
 def run_horizon(config: AuditConfig, checkpoints: list[Checkpoint]) -> tuple[int | None, str]:
@@ -194,7 +225,9 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
     done = ranks.broadcast(done)
     if ranks.is_main:  # records of a chunk interrupted between its two writes
         rewrite_records(records_path, lambda r: r.extra.get("audit_key") in done)
-    models = _Models(replace(config, device=rank_device(config.device)), checkpoints)
+    dtype, reference_dtype = audit_dtype(config, checkpoints, echo)
+    config = replace(config, dtype=dtype)
+    models = _Models(replace(config, device=rank_device(config.device)), checkpoints, reference_dtype)
     sink = None
     if config.wandb_project and ranks.is_main:
         sink = WandbSink.start(config.wandb_project, out, _run_config(config), job_type="audit")
@@ -216,6 +249,7 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
                 echo(f"step {checkpoint.step}: already audited, skipped")
                 continue
             pair = pair or models.pair(checkpoint)
+            compute_dtype = pair_dtypes(pair)
             for alpha, key in keys.items():
                 if key in done:
                     continue
@@ -234,6 +268,7 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
                     chunk_key = f"{key}:{index}"
                     for record in part.records:
                         record.extra["audit_key"] = chunk_key
+                        record.compute_dtype = compute_dtype
                     if writer is not None:
                         writer.write(part.records)
                     _mark_done(done_path, done, chunk_key, checkpoint, alpha, write=ranks.is_main)
@@ -278,9 +313,24 @@ def _run_info(paths, config: AuditConfig, checkpoints, judge) -> dict:
         else f"schedule {config.alpha}",
         "prompt suite": str(prompts),
         "sampling": sampling_info(config),
+        "compute dtype": _dtype_info(config),
         "seed": config.seed,
         "output": str(config.out),
     }
+
+
+def pair_dtypes(pair) -> dict:
+    """What a record says it was computed in (the callback's ``Reference.compute_dtype`` shape)."""
+    policy = model_dtype_name(pair.models[0])
+    return {"policy": policy, "reference": model_dtype_name(pair.models[1]) if len(pair.models) > 1 else policy}
+
+
+def _dtype_info(config: AuditConfig) -> str:
+    resolved = resolve_dtype(config.dtype, config.device, announce=False)
+    stored = "as stored in the checkpoints"
+    if config.dtype == AUTO:
+        return f"auto: {dtype_name(resolved)}"
+    return dtype_name(resolved) if resolved is not None else stored
 
 
 def _silent(_message: str) -> None:

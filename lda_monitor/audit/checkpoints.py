@@ -9,6 +9,7 @@ consolidates them, since auditing a partial model would be silently wrong.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,3 +84,21 @@ def discover(paths) -> tuple[list[Checkpoint], list[str]]:
         raise NoCheckpointsFound(f"no checkpoints found in {', '.join(map(str, paths))} "
                              "(expected checkpoint-<step> dirs with weights)")
     return found, notes
+
+
+def recorded_compute_dtype(path: Path) -> dict | None:
+    """The dtypes the monitor computed its rollouts in at this checkpoint (``{"policy": ...,
+    "reference": ...}``, saved with its state in ``trainer_state.json``), or None when no
+    lda-monitor callback ran or it predates the record."""
+    state_file = Path(path) / "trainer_state.json"
+    if not state_file.is_file():
+        return None
+    try:
+        saved = (json.loads(state_file.read_text()).get("stateful_callbacks") or {}).get("LDAMonitorCallback")
+    except (OSError, ValueError):
+        return None
+    for entry in saved if isinstance(saved, list) else [saved]:
+        recorded = ((entry or {}).get("attributes") or {}).get("monitor_state", {}).get("compute_dtype")
+        if recorded:
+            return recorded
+    return None

@@ -28,7 +28,10 @@ class AuditConfig(Measurement):
         "the model training started from (adapters whose config names a hub id; full checkpoints "
         "with reference base)"), "metavar": "DIR"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: cuda if available)"})
-    dtype: str = field(default="auto", metadata={"help": DTYPE_HELP})
+    dtype: str | None = field(default=None, metadata={"help": (
+        "compute dtype; None: the one the monitor computed in at these checkpoints (recorded in their "
+        "trainer_state.json, so the audit reproduces its rollouts), else auto; "
+        + DTYPE_HELP.removeprefix("compute dtype: "))})
     wandb_project: str | None = field(default=None, metadata={"help": (
         "log the audit as one W&B run (offline unless logged in / WANDB_MODE)")})
     allow_pickle: bool = field(default=False, metadata={"help": "allow pickle (.bin) weights"})

@@ -53,6 +53,9 @@ class RolloutRecord:
     # evaluation, and the sampler's knobs: what the natural-rate estimate needs (None: not scored).
     proposal_logprobs: list[list[float]] | None = None
     sampler: dict | None = None
+    # The dtypes the rollout was computed in ({"policy": "float32", "reference": "float32"}): in
+    # bfloat16 the same seed gives other tokens, so a reproduction must know it (None: not recorded).
+    compute_dtype: dict | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:

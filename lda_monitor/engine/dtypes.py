@@ -8,9 +8,14 @@ V100) have no bf16 either. So ``"auto"`` means:
 * a CPU with native bf16 (AMX / AVX512-BF16, as torch's oneDNN reports it): bfloat16;
 * any other CPU: float32.
 
-``None`` (the library default of :func:`lda_monitor.engine.models.load_model`) keeps the checkpoint's
-own dtype; the command line and the demo default to ``"auto"``. Whatever ``"auto"`` picks is
-printed once per process with the reason, so a figure can always be read with its dtype.
+``"auto"`` is the default everywhere a model is loaded (:func:`lda_monitor.engine.models.load_model`,
+every command, the demo), so Python and the command line compute alike; ``"checkpoint"`` keeps the
+stored dtype. Whatever ``"auto"`` picks is printed once per process with the reason, so a figure
+can always be read with its dtype.
+
+The compute dtype is part of a measurement: in bfloat16 a rollout's tokens differ from float32's
+(and depend on the batch's shape), so the callback records the dtype it computed in and the audit
+reproduces it (:func:`lda_monitor.audit.auditor.audit_dtype`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ if TYPE_CHECKING:
     import torch
 
 AUTO = "auto"
+DEFAULT_DTYPE = AUTO  # load_model's, every command's and the demo's
 CHECKPOINT = "checkpoint"
 # Names a user may type -> torch dtype attribute (torch is imported only when one is resolved,
 # so configs that mention a dtype are checked without importing it).
@@ -105,6 +111,17 @@ def resolve_dtype(dtype, device=None, *, announce: bool = True) -> torch.dtype |
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def model_dtype_name(model) -> str | None:
+    """The floating dtype ``model`` computes in (its first floating parameter), e.g. "float32";
+    None for a model without floating parameters (or None)."""
+    if model is None:
+        return None
+    for param in model.parameters():
+        if param.is_floating_point():
+            return dtype_name(param.dtype)
+    return None
 
 
 def _announce(chosen: torch.dtype, reason: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 
 from ..errors import UserInputError
-from .dtypes import resolve_dtype
+from .dtypes import DEFAULT_DTYPE, resolve_dtype
 from .embedded import EMBEDDED_NAME, embedded_model_dir
 
 _CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
@@ -63,7 +63,7 @@ def load_tokenizer(path: Path, *, trust_remote_code: bool = False):
 
 
 def load_causal_lm(
-    path: Path, *, device=None, dtype=None, allow_pickle=False, trust_remote_code=False
+    path: Path, *, device=None, dtype=DEFAULT_DTYPE, allow_pickle=False, trust_remote_code=False
 ):
     """A full causal LM from a local directory, with clear errors for the usual mistakes."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -123,11 +123,14 @@ def load_model(
     *,
     base: str | Path | None = None,
     device=None,
-    dtype=None,
+    dtype=DEFAULT_DTYPE,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
 ):
-    """Load ``(model, tokenizer)``. An adapter dir gives a ``PeftModel`` over its base (unmerged)."""
+    """Load ``(model, tokenizer)``. An adapter dir gives a ``PeftModel`` over its base (unmerged).
+
+    ``dtype`` defaults to "auto", as on the command line (bfloat16 on hardware with native bf16,
+    else float32); pass ``dtype="float32"`` to train in full precision."""
     path = resolve_model_dir(spec)
     if is_adapter_dir(path):
         from peft import PeftModel
@@ -156,7 +159,7 @@ def load_pair(
     adapter: str | Path | None = None,
     base: str | Path | None = None,
     device=None,
-    dtype=None,
+    dtype=DEFAULT_DTYPE,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
     peft_strategy: str = "auto",

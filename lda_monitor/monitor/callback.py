@@ -142,6 +142,9 @@ class MonitorProgress:
     monitor_seconds: float = 0.0
     wall_seconds: float = 0.0  # training wall time before the current session
     reference: dict | None = None  # Reference.info() of the reference in use
+    # {"policy": ..., "reference": ...}: the dtypes rollouts are computed in, read by the audit
+    # from the checkpoints' trainer_state.json to reproduce them (lda_monitor.audit.auditor.audit_dtype)
+    compute_dtype: dict | None = None
 
     @property
     def evaluated_steps(self) -> set[int]:
@@ -289,6 +292,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
                 strategy=self.config.peft_strategy, callbacks=handler.callbacks if handler else (),
             )
         self.progress.reference = self.reference.info()
+        self.progress.compute_dtype = self.reference.compute_dtype(model)
         if not self._ranks.is_main:
             return  # rank 0 alone writes records and logs
         logger.info("lda-monitor reference: %s", self.reference.description)
@@ -335,6 +339,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
                     )
             for record in evaluation.records:
                 record.extra["reference"] = self.reference.kind
+                record.compute_dtype = self.progress.compute_dtype
             if self._ranks.is_main:
                 self._writer.write(evaluation.records)
         except Exception as exc:

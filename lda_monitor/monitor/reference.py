@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from ..engine.dtypes import model_dtype_name
 from ..engine.pairs import PeftPair, TwoModelPair
 from ..engine.sharding import is_fsdp2, sharded_frozen_copy
 from ..engine.tensors import model_device
@@ -112,6 +113,13 @@ class Reference:
 
     def info(self) -> dict:
         return {"kind": self.kind, "description": self.description}
+
+    def compute_dtype(self, policy) -> dict:
+        """The dtypes an evaluation computes in: the policy's, and the reference's (a PEFT
+        reference is the policy's own base weights; a held module may be held in another dtype)."""
+        policy_dtype = model_dtype_name(policy)
+        held = model_dtype_name(self.module) if self.module is not None else None
+        return {"policy": policy_dtype, "reference": held or policy_dtype}
 
     @contextmanager
     def pair(self, policy, tokenizer):

@@ -112,3 +112,41 @@ def test_audit_equals_callback_for_full_fine_tuning(tmp_path, config_file):
             assert mine == sorted(_key(r) for r in callback if r.step == step), (reference, step)
     summary = json.loads((tmp_path / "first" / "summary.json").read_text())
     assert {row["step"] for row in summary} == {0, 2, 4, 6}
+
+
+@pytest.fixture
+def auto_is_bfloat16(monkeypatch):
+    """A machine whose ``auto`` is bfloat16 (native bf16), whatever CI's CPU has."""
+    from lda_monitor.engine import dtypes
+
+    monkeypatch.setattr(dtypes, "auto_dtype", lambda device=None: (torch.bfloat16, "forced by the test"))
+
+
+def test_audit_without_dtype_reproduces_a_float32_run_where_auto_is_bfloat16(lora_run, config_file, tmp_path,
+                                                                            auto_is_bfloat16):
+    """The callback computed in float32 (the policy's dtype); the audit, given no dtype on a machine
+    whose auto is bfloat16, computes in the recorded float32 and says so: record for record."""
+    callback = _callback_records(lora_run / "run")
+    assert {r.compute_dtype["policy"] for r in callback} == {"float32"}
+    messages = []
+    config = AuditConfig.from_yaml(config_file, out=str(tmp_path / "nodtype"), dtype=None)
+    audit_checkpoints([lora_run / "run"], config, echo=messages.append)
+    assert any("computing in float32 as the monitor did" in m for m in messages)
+    audited = list(read_records(tmp_path / "nodtype" / "rollouts.jsonl"))
+    assert all(r.compute_dtype == {"policy": "float32", "reference": "float32"} for r in audited)
+    for step in (2, 4, 6):
+        assert sorted(_key(r) for r in audited if r.step == step) == sorted(_key(r) for r in callback if r.step == step)
+
+
+def test_audit_in_another_dtype_says_so_once(lora_run, config_file, tmp_path, auto_is_bfloat16):
+    """An explicit dtype that differs from the recorded one is honoured, and said: the records
+    then differ from the callback's (what happened silently before the dtype was recorded)."""
+    messages = []
+    config = AuditConfig.from_yaml(config_file, out=str(tmp_path / "bf16"), dtype="auto")
+    audit_checkpoints([lora_run / "run" / "checkpoint-4"], config, echo=messages.append)
+    notes = [m for m in messages if "the monitor computed in float32" in m]
+    assert len(notes) == 1 and "auditing in bfloat16" in notes[0]
+    audited = list(read_records(tmp_path / "bf16" / "rollouts.jsonl"))
+    assert all(r.compute_dtype == {"policy": "bfloat16", "reference": "bfloat16"} for r in audited)
+    callback = [r for r in _callback_records(lora_run / "run") if r.step == 4]
+    assert sorted(map(_key, audited)) != sorted(map(_key, callback))
