@@ -139,6 +139,7 @@ def _cmd_serve(args) -> int:
         limits=Limits(max_prompt_tokens=args.max_prompt_tokens, max_prompts=args.max_prompts,
                       max_samples=args.max_samples),
         max_rows=args.max_batch_rows, batch_wait_seconds=args.batch_wait_ms / 1000, alpha=args.alpha,
+        merge_reduced_precision=args.merge_reduced_precision,
     )
     print(f"serving {pair.describe()} on http://{args.host}:{args.port} (API docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
@@ -291,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait this long for more requests before decoding (trades latency for batching)")
     v.add_argument("--alpha", type=real_number, default=1.0,
                    help="amplification of the OpenAI API's model 'lda' when a request sends no alpha")
+    v.add_argument("--merge-reduced-precision", action="store_true",
+                   help="in bfloat16/float16, merge seeded requests from different clients into shared batches "
+                        "too (faster; a seeded completion may then depend on what it was merged with)")
     v.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     v.set_defaults(run=_cmd_serve)
 

@@ -65,18 +65,21 @@ def create_app(
     max_rows: int = 64,
     batch_wait_seconds: float = 0.0,
     alpha: float = 1.0,
+    merge_reduced_precision: bool = False,
 ) -> FastAPI:
     """A FastAPI app serving ``pair``; every forward pass runs on one engine thread.
 
     ``alpha`` is the OpenAI routes' default amplification (model ``lda`` without an ``alpha``
-    field); the reference endpoints keep their own per-request default.
+    field); the reference endpoints keep their own per-request default. ``merge_reduced_precision``:
+    see :mod:`.batcher`.
     """
     from .openai_api import add_openai_routes  # it imports this module's errors
 
     if not abs(alpha) <= MAX_ABS_ALPHA:
         raise UserInputError(f"--alpha must be within +-{MAX_ABS_ALPHA:g}, got {alpha}")
     limits = limits or Limits()
-    batcher = RequestBatcher(pair, max_rows=max_rows, wait_seconds=batch_wait_seconds)
+    batcher = RequestBatcher(pair, max_rows=max_rows, wait_seconds=batch_wait_seconds,
+                             merge_reduced_precision=merge_reduced_precision)
     tokenizer = pair.tokenizer
 
     @asynccontextmanager
@@ -131,9 +134,10 @@ def create_app(
             raise RequestError(["samples"], f"samples is {req.samples}; this server allows at most "
                                             f"{limits.max_samples} (--max-samples)", "less_than_equal")
 
-    async def run(prompts: list, config: SamplingConfig, samples: int = 1, top_logprobs: int = 0) -> list[Rollout]:
+    async def run(prompts: list, config: SamplingConfig, samples: int = 1, top_logprobs: int = 0,
+                  seeded: bool = True) -> list[Rollout]:
         try:
-            return await asyncio.wrap_future(batcher.submit(prompts, config, samples, top_logprobs))
+            return await asyncio.wrap_future(batcher.submit(prompts, config, samples, top_logprobs, seeded))
         except UserInputError as exc:
             raise RequestError([], str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - the request fails; the engine thread serves on
@@ -185,7 +189,8 @@ def create_app(
         check_samples(req)
         rendered = [render(p, [loc] if loc == "prompt" else [loc, i], system=req.system_prompt,
                            chat_template=req.apply_chat_template) for i, p in enumerate(prompts)]
-        rollouts = await run(prompts, config_for(req, alpha=req.alpha, seed=seed), req.samples)
+        rollouts = await run(prompts, config_for(req, alpha=req.alpha, seed=seed), req.samples,
+                             seeded=req.seed is not None)
         found = await verdicts(prompts, rollouts)
         results = []
         for i, prompt in enumerate(prompts):
@@ -223,8 +228,8 @@ def create_app(
         render(req.prompt, ["prompt"], system=req.system_prompt, chat_template=req.apply_chat_template)
         seed = req.seed if req.seed is not None else secrets.randbits(63)
         after, before = await asyncio.gather(
-            run([req.prompt], config_for(req, alpha=0.0, seed=seed)),
-            run([req.prompt], config_for(req, alpha=-1.0, seed=seed)),
+            run([req.prompt], config_for(req, alpha=0.0, seed=seed), seeded=req.seed is not None),
+            run([req.prompt], config_for(req, alpha=-1.0, seed=seed), seeded=req.seed is not None),
         )
 
         def side(model_id: str, r: Rollout) -> ModelResponse:

@@ -249,7 +249,8 @@ def add_openai_routes(app, *, tokenizer, run, render, limits, alpha: float) -> N
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                     for m in req.messages]
         render(messages, ["messages"])
-        rollouts = await run([messages], config, req.n, (req.top_logprobs or 0) if req.logprobs else 0)
+        rollouts = await run([messages], config, req.n, (req.top_logprobs or 0) if req.logprobs else 0,
+                             seeded=req.seed is not None)
         choices = [choice(i, r, config.stop_strings, req.logprobs or req.stream) for i, r in enumerate(rollouts)]
         head = envelope("chat.completion", req, config)
         if not req.stream:
@@ -293,7 +294,7 @@ def add_openai_routes(app, *, tokenizer, run, render, limits, alpha: float) -> N
         for i, p in enumerate(prompts):
             render(p, ["prompt"] if isinstance(req.prompt, str) else ["prompt", i], chat_template=False)
         with_logprobs = req.logprobs is not None
-        rollouts = await run(prompts, config, req.n, req.logprobs or 0)
+        rollouts = await run(prompts, config, req.n, req.logprobs or 0, seeded=req.seed is not None)
         choices = [choice(i, r, config.stop_strings, with_logprobs or req.stream) for i, r in enumerate(rollouts)]
         head = envelope("text_completion", req, config)
         if not req.stream:
