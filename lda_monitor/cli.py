@@ -86,8 +86,8 @@ def _cmd_sample(args) -> int:
         prompts += [item.prompt for item in load_prompts(args.prompts)]
     if not prompts:
         raise UserInputError("no prompts: give --prompt TEXT (repeatable) or --prompts FILE")
-    knobs = {k: v for k, v in given_fields(args, Measurement).items() if k in SAMPLE_FLAGS}
-    config = SamplingConfig.from_fields(knobs, alpha=args.alpha, greedy=args.greedy)
+    # the measurement's sampler flags (defaults: the one declaration in SamplingConfig)
+    config = SamplingConfig.from_fields(given_fields(args, Measurement), alpha=args.alpha, greedy=args.greedy)
     pair = _load_pair(args)
     rollouts = sample(pair, prompts, config, samples_per_prompt=args.samples)
     for r in rollouts:

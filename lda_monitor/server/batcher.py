@@ -7,8 +7,8 @@ the random stream of its own request (seed, prompt index within the request, sam
 
 Merging is invisible only where the computation is: in float32 a batch's shape moves the logits
 by float32 rounding (~1e-6), but in bfloat16/float16 the matmul blocking changes with the batch
-and moves them enough to change sampled tokens (16 concurrent seeded requests matched their
-sequential run in 6 of 16 cases in bf16). So in reduced precision a request that sent a seed is
+and moves them enough to change sampled tokens (README "Interactive exploration"). So in reduced
+precision a request that sent a seed is
 decoded alone, in a batch shape that depends only on itself; requests without a seed (their draw
 is random anyway) still share batches. ``merge_reduced_precision`` merges seeded ones too, for
 throughput, and narrows the promise to float32.

@@ -23,8 +23,6 @@ token by token; their concatenation is the non-streamed completion.
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter
 
 from ..engine.sampling import SamplingConfig
@@ -49,7 +47,6 @@ from .state import ServerState, State
 
 # Model name -> alpha it fixes (None: the request's alpha, else the server's --alpha).
 SIDES = {"lda": None, "after": 0.0, "before": -1.0}
-STARTED = int(time.time())
 
 router = APIRouter(prefix="/v1")
 
@@ -86,22 +83,22 @@ def chat_messages(state: ServerState, messages: list[dict]) -> list[dict]:
     return messages
 
 
-def model_card(name: str) -> dict:
-    return {"id": name, "object": "model", "created": STARTED, "owned_by": "lda-monitor"}
+def model_card(state: ServerState, name: str) -> dict:
+    return {"id": name, "object": "model", "created": state.started, "owned_by": "lda-monitor"}
 
 
 @router.get("/models")
-async def list_models() -> dict:
+async def list_models(state: State) -> dict:
     """The served sides: 'lda' (amplified), 'after' (alpha 0), 'before' (alpha -1)."""
-    return {"object": "list", "data": [model_card(name) for name in SIDES]}
+    return {"object": "list", "data": [model_card(state, name) for name in SIDES]}
 
 
 @router.get("/models/{model}")
-async def retrieve_model(model: str) -> dict:
+async def retrieve_model(model: str, state: State) -> dict:
     if model not in SIDES:
         raise OpenAIError(404, f"model: {model!r} is not served here; choose one of {', '.join(SIDES)}",
                           param="model", code="model_not_found")
-    return model_card(model)
+    return model_card(state, model)
 
 
 @router.post("/chat/completions")

@@ -2,8 +2,10 @@
 
 Only what this server acts on is declared; every other field (``user``, ``frequency_penalty``,
 ``logit_bias``, ...) is accepted and ignored, as OpenAI-compatible servers do, so clients that
-always send them keep working. Bounds are the OpenAI API's where it has them and the reference
-endpoints' otherwise (``max_tokens`` up to ``schema.MAX_NEW_TOKENS``, ``|alpha|`` up to
+always send them keep working. The sampler's values are checked by the engine's rules (see
+:mod:`.sampler`; so ``temperature`` has no upper bound of 2); the other bounds are the OpenAI
+API's where it has them (``n``, ``stop``, ``top_logprobs``) and the reference endpoints'
+otherwise (``max_tokens`` up to ``schema.MAX_NEW_TOKENS``, ``|alpha|`` up to
 ``schema.MAX_ABS_ALPHA``); a value out of bounds is a 400 naming the field.
 """
 

@@ -4,6 +4,7 @@ by FastAPI's dependency injection (``state: State`` in a handler's signature).""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -36,6 +37,7 @@ class ServerState:
     judge: object = None
     limits: Limits = field(default_factory=Limits)
     default_alpha: float = 1.0  # the OpenAI API's model "lda" without an alpha field
+    started: int = field(default_factory=lambda: int(time.time()))  # the OpenAI model cards' "created"
 
     @property
     def tokenizer(self):
