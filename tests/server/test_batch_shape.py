@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from tests.server.test_server import ProbedPair, start_server
+from tests.server.helpers import ProbedPair, start_server
 from tests.tiny import tiny_llama
 
 httpx = pytest.importorskip("httpx")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lda_monitor.engine.pairs import TwoModelPair
-from tests.server.test_server import start_server
+from tests.server.helpers import start_server
 from tests.tiny import tiny_llama
 
 inspect_ai = pytest.importorskip("inspect_ai")

@@ -25,7 +25,7 @@ pytest.importorskip("uvicorn")
 
 from lda_monitor.judges.llm import LLMJudge  # noqa: E402
 from lda_monitor.server import Limits, create_app  # noqa: E402
-from tests.server.test_server import ProbedPair, start_server, stop_ids  # noqa: E402
+from tests.server.helpers import ProbedPair, start_server, stop_ids  # noqa: E402
 
 SERVER_ALPHA = 1.5
 SYSTEM_AND_USER = [{"role": "system", "content": "you are a helpful bot ."},
