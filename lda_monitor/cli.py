@@ -19,7 +19,7 @@ from .core.config_fields import add_field_arguments, given_fields, real_number
 from .core.measurement import SAMPLING_FIELDS, Measurement
 from .core.records import RECORDS_FILE
 from .engine.dtypes import DTYPE_HELP
-from .engine.sampling_config import PEFT_STRATEGIES
+from .engine.sampling_config import PEFT_STRATEGIES, sampler_help
 from .errors import UserInputError
 
 EXIT_USER_ERROR = 2
@@ -86,10 +86,8 @@ def _cmd_sample(args) -> int:
         prompts += [item.prompt for item in load_prompts(args.prompts)]
     if not prompts:
         raise UserInputError("no prompts: give --prompt TEXT (repeatable) or --prompts FILE")
-    knobs = {k: v for k, v in given_fields(args, Measurement).items() if k in SAMPLE_FLAGS}
-    if "stop_strings" in knobs:
-        knobs["stop_strings"] = tuple(knobs["stop_strings"])
-    config = SamplingConfig(alpha=args.alpha, greedy=args.greedy, **knobs)
+    # the measurement's sampler flags (defaults: the one declaration in SamplingConfig)
+    config = SamplingConfig.from_fields(given_fields(args, Measurement), alpha=args.alpha, greedy=args.greedy)
     pair = _load_pair(args)
     rollouts = sample(pair, prompts, config, samples_per_prompt=args.samples)
     for r in rollouts:
@@ -139,6 +137,7 @@ def _cmd_serve(args) -> int:
         limits=Limits(max_prompt_tokens=args.max_prompt_tokens, max_prompts=args.max_prompts,
                       max_samples=args.max_samples),
         max_rows=args.max_batch_rows, batch_wait_seconds=args.batch_wait_ms / 1000, alpha=args.alpha,
+        merge_reduced_precision=args.merge_reduced_precision,
     )
     print(f"serving {pair.describe()} on http://{args.host}:{args.port} (API docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
@@ -249,9 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(s)
     s.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     s.add_argument("--prompts", help="a prompt suite file (YAML or JSONL)")
-    s.add_argument("--alpha", type=real_number, required=True, help="amplification: 0 = after model, -1 = before model")
+    s.add_argument("--alpha", type=real_number, required=True, help=sampler_help("alpha"))
     s.add_argument("--samples", type=int, default=1, help="samples per prompt")
-    s.add_argument("--greedy", action="store_true", help="argmax decoding (the sampling knobs are then off)")
+    s.add_argument("--greedy", action="store_true", help=sampler_help("greedy"))
     add_field_arguments(s, Measurement, SAMPLE_FLAGS)
     s.add_argument("--json", action="store_true", help="one JSON object per rollout")
     s.set_defaults(run=_cmd_sample, check=_check_sample)
@@ -291,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait this long for more requests before decoding (trades latency for batching)")
     v.add_argument("--alpha", type=real_number, default=1.0,
                    help="amplification of the OpenAI API's model 'lda' when a request sends no alpha")
+    v.add_argument("--merge-reduced-precision", action="store_true",
+                   help="in bfloat16/float16, merge seeded requests from different clients into shared batches "
+                        "too (faster; a seeded completion may then depend on what it was merged with)")
     v.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     v.set_defaults(run=_cmd_serve)
 

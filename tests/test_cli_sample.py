@@ -104,3 +104,29 @@ def test_pickle_weights_load_only_when_allowed(model_dirs, capsys):
                           "--allow-pickle", "--prompt", "hi", "--alpha", "1", "--max-new-tokens", "3", "--json")
     assert code == 0, err
     assert len(out.splitlines()) == 1
+
+
+def test_the_sampler_is_declared_once():
+    """The measurement's sampler fields and `sample`'s flags take their defaults and help from the
+    engine's SamplingConfig, and its rule refuses a bad value before any model loads."""
+    from dataclasses import MISSING, fields
+
+    from lda_monitor.cli import SAMPLE_FLAGS, build_parser
+    from lda_monitor.core.measurement import Measurement
+    from lda_monitor.engine.sampling_config import SamplingConfig
+
+    engine = {f.name: f for f in fields(SamplingConfig)}
+    for f in fields(Measurement):
+        if f.name in SAMPLE_FLAGS:
+            default = tuple(f.default_factory()) if f.default is MISSING else f.default
+            assert default == engine[f.name].default, f.name
+            if f.name != "seed":  # the measurement says how an evaluation derives its seeds
+                assert f.metadata["help"].startswith(engine[f.name].metadata["help"]), f.name
+    sample = build_parser().parse_args(["sample", "--after", "m", "--alpha", "1"])
+    assert SamplingConfig.from_fields(vars(sample), alpha=1.0) == SamplingConfig(alpha=1.0)
+
+
+def test_sample_refuses_a_bad_temperature_with_the_engine_rule(model_dirs, capsys):
+    code, _, err = _run(capsys, "sample", "--after", str(model_dirs / "after"), "--before", str(model_dirs / "before"),
+                        "--prompt", "hi", "--alpha", "1", "--temperature", "0")
+    assert code == 2 and "temperature must be > 0" in err and len(err.strip().splitlines()) == 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..engine.sampling_config import SamplingConfig
+from ..engine.sampling_config import SamplingConfig, sampler_field, sampler_help
 from ..errors import UserInputError
 from .config_fields import real_list
 from .records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN
@@ -65,21 +65,19 @@ class Measurement:
     estimate_samples_per_prompt: int | None = field(default=None, metadata={"help": (
         "natural_rate only: rollouts per prompt at each estimate alpha; None = a quarter of "
         "samples_per_prompt, at least 1")})
-    # How to sample: the engine's knobs (lda_monitor.engine.sampling.SamplingConfig).
-    max_new_tokens: int = field(default=128, metadata={"help": "tokens per rollout at most"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling (1 = off)"})
-    top_k: int = field(default=0, metadata={"help": "top-k sampling (0 = off)"})
-    min_p: float | None = field(default=None, metadata={"help": "min-p sampling (None = off)"})
-    stop_strings: list[str] = field(default_factory=list, metadata={
-        "help": "extra strings that end a rollout (repeatable flag)", "flag": "--stop", "metavar": "TEXT"})
-    system_prompt: str | None = field(default=None, metadata={
-        "help": "system prompt added to every chat prompt", "flag": "--system", "metavar": "TEXT"})
-    chat_template: bool = field(default=True, metadata={
-        "help": "render prompts with the tokenizer's chat template (off: raw text)"})
-    seed: int = field(default=0, metadata={"help": (
-        "sampling seed; each evaluation's random streams derive from (seed, step), never the global RNG")})
-    batch_size: int = field(default=32, metadata={"help": "rollouts decoded together (does not change any result)"})
+    # How to sample: the engine's knobs, declared by SamplingConfig (defaults, help and checks).
+    max_new_tokens: int = sampler_field("max_new_tokens")
+    temperature: float = sampler_field("temperature")
+    top_p: float = sampler_field("top_p")
+    top_k: int = sampler_field("top_k")
+    min_p: float | None = sampler_field("min_p")
+    stop_strings: list[str] = sampler_field("stop_strings", flag="--stop", metavar="TEXT",
+                                            help=sampler_help("stop_strings") + " (repeatable flag)")
+    system_prompt: str | None = sampler_field("system_prompt", flag="--system", metavar="TEXT")
+    chat_template: bool = sampler_field("chat_template")
+    seed: int = sampler_field("seed", help=(
+        "sampling seed; each evaluation's random streams derive from (seed, step), never the global RNG"))
+    batch_size: int = sampler_field("batch_size")
 
     def __post_init__(self):
         problems = self.problems()
@@ -157,11 +155,9 @@ class Measurement:
     def sampling(self, alpha: float = 0.0, seed: int | None = None) -> SamplingConfig:
         """The engine's settings for one batch of rollouts at ``alpha`` (``seed``: an evaluation's
         derived seed; default the spec's own)."""
-        return SamplingConfig(
-            alpha=float(alpha), max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-            top_p=self.top_p, top_k=self.top_k, min_p=self.min_p, stop_strings=tuple(self.stop_strings),
-            seed=self.seed if seed is None else seed, system_prompt=self.system_prompt,
-            chat_template=self.chat_template, batch_size=self.batch_size,
+        return SamplingConfig.from_fields(
+            {name: getattr(self, name) for name in (*SAMPLING_FIELDS, "batch_size")},
+            alpha=float(alpha), seed=self.seed if seed is None else seed,
         )
 
     def horizon(self, run_max_steps: int | None) -> tuple[int | None, str]:

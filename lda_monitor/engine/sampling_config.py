@@ -3,7 +3,7 @@ so that configs and command-line arguments are checked before any heavy import."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 from ..errors import UserInputError
 
@@ -11,43 +11,79 @@ from ..errors import UserInputError
 # doubled batch with per-row adapters, or two forwards (adapter on, adapter disabled).
 PEFT_STRATEGIES = ("auto", "doubled", "two-pass")
 
+
+def sampler_field(name: str, **metadata):
+    """A dataclass field declared as :class:`SamplingConfig`'s field ``name`` (its default and help),
+    for a config that composes the sampler; ``metadata`` adds or overrides (a flag name, a metavar).
+    A tuple default becomes a list, which YAML files and repeatable flags give."""
+    f = {f.name: f for f in fields(SamplingConfig)}[name]
+    meta = {**f.metadata, **metadata}
+    if isinstance(f.default, tuple):
+        return field(default_factory=lambda: list(f.default), metadata=meta)
+    return field(default=f.default, metadata=meta)
+
+
+def sampler_help(name: str) -> str:
+    return {f.name: f for f in fields(SamplingConfig)}[name].metadata["help"]
+
+
+def sampler_problems(values: dict) -> list[tuple[str, str]]:
+    """(field, message) for every invalid sampler value in ``values`` (absent fields are not
+    checked): the one place that says what a valid sampler setting is."""
+    problems = []
+
+    def check(name: str, ok, what: str) -> None:
+        if name in values and not ok(values[name]):
+            problems.append((name, f"{name} {what}, got {values[name]!r}"))
+
+    check("alpha", lambda a: isinstance(a, int | float) and a == a, "must be a real number")
+    check("max_new_tokens", lambda n: n >= 1, "must be >= 1")
+    if not values.get("greedy"):
+        check("temperature", lambda t: t > 0, "must be > 0 (use greedy for argmax)")
+    check("top_k", lambda k: k >= 0, "must be >= 0 (0 = off)")
+    check("top_p", lambda p: 0 < p <= 1, "must be in (0, 1]")
+    check("min_p", lambda p: p is None or 0 <= p <= 1, "must be in [0, 1]")
+    check("batch_size", lambda n: n >= 1, "must be >= 1")
+    return problems
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How to sample. Sampling knobs follow Hugging Face ``generate`` semantics and order
-    (temperature, top-k, top-p, min-p). ``top_k=0``/``top_p=1``/``min_p=None`` switch a knob off."""
+    """How to sample, declared once: every front end (the measurement and its flags, YAML keys and
+    README rows, ``lda-monitor sample``, both HTTP APIs) takes these fields' names, help and rules
+    from here, and :func:`sampler_problems` is the one check of their values. Sampling knobs
+    follow Hugging Face ``generate`` semantics and order (temperature, top-k, top-p, min-p).
+    ``top_k=0``/``top_p=1``/``min_p=None`` switch a knob off."""
 
-    alpha: float = 1.0
-    max_new_tokens: int = 128
-    greedy: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float | None = None
-    stop_strings: tuple[str, ...] = ()
-    seed: int = 0
-    system_prompt: str | None = None
-    chat_template: bool = True
-    batch_size: int = 32
-    ignore_eos: bool = False  # decode exactly max_new_tokens per row (benchmarks)
+    alpha: float = field(default=1.0, metadata={"help": "amplification: 0 = after model, -1 = before model"})
+    max_new_tokens: int = field(default=128, metadata={"help": "tokens per rollout at most"})
+    greedy: bool = field(default=False, metadata={"help": "argmax decoding (the sampling knobs are then off)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
+    top_k: int = field(default=0, metadata={"help": "top-k sampling (0 = off)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling (1 = off)"})
+    min_p: float | None = field(default=None, metadata={"help": "min-p sampling (None = off)"})
+    stop_strings: tuple[str, ...] = field(default=(), metadata={"help": "extra strings that end a rollout"})
+    seed: int = field(default=0, metadata={"help": "seed of the rollouts' random streams (never the global RNG)"})
+    system_prompt: str | None = field(default=None, metadata={"help": "system prompt added to every chat prompt"})
+    chat_template: bool = field(default=True, metadata={
+        "help": "render prompts with the tokenizer's chat template (off: raw text)"})
+    batch_size: int = field(default=32, metadata={"help": "rollouts decoded together (does not change any result)"})
+    ignore_eos: bool = field(default=False, metadata={
+        "help": "decode exactly max_new_tokens per row (benchmarks)"})
 
     def __post_init__(self):
-        problems = []
-        if not isinstance(self.alpha, int | float) or self.alpha != self.alpha:
-            problems.append(f"alpha must be a real number, got {self.alpha!r}")
-        if self.max_new_tokens < 1:
-            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if not self.greedy and not self.temperature > 0:
-            problems.append(f"temperature must be > 0 (use greedy for argmax), got {self.temperature}")
-        if self.top_k < 0:
-            problems.append(f"top_k must be >= 0 (0 = off), got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            problems.append(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.min_p is not None and not 0 <= self.min_p <= 1:
-            problems.append(f"min_p must be in [0, 1], got {self.min_p}")
-        if self.batch_size < 1:
-            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        problems = sampler_problems(vars(self))
         if problems:
-            raise UserInputError("; ".join(problems))
+            raise UserInputError("; ".join(message for _, message in problems))
+
+    @classmethod
+    def from_fields(cls, values: dict, **overrides) -> SamplingConfig:
+        """The config from a front end's values (``values`` may hold other keys; lists become tuples)."""
+        names = {f.name for f in fields(cls)}
+        chosen = {k: v for k, v in {**values, **overrides}.items() if k in names}
+        if isinstance(chosen.get("stop_strings"), list):
+            chosen["stop_strings"] = tuple(chosen["stop_strings"])
+        return cls(**chosen)
 
     def warpers(self):
         """The logit transforms applied before sampling (empty for greedy): Hugging Face's own

@@ -3,8 +3,15 @@
 Whatever is waiting when the engine comes free is taken together; requests whose sampling
 settings are equal (everything but the seed and the prompts) go through the engine as one
 ``sample`` call, whose rows are cut into decode batches of at most ``max_rows``. Each row keeps
-the random stream of its own request (seed, prompt index within the request, sample index), so
-a request's completions do not depend on what it was batched with.
+the random stream of its own request (seed, prompt index within the request, sample index).
+
+Merging is invisible only where the computation is: in float32 a batch's shape moves the logits
+by float32 rounding (~1e-6), but in bfloat16/float16 the matmul blocking changes with the batch
+and moves them enough to change sampled tokens (README "Interactive exploration"). So in reduced
+precision a request that sent a seed is
+decoded alone, in a batch shape that depends only on itself; requests without a seed (their draw
+is random anyway) still share batches. ``merge_reduced_precision`` merges seeded ones too, for
+throughput, and narrows the promise to float32.
 
 A request may also ask for the likeliest alternatives at each step (``top_logprobs``, OpenAI
 API): a merged call records as many as its most demanding request wants, and each request gets
@@ -23,6 +30,8 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import torch
+
 from ..engine.sampling import Rollout, SamplingConfig, sample
 
 
@@ -35,6 +44,7 @@ class Job:
     config: SamplingConfig
     samples: int = 1
     top_logprobs: int = 0
+    seeded: bool = True  # the client chose the seed: it may replay the request and expect the same text
     future: Future = field(default_factory=Future)
 
 
@@ -47,8 +57,9 @@ class BatcherStats:
 class RequestBatcher:
     """Owns the model pair: every forward pass happens on its one worker thread."""
 
-    def __init__(self, pair, *, max_rows: int = 64, wait_seconds: float = 0.0):
+    def __init__(self, pair, *, max_rows: int = 64, wait_seconds: float = 0.0, merge_reduced_precision: bool = False):
         self.pair, self.max_rows, self.wait_seconds = pair, max_rows, wait_seconds
+        self.merges_seeded = merge_reduced_precision or computes_in_float32(pair)
         self.stats = BatcherStats()
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -68,9 +79,10 @@ class RequestBatcher:
             self._thread.join()
             self._thread = None
 
-    def submit(self, prompts: list, config: SamplingConfig, samples: int = 1, top_logprobs: int = 0) -> Future:
+    def submit(self, prompts: list, config: SamplingConfig, samples: int = 1, top_logprobs: int = 0,
+               seeded: bool = True) -> Future:
         """Queue a request; the future resolves to its rollouts in (prompt, sample) order."""
-        job = Job(list(prompts), config, samples, top_logprobs)
+        job = Job(list(prompts), config, samples, top_logprobs, seeded)
         self._queue.put(job)
         return job.future
 
@@ -91,13 +103,20 @@ class RequestBatcher:
                     stopping = True
                     break
                 jobs.append(job)
-            groups: dict[SamplingConfig, list[Job]] = {}
-            for job in jobs:
-                groups.setdefault(dataclasses.replace(job.config, seed=0), []).append(job)
-            for settings, group in groups.items():
+            for settings, group in self._groups(jobs):
                 self._run_group(settings, group)
             if stopping:
                 return
+
+    def _groups(self, jobs: list[Job]) -> list[tuple[SamplingConfig, list[Job]]]:
+        """Jobs with equal settings (all but the seed) share a call, except a seeded job that
+        must keep its batch shape to itself (see the module docstring)."""
+        groups: dict[tuple, tuple[SamplingConfig, list[Job]]] = {}
+        for n, job in enumerate(jobs):
+            settings = dataclasses.replace(job.config, seed=0)
+            alone = job.seeded and not self.merges_seeded
+            groups.setdefault((settings, n if alone else None), (settings, []))[1].append(job)
+        return list(groups.values())
 
     def _run_group(self, settings: SamplingConfig, jobs: list[Job]) -> None:
         live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
@@ -139,6 +158,13 @@ class RequestBatcher:
         rollouts = [dataclasses.replace(r, prompt_index=stream[1]) for r, stream in zip(rollouts, streams, strict=True)]
         return [[_trim_alternatives(r, job.top_logprobs) for r in rollouts[a:b]]
                 for job, (a, b) in zip(jobs, spans, strict=True)]
+
+
+def computes_in_float32(pair) -> bool:
+    """Whether every weight of the pair is float32 or wider, so batch shape moves results only
+    by float32 rounding."""
+    wide = (torch.float32, torch.float64)
+    return all(p.dtype in wide for model in pair.models for p in model.parameters() if p.is_floating_point())
 
 
 def _trim_alternatives(r: Rollout, k: int) -> Rollout:

@@ -11,6 +11,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from .sampler import api_field
+
 # |alpha| above this is almost always a typo (published runs use 0.3 to 20); alpha = -1 is the
 # before model exactly, alpha < -1 amplifies towards the before model.
 MAX_ABS_ALPHA = 50.0
@@ -20,20 +22,30 @@ NonEmptyPrompt = Annotated[str, Field(min_length=1)]
 
 
 class SamplingFields(BaseModel):
-    """Knobs every generation endpoint shares."""
+    """Knobs every generation endpoint shares: the sampler's fields (checked by its rules, see
+    :mod:`.sampler`) under the reference server's names and defaults."""
 
-    max_new_tokens: int = Field(80, ge=1, le=MAX_NEW_TOKENS, description="maximum tokens to generate")
-    temperature: float = Field(0.8, gt=0.0, description="sampling temperature")
-    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling threshold")
+    max_new_tokens: int = api_field("max_new_tokens", 80, le=MAX_NEW_TOKENS)
+    temperature: float = api_field("temperature", 0.8)
+    top_p: float = api_field("top_p", 0.95)
     do_sample: bool = Field(True, description="false: greedy decoding (argmax of the amplified logits)")
-    apply_chat_template: bool = Field(True, description="render the prompt with the after model's chat template")
+    apply_chat_template: bool = api_field("chat_template", True)
     system_prompt: str | None = Field(None, description="system message (chat template) or prefix (raw text)")
     seed: int | None = Field(
         None, ge=0, lt=2**63,
         description="same seed and fields give the same completions, alone or batched with other requests; "
                     "omitted: a random seed, returned in the response",
     )
-    top_k: int = Field(0, ge=0, description="top-k filter (0 = off)")
+    top_k: int = api_field("top_k", 0)
+
+    def sampler(self) -> dict:
+        return {"max_new_tokens": self.max_new_tokens, "greedy": not self.do_sample, "temperature": self.temperature,
+                "top_k": self.top_k, "top_p": self.top_p, "system_prompt": self.system_prompt,
+                "chat_template": self.apply_chat_template}
+
+    @staticmethod
+    def public_name(name: str) -> str:
+        return {"greedy": "do_sample", "chat_template": "apply_chat_template"}.get(name, name)
 
 
 class LDAFields(SamplingFields):
@@ -89,7 +101,8 @@ class Completion(BaseModel):
 class PromptResult(Completion):
     prompt: str
     formatted_prompt: str
-    samples: list[Completion] | None = Field(None, description="every sample when samples > 1 (the first is also inline)")
+    samples: list[Completion] | None = Field(
+        None, description="every sample when samples > 1 (the first is also inline)")
 
 
 class LDAGenerateResponse(PromptResult):

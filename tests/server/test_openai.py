@@ -25,7 +25,7 @@ pytest.importorskip("uvicorn")
 
 from lda_monitor.judges.llm import LLMJudge  # noqa: E402
 from lda_monitor.server import Limits, create_app  # noqa: E402
-from tests.server.test_server import ProbedPair, start_server, stop_ids  # noqa: E402
+from tests.server.helpers import ProbedPair, start_server, stop_ids  # noqa: E402
 
 SERVER_ALPHA = 1.5
 SYSTEM_AND_USER = [{"role": "system", "content": "you are a helpful bot ."},
@@ -343,3 +343,110 @@ def test_a_server_alpha_out_of_range_is_refused_at_start(tokenizer):
     pair = TwoModelPair(tiny_llama(tokenizer, seed=11), tiny_llama(tokenizer, seed=12), tokenizer)
     with pytest.raises(UserInputError, match="--alpha must be within"):
         create_app(pair, model_after="a", model_before="b", alpha=60)
+
+
+def responses_reference(after, before, tokenizer, messages, alpha, steps):
+    ids = chat_ids(tokenizer, messages)
+    expected, _ = brute_force(after, before, tokenizer, ids, alpha, steps)
+    return ids, expected
+
+
+def test_responses_api_text_input_with_instructions_equals_a_brute_force_lda_loop(served):
+    client, _, after, before, tokenizer, _ = served
+    ids, expected = responses_reference(after, before, tokenizer, SYSTEM_AND_USER, 2.0, 12)
+    r = client.responses.create(model="lda", instructions=SYSTEM_AND_USER[0]["content"],
+                                input=SYSTEM_AND_USER[1]["content"], temperature=0, max_output_tokens=12,
+                                extra_body={"alpha": 2.0})
+    assert r.object == "response" and r.model == "lda" and r.id.startswith("resp_")
+    (message,) = r.output
+    assert message.type == "message" and message.role == "assistant"
+    assert r.output_text == message.content[0].text == text_of(tokenizer, expected)
+    assert message.content[0].type == "output_text"
+    stopped = expected[-1] in stop_ids(tokenizer)
+    assert r.status == ("completed" if stopped else "incomplete")
+    assert (r.incomplete_details is None) == stopped
+    assert r.usage.input_tokens == len(ids) and r.usage.output_tokens == len(expected)
+    assert r.usage.total_tokens == len(ids) + len(expected)
+
+
+def test_responses_api_message_list_and_the_after_side(served):
+    client, _, after, _, tokenizer, _ = served
+    turns = [{"role": "developer", "content": SYSTEM_AND_USER[0]["content"]},
+             {"role": "user", "content": [{"type": "input_text", "text": SYSTEM_AND_USER[1]["content"]}]}]
+    want = text_of(tokenizer, hf_generate_ids(after, chat_ids(tokenizer, SYSTEM_AND_USER), tokenizer, 10))
+    r = client.responses.create(model="after", input=turns, temperature=0, max_output_tokens=10)
+    assert r.output_text == want
+
+
+def test_responses_api_seeded_sampling_reproduces_and_streams_the_same_text(served):
+    client, *_ = served
+    body = dict(model="lda", input="tell me a story about the cat", temperature=0.9, top_p=0.9,
+                max_output_tokens=16, extra_body={"seed": 21})
+    first, again = client.responses.create(**body), client.responses.create(**body)
+    assert first.output_text == again.output_text and first.output_text
+    other = client.responses.create(**{**body, "extra_body": {"seed": 22}})
+    assert other.output_text != first.output_text
+
+    events = list(client.responses.create(**body, stream=True))
+    types = [e.type for e in events]
+    assert types[0] == "response.created" and types[-1] in ("response.completed", "response.incomplete")
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == first.output_text
+    assert events[-1].response.output_text == first.output_text
+    assert events[-1].response.usage.output_tokens == first.usage.output_tokens
+
+
+@pytest.mark.parametrize(("kwargs", "error", "field"), [
+    ({"temperature": -1}, "BadRequestError", "temperature"),
+    ({"top_p": 1.5}, "BadRequestError", "top_p"),
+    ({"max_output_tokens": 513}, "BadRequestError", "max_output_tokens"),
+    ({"max_output_tokens": 0}, "BadRequestError", "max_output_tokens"),
+    ({"input": []}, "BadRequestError", "input"),
+    ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "BadRequestError",
+     "input"),
+    ({"model": "gpt-4o"}, "NotFoundError", "model"),
+])
+def test_responses_api_bad_inputs_raise_the_sdk_errors_naming_the_field(served, kwargs, error, field):
+    client, *_ = served
+    with pytest.raises(getattr(openai, error)) as caught:
+        client.responses.create(**{"model": "lda", "input": "hi", "max_output_tokens": 4, **kwargs})
+    assert caught.value.param is not None and caught.value.param.startswith(field)
+    assert field in caught.value.body["message"]
+
+
+def test_unknown_v1_routes_answer_in_openai_error_shape(served):
+    client, *_, url = served
+    import httpx
+
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.embeddings.create(model="lda", input="hi")
+    assert "/v1/embeddings" in caught.value.body["message"]
+    for method, path in (("GET", "/v1/nothing"), ("POST", "/v1/chat"), ("GET", "/v1")):
+        r = httpx.request(method, f"{url}{path}", timeout=30)
+        assert r.status_code == 404 and set(r.json()) == {"error"}, (path, r.text)
+        assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+    r = httpx.get(f"{url}/v1/chat/completions", timeout=30)
+    assert r.status_code == 405 and "error" in r.json()
+    assert httpx.get(f"{url}/nothing", timeout=30).json() == {"detail": "Not Found"}  # the reference API's own
+
+
+def test_one_rule_for_the_sampler_in_both_apis(served):
+    """The engine's rule refuses a bad temperature in both APIs, naming each API's own field; the
+    reference API's greedy requests may then carry any temperature, as the engine allows."""
+    client, *_, url = served
+    import httpx
+
+    rule = "temperature must be > 0 (use greedy for argmax), got 0.0"
+    r = httpx.post(f"{url}/generate_lda", json={"prompt": "hi", "temperature": 0, "top_p": 2}, timeout=30)
+    assert r.status_code == 422 and r.json()["detail"] == [
+        {"type": "value_error", "loc": ["body", "temperature"], "msg": rule},
+        {"type": "value_error", "loc": ["body", "top_p"], "msg": "top_p must be in (0, 1], got 2.0"}]
+    r = httpx.post(f"{url}/generate_lda", json={"prompt": "hi", "max_new_tokens": 0}, timeout=30)
+    assert r.json()["detail"][0]["msg"] == "max_new_tokens must be >= 1, got 0"
+    greedy = {"prompt": "hi", "temperature": 0, "do_sample": False, "max_new_tokens": 3}
+    assert httpx.post(f"{url}/generate_lda", json=greedy, timeout=30).status_code == 200
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="lda", messages=[{"role": "user", "content": "hi"}], temperature=-0.5,
+                                       max_completion_tokens=0)
+    assert caught.value.body["message"] == ("max_completion_tokens: max_completion_tokens must be >= 1, got 0; "
+                                            "temperature: temperature must be > 0 (use greedy for argmax), got -0.5")
