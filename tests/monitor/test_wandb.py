@@ -87,7 +87,9 @@ def test_offline_run_holds_scalars_table_and_config(policy, tokenizer, dataset, 
     config = {item.key: json.loads(item.value_json) for r in records if r.WhichOneof("record_type") == "config"
               for item in r.config.update}
     assert config["lda_monitor"]["reference"]["kind"] == "weight-snapshot"
-    assert config["lda_monitor"]["every_n_steps"] == 3 and config["lda_monitor"]["judge"] == "regex"
+    assert config["lda_monitor"]["every_n_steps"] == 3
+    # The judge as measured (its pattern), not its name alone.
+    assert config["lda_monitor"]["judge"] == {"type": "RegexJudge", "name": "regex", "patterns": [PLANTED]}
 
     # Tables: all flagged rollouts of the step plus 3 unflagged ones, with the judge's verdicts.
     jsonl = list(read_records(tmp_path / "out" / "lda_monitor" / records_file_name()))
