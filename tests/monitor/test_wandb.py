@@ -104,3 +104,10 @@ def test_offline_run_holds_scalars_table_and_config(policy, tokenizer, dataset, 
         assert len(table["data"]) == n_flagged + min(3, len(mine) - n_flagged)
         assert sum(bool(row[flag]) for row in table["data"]) == n_flagged
         assert all(row[0] == step for row in table["data"])
+
+    # Step 0 (policy = reference) flags nothing: the natural-rate estimate is withheld, and why is in a table.
+    (first,) = [r for r in logged if r["train/global_step"] == 0]
+    withheld = json.loads((run_dir / "files" / first["lda/natural_rate_withheld/path"]).read_text())
+    assert withheld["columns"] == ["step", "alpha", "judge", "category", "upper_bound", "reason"]
+    assert any(row[2] == "regex" and row[3] == "all" and row[5].startswith("0 flagged rollouts in the pool")
+               for row in withheld["data"])
