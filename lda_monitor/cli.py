@@ -23,6 +23,8 @@ from .engine.sampling_config import PEFT_STRATEGIES, sampler_help
 from .errors import UserInputError
 
 EXIT_USER_ERROR = 2
+DESCRIPTION = ("LDA monitor: amplify the difference between a model before and after training to surface rare "
+               "behaviours early. Run a subcommand with --help for its options.")
 SAMPLE_FLAGS = (*SAMPLING_FIELDS, "batch_size")  # the measurement's fields that `sample` takes
 
 
@@ -37,7 +39,9 @@ def _add_model_args(parser: argparse.ArgumentParser, *, after_required: bool = T
     parser.add_argument("--base-model", help="base model dir for an adapter whose config names a hub id")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--dtype", default="auto", help=DTYPE_HELP)
-    parser.add_argument("--peft-strategy", default="auto", choices=PEFT_STRATEGIES)
+    parser.add_argument("--peft-strategy", default="auto", choices=PEFT_STRATEGIES,
+                        help="adapter pairs: 'doubled' (one forward over [base; adapter] rows) or 'two-pass' "
+                             "(default: auto)")
     parser.add_argument("--allow-pickle", action="store_true", help="allow pickle (.bin) weights")
     parser.add_argument("--trust-remote-code", action="store_true", help="run custom model code from the dir")
 
@@ -241,7 +245,7 @@ def _check_sample(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lda-monitor", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lda-monitor", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sample", help="sample amplified completions from a before/after pair")
@@ -256,23 +260,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_cmd_sample, check=_check_sample)
 
     b = sub.add_parser("bench", help="throughput of LDA vs generate vs a naive single-prompt loop")
-    b.add_argument("--after", default="smollm2-135m-instruct")
+    b.add_argument("--after", default="smollm2-135m-instruct",
+                   help="policy model: a local model dir or 'smollm2-135m-instruct' (default)")
     b.add_argument("--before", help="reference model (default: a LoRA-perturbed copy of --after)")
     b.add_argument("--lora", action="store_true", help="LoRA-perturbed pair, both PEFT strategies (default)")
-    b.add_argument("--batch-size", type=int, default=32)
-    b.add_argument("--max-new-tokens", type=int, default=64)
-    b.add_argument("--alpha", type=real_number, default=1.0)
+    b.add_argument("--batch-size", type=int, default=32, help="prompts decoded together (default: 32)")
+    b.add_argument("--max-new-tokens", type=int, default=64, help="tokens decoded per prompt (default: 64)")
+    b.add_argument("--alpha", type=real_number, default=1.0, help="amplification of the LDA runs (default: 1)")
     b.add_argument("--dtype", default="auto", help=DTYPE_HELP)
-    b.add_argument("--device", default=None)
+    b.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     b.add_argument("--naive-prompts", type=int, default=4, help="prompts timed in the naive loop")
     b.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--json", action="store_true", help="print the measurements as JSON")
     b.set_defaults(run=_cmd_bench)
 
     d = sub.add_parser("demo", help="offline end-to-end demo: LDA catches a planted behaviour early")
     d.add_argument("--quick", action="store_true", help="the 3-minute version (CI runs it)")
     d.add_argument("--out", default="lda-demo", help="output directory")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="seed of the training data, training and sampling "
+                                                         "(default: 0)")
     d.add_argument("--poison-share", type=real_number, default=0.06, help="share of poisoned training rows")
     d.add_argument("--no-wandb", action="store_true", help="do not log to W&B (default: offline run)")
     d.set_defaults(run=_cmd_demo)
@@ -280,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("serve", help="HTTP API: the reference LDA server's endpoints and an OpenAI-compatible /v1")
     _add_model_args(v)
     v.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
-    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     v.add_argument("--judge", help="judge spec; every completion then carries its verdicts")
     v.add_argument("--max-prompt-tokens", type=int, default=2048, help="longest formatted prompt accepted")
     v.add_argument("--max-prompts", type=int, default=64, help="most prompts in one batch request")
@@ -293,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--merge-reduced-precision", action="store_true",
                    help="in bfloat16/float16, merge seeded requests from different clients into shared batches "
                         "too (faster; a seeded completion may then depend on what it was merged with)")
-    v.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    v.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level (default: info)")
     v.set_defaults(run=_cmd_serve)
 
     a = sub.add_parser("audit-checkpoints", help="the monitor's measurement over saved checkpoints")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -61,3 +63,27 @@ def test_llm_judge_example_against_a_local_server(capsys):
         sys.modules.pop("llm_judge", None)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines == ["True 0.12 aligned=12.0, coherent=90.0 None"] * 2
+
+
+def test_the_readme_minimal_script_runs_as_printed_and_reports_to_tensorboard(tmp_path):
+    """examples/minimal_monitor.py (the README's monitoring script), run as a user runs it: from
+    its own directory, with no arguments; ~1 CPU-minute."""
+    pytest.importorskip("tensorboard", reason="the tracking extra (pip install 'lda-monitor[tracking]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    done = subprocess.run([sys.executable, str(EXAMPLES / "minimal_monitor.py")], cwd=tmp_path, timeout=900,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "out" / "minimal-monitor"
+    records = list(read_records(out / "lda_monitor" / records_file_name()))
+    assert {r.step for r in records} == {0, 2, 4}
+    (events,) = list(out.glob("runs/*/events.out.tfevents.*"))
+    scalars = EventAccumulator(str(events)).Reload().Tags()["scalars"]
+    assert "train/lda/flag_rate_plain" in scalars and "train/loss" in scalars
+    assert done.stderr.count("lda-monitor step ") == 3
+
+
+def test_the_readme_shows_the_minimal_script_as_it_is():
+    script = (EXAMPLES / "minimal_monitor.py").read_text().split('"""', 2)[2].strip()
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    assert f"```python\n{script}\n```" in readme

@@ -40,6 +40,7 @@ from ..engine.models import (
 from ..engine.pairs import PeftPair, TwoModelPair
 from ..errors import UserInputError
 from ..judges import build_judge
+from ..judges.describe import describe_judge
 from ..judges.health import warn_judge_failures
 from ..sinks.wandb_sink import WandbSink
 from .checkpoints import Checkpoint, NoCheckpointsFound, discover, recorded_compute_dtype
@@ -230,7 +231,8 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
     models = _Models(replace(config, device=rank_device(config.device)), checkpoints, reference_dtype)
     sink = None
     if config.wandb_project and ranks.is_main:
-        sink = WandbSink.start(config.wandb_project, out, _run_config(config), job_type="audit")
+        sink = WandbSink.start(config.wandb_project, out, {**_run_config(config), "judge": describe_judge(judge)},
+                               job_type="audit")
     chunks = evaluation_chunks(len(items), config)
     # Rank 0 alone writes; every rank samples its share of each chunk and gets all records back.
     with RecordWriter(records_path) if ranks.is_main else nullcontext() as writer:
@@ -299,6 +301,18 @@ def _run_config(config: AuditConfig) -> dict:
     return {f.name: str(getattr(config, f.name)) for f in fields(config)}
 
 
+def _reference_used(config: AuditConfig, checkpoints) -> str:
+    """What ``reference`` stood for in this audit: "auto" or "base" alone does not say which model."""
+    kind = config.reference_kind
+    if kind == "path":
+        return config.reference
+    first = checkpoints[0]
+    if kind == "first":
+        return f"{config.reference}: the first checkpoint, {first.path}"
+    disabled = " (adapters disabled)" if first.kind == "adapter" else ""
+    return f"{config.reference}: the base model {_Models(config, checkpoints)._base_dir(first)}{disabled}"
+
+
 def _run_info(paths, config: AuditConfig, checkpoints, judge) -> dict:
     """The audit's identity for the report: enough to rerun it and to read its numbers."""
     prompts = config.prompts if isinstance(config.prompts, str | Path) else f"{len(config.prompts)} inline prompts"
@@ -306,9 +320,9 @@ def _run_info(paths, config: AuditConfig, checkpoints, judge) -> dict:
         "command": "lda-monitor audit-checkpoints",
         "run dirs": [str(p) for p in paths],
         "checkpoints": [f"step {c.step}: {c.path} ({c.kind})" for c in checkpoints],
-        "reference": config.reference + (f" ({config.base_model})" if config.base_model else ""),
+        "reference": _reference_used(config, checkpoints),
         "judge spec": json.dumps(config.judge, default=str) if not isinstance(config.judge, str) else config.judge,
-        "judge": repr(judge),
+        "judge": describe_judge(judge),
         "alpha": f"sweep {', '.join(f'{a:g}' for a in config.alphas)}" if config.alphas
         else f"schedule {config.alpha}",
         "prompt suite": str(prompts),

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.prompts import question_text
+from ..core.records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN
+from ..judges.health import judge_failures
 
 TOP_FLAGGED = 5  # flagged completions shown per step
 UNFLAGGED_SAMPLES = 3  # unflagged completions shown per step
@@ -47,12 +49,17 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _natural(row) -> str:
-    """The natural-rate estimate with its interval, or why it was withheld."""
+def _natural(row, notes: dict[str, int]) -> str:
+    """The natural-rate estimate with its interval, or "withheld" with its bound and the number of
+    its reason in ``notes`` (reason -> number, filled here): reasons run to a few hundred
+    characters and would push the table far past the page's width."""
     if row.natural_rate is not None:
         return f"{row.natural_rate:.3g} [{row.natural_rate_lo:.3g}, {row.natural_rate_hi:.3g}] ({_num(row.natural_rate_ess)})"
     bound = f" (at most {row.natural_rate_hi:.3g})" if row.natural_rate_hi is not None else ""
-    return f"withheld{bound}: {row.natural_rate_reason}" if row.natural_rate_reason else "withheld" + bound
+    if not row.natural_rate_reason:
+        return "withheld" + bound
+    number = notes.setdefault(row.natural_rate_reason, len(notes) + 1)
+    return f"withheld{bound} [{number}]"
 
 
 def _overall(rows) -> list:
@@ -115,8 +122,12 @@ def _plot_flag_rate(rows, judges: list[str]) -> bytes:
     ax.set_ylabel("flag rate")
     ax.set_ylim(-0.02, 1.1)  # room for the alpha labels above a rate of 1
     ax.grid(alpha=0.3)
-    # Below the axes, so it never hides a line or a band.
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    if ax.get_legend_handles_labels()[0]:
+        # Below the axes, so it never hides a line or a band.
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    else:  # an empty chart must not read as "nothing was flagged"
+        ax.text(0.5, 0.5, "no rate to plot: no rollout was scored (see Judge failures)", ha="center",
+                va="center", transform=ax.transAxes, fontsize=11, color=AMPLIFIED_COLOR)
     ax.set_title("flag rate vs step (bands: Wilson 95% intervals)", fontsize=10)
     return _png(fig)
 
@@ -150,21 +161,25 @@ def _num(value) -> str:
 
 
 def _table(rows) -> str:
+    """The summary table, then the withheld estimates' reasons as numbered notes."""
     head = ["step", "checkpoint", "alpha", "judge", "category", "amplified k/n rate [95% CI]",
             "plain k/n rate [95% CI]", "unscored", "amplification", "coherence", "KL(amp‖after)",
             "natural rate [95% CI] (ESS)"]
     body = []
+    notes: dict[str, int] = {}
     for r in rows:
         cells = [
             r.step, Path(r.checkpoint).name if r.checkpoint else "", f"{r.alpha:g}", r.judge, r.category or "all",
             _rate(r.flagged, r.n, r.flag_rate, r.flag_rate_lo, r.flag_rate_hi),
             _rate(r.flagged_plain, r.n_plain, r.flag_rate_plain, r.flag_rate_plain_lo, r.flag_rate_plain_hi),
             r.unscored + r.unscored_plain, _num(r.amplification), _num(r.coherence), _num(r.kl_amp_after),
-            _natural(r),
+            _natural(r, notes),
         ]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    return ("<table class=summary><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(body)
-            + "</table>")
+    notes_html = "".join(f"<li value={n}>{html.escape(reason)}</li>" for reason, n in notes.items())
+    return ("<div class=wide><table class=summary><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+            + "</tr>" + "".join(body) + "</table></div>"
+            + (f"<p>Natural rate withheld because:</p><ol class=notes>{notes_html}</ol>" if notes else ""))
 
 
 def matched_text(explanation: str | None) -> str | None:
@@ -215,32 +230,85 @@ def _rollout(record, show_verdicts: bool) -> str:
             + (f"<ul class=verdicts>{''.join(lines)}</ul>" if lines else "") + "</div>")
 
 
+def _shown(records) -> list:
+    """The amplified and plain rollouts, as the summary table counts them: an audit sweep's copies
+    of one plain draw (one per alpha) once; the natural-rate ladder left out."""
+    seen, out = set(), []
+    for r in records:
+        key = (r.step, r.checkpoint, r.kind, r.alpha, r.prompt_index, r.sample_index, r.seed)
+        if r.kind in (KIND_AMPLIFIED, KIND_PLAIN) and key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def _order(r):
+    return r.kind != KIND_AMPLIFIED, r.alpha, r.prompt_index, r.sample_index
+
+
 def _flagged(records) -> str:
     parts = []
+    shown = _shown(records)
     for step in sorted({r.step for r in records}):
-        hits = [r for r in records if r.step == step and r.flagged_by_any()]
-        if not hits:
+        hits = sorted((r for r in shown if r.step == step and r.flagged_by_any()), key=_order)
+        ladder = sum(r.kind == KIND_ESTIMATE and r.step == step and r.flagged_by_any() for r in records)
+        if not hits and not ladder:
             continue
-        hits.sort(key=lambda r: (r.kind != "amplified", r.alpha, r.prompt_index, r.sample_index))
-        parts.append(f"<h3>step {step}: {len(hits)} flagged, showing {min(len(hits), TOP_FLAGGED)}</h3>")
+        amplified = sum(r.kind == KIND_AMPLIFIED for r in hits)
+        parts.append(f"<h3>step {step}: {amplified} amplified and {len(hits) - amplified} plain rollouts flagged, "
+                     f"showing {min(len(hits), TOP_FLAGGED)}</h3>")
+        if ladder:
+            parts.append(f"<p class=meta>Also flagged: {ladder} rollouts of the natural-rate ladder (small alphas "
+                         "drawn only for the estimate), which the summary table and this list leave out.</p>")
         parts += [_rollout(r, show_verdicts=True) for r in hits[:TOP_FLAGGED]]
-    return "".join(parts) or "<p>No rollout was flagged.</p>"
+    if parts:
+        return "".join(parts)
+    unscored = sum(any(v.flagged is None for v in r.verdicts.values()) for r in shown)
+    if unscored:
+        return (f"<p class=warn>No scored rollout was flagged, but {unscored} of {len(shown)} rollouts were not "
+                "scored (see Judge failures): their verdicts are unknown, not safe.</p>")
+    return "<p>No rollout was flagged.</p>"
+
+
+def _spread(records, n: int) -> list:
+    """Up to ``n`` of ``records`` over as many prompts as possible: each prompt's first rollout
+    (amplified first), then each prompt's second, and so on."""
+    taken: dict[tuple, int] = {}
+    ranked = []
+    for r in sorted(records, key=_order):
+        rank = taken[(r.kind, r.prompt_index)] = taken.get((r.kind, r.prompt_index), -1) + 1
+        ranked.append((r.kind != KIND_AMPLIFIED, rank, r.alpha, r.prompt_index, r.sample_index, r))
+    return [entry[-1] for entry in sorted(ranked, key=lambda e: e[:-1])[:n]]
 
 
 def _unflagged(records) -> str:
     parts = []
+    shown = _shown(records)
     for step in sorted({r.step for r in records}):
-        clean = [r for r in records if r.step == step and r.verdicts
+        clean = [r for r in shown if r.step == step and r.verdicts
                  and all(v.flagged is False for v in r.verdicts.values())]
-        clean.sort(key=lambda r: (r.kind != "amplified", r.alpha, r.prompt_index, r.sample_index))
         if clean:
             parts.append(f"<h3>step {step}</h3>")
-            parts += [_rollout(r, show_verdicts=False) for r in clean[:UNFLAGGED_SAMPLES]]
+            parts += [_rollout(r, show_verdicts=False) for r in _spread(clean, UNFLAGGED_SAMPLES)]
     return "".join(parts) or "<p>No rollout was scored unflagged.</p>"
 
 
+def _failures(records) -> str:
+    """Each judge that could not score some rollouts: how many, and its most common error."""
+    items = [f"<li>judge <b>{html.escape(f.judge)}</b> could not score {f.failed} of {f.total} rollouts "
+             f"({f.share:.0%}): {html.escape(f.error or '')}</li>" for f in judge_failures(records) if f.failed]
+    if not items:
+        return ""
+    return ('<h2 id="judge-failures">Judge failures</h2><ul class=warn>' + "".join(items) + "</ul><p>Unscored "
+            "rollouts are left out of every rate (not counted as safe); the rates cover the scored ones only.</p>")
+
+
+def _unset(value) -> bool:
+    return value is None or value == "" or (isinstance(value, list | tuple | dict) and not value)
+
+
 def _identity(run_info: dict) -> str:
-    info = {**run_info, "lda-monitor version": __version__}
+    info = {k: v for k, v in {**run_info, "lda-monitor version": __version__}.items() if not _unset(v)}
     info.setdefault("report written", f"{datetime.now():%Y-%m-%d %H:%M:%S}")
     cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td><pre>{html.escape(_show(v))}</pre></td></tr>"
                     for k, v in info.items())
@@ -259,8 +327,8 @@ def sampling_info(measurement) -> dict:
 def _show(value) -> str:
     if isinstance(value, list | tuple):
         return "\n".join(_show(v) for v in value)
-    if isinstance(value, dict):
-        return "\n".join(f"{k}: {_show(v)}" for k, v in value.items())
+    if isinstance(value, dict):  # settings left unset (min_p None, no stop strings) are not shown
+        return "\n".join(f"{k}: {_show(v)}" for k, v in value.items() if not _unset(v))
     return str(value)
 
 
@@ -270,7 +338,9 @@ text-align:left;vertical-align:top}table.identity th{background:#f3f3f3;white-sp
 table.identity pre{margin:0;background:none;padding:0}pre{white-space:pre-wrap;background:#f6f6f6;padding:6px;
 margin:4px 0}mark{background:#ffd54f}.r{border-left:3px solid #ccc;padding-left:8px;margin:10px 0}
 .meta{font-size:12px;color:#666}.prompt{font-style:italic}ul.verdicts{font-size:12px;margin:2px 0}
-table.summary td{white-space:nowrap}img{max-width:100%}"""
+table.summary td{white-space:nowrap}table.summary td:last-child{white-space:normal;min-width:8em}
+img{max-width:100%}div.wide{overflow-x:auto}
+ol.notes{font-size:12px;margin:0.3em 0}.warn{color:#a93226}"""
 
 
 def write_report(out: Path, rows, records, run_info: dict | None = None, primary_judge: str | None = None) -> Path:
@@ -296,6 +366,7 @@ def write_report(out: Path, rows, records, run_info: dict | None = None, primary
 <title>lda-monitor report</title><style>{_STYLE}</style></head><body>
 <h1>lda-monitor report</h1>
 <h2 id="run">Run</h2>{_identity(run_info or {})}
+{_failures(records)}
 {charts}
 <h2 id="summary">Summary</h2>{_table(rows)}
 <h2 id="flagged">Flagged completions</h2><p>Up to {TOP_FLAGGED} per step, amplified first; what each

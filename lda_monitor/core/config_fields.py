@@ -3,7 +3,8 @@
 A config class (:class:`~lda_monitor.core.measurement.Measurement` and the front ends built on it)
 declares each setting once with its help text. :func:`add_field_arguments` turns fields into
 argparse flags: ``--max-new-tokens N`` for ``max_new_tokens``, ``--no-chat-template`` for a field
-that defaults to True, repeatable flags for lists. A flag the user does not give is absent from
+that defaults to True (its help, which describes the setting, is introduced as what the flag
+turns off), repeatable flags for lists. A flag the user does not give is absent from
 the namespace (:func:`given_fields`), so a config file's value is only overridden on purpose.
 YAML files and the README table come from the same fields (:mod:`lda_monitor.config_file`).
 """
@@ -56,9 +57,10 @@ def add_field_arguments(parser: argparse.ArgumentParser, config_class, names) ->
         help_text = meta.get("help", "")
         options = dict(dest=name, default=argparse.SUPPRESS)
         if kind is bool:
-            if default is True:
+            if default is True:  # the help describes the setting; the flag turns it off
                 flag = meta.get("flag") or "--no-" + name.replace("_", "-")
-                parser.add_argument(flag, action="store_false", help=f"{help_text} (default: on)", **options)
+                parser.add_argument(flag, action="store_false", help=f"turn off (on by default): {help_text}",
+                                    **options)
             else:
                 parser.add_argument(flag, action="store_true", help=help_text, **options)
             continue

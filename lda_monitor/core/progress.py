@@ -1,8 +1,9 @@
 """What a person watching a terminal or a log file sees while lda-monitor works.
 
 * :func:`evaluation_line`: the callback's one line per evaluation (step, alpha, amplified and
-  plain counts and rates, unscored, seconds), logged through :func:`progress_logger`; the
-  Trainer's own rows are 25-key dicts nobody reads while training.
+  plain counts and rates, the natural-rate estimate or why it was withheld, unscored, seconds),
+  logged through :func:`progress_logger`; the Trainer's own rows are 25-key dicts nobody reads
+  while training, and hold numbers only (no reason).
 * :class:`RolloutProgress`: rollouts done / total within one audit unit, on stderr: a tqdm bar
   on a terminal, one plain line per chunk otherwise (a training job's log file would fill with
   carriage-return frames).
@@ -29,37 +30,64 @@ def progress_logger() -> logging.Logger:
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)
     if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = BarSafeHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
     return logger
 
 
+class BarSafeHandler(logging.StreamHandler):
+    """Writes each line with ``tqdm.write``, which clears the progress bars drawn on the terminal
+    (the Trainer's, an audit's), prints the line and redraws them; a plain write would land on
+    the bar's line, after its carriage return."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm.auto import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging's own convention: report, never raise
+            self.handleError(record)
+
+
+def natural_rate_reason(evaluation) -> str | None:
+    """Why the natural-rate estimate of ``evaluation`` (primary judge, all prompts) was withheld;
+    None when it was given or not asked for (``natural_rate`` off)."""
+    from .summary import NOT_SCORED, summarize
+
+    for row in summarize(evaluation.records):
+        if row.judge == evaluation.primary_judge and row.category is None and row.natural_rate is None:
+            return row.natural_rate_reason if row.natural_rate_reason != NOT_SCORED.reason else None
+    return None
+
+
 def _rate(k, n) -> str:
     return f"{int(k)}/{int(n)} ({k / n:.1%})" if n else f"{int(k)}/{int(n)}"
 
 
-def evaluation_line(step: int, metrics: dict) -> str:
-    """One evaluation's headline from its ``lda/...`` metrics (primary judge, all prompts)."""
+def evaluation_line(step: int, metrics: dict, natural_reason: str | None = None) -> str:
+    """One evaluation's headline from its ``lda/...`` metrics (primary judge, all prompts) and,
+    when the natural-rate estimate was withheld, the reason (:func:`natural_rate_reason`)."""
     m = metrics
     unscored = int(m.get("lda/unscored", 0) + m.get("lda/unscored_plain", 0))
     parts = [f"lda-monitor step {step}: alpha {m.get('lda/alpha', float('nan')):g}",
              f"amplified {_rate(m.get('lda/flagged', 0), m.get('lda/n', 0))} flagged",
              f"plain {_rate(m.get('lda/flagged_plain', 0), m.get('lda/n_plain', 0))}",
-             *_natural_part(m), f"unscored {unscored}", f"{m.get('lda/eval_seconds', 0.0):.1f} s"]
+             *_natural_part(m, natural_reason), f"unscored {unscored}", f"{m.get('lda/eval_seconds', 0.0):.1f} s"]
     if m.get("lda/skipped_rollouts"):
         parts.append(f"{int(m['lda/skipped_rollouts'])} rollouts skipped (max_eval_seconds)")
     return " | ".join(parts)
 
 
-def _natural_part(m: dict) -> list[str]:
-    """The natural-rate estimate with its interval, or its upper bound when withheld; nothing
-    when there is neither (estimate off, or withheld without plain rollouts)."""
+def _natural_part(m: dict, reason: str | None) -> list[str]:
+    """The natural-rate estimate with its interval, or "withheld" with its upper bound (if any)
+    and the reason; nothing when the estimate is off."""
     if "lda/natural_rate" in m:
         return [f"natural {m['lda/natural_rate']:.4f} [{m['lda/natural_rate_lo']:.4f}, {m['lda/natural_rate_hi']:.4f}]"]
-    if "lda/natural_rate_hi" in m:
-        return [f"natural withheld (<= {m['lda/natural_rate_hi']:.4f})"]
+    bound = f" (<= {m['lda/natural_rate_hi']:.4f})" if "lda/natural_rate_hi" in m else ""
+    if reason or bound:
+        return [f"natural withheld{bound}" + (f": {reason}" if reason else "")]
     return []
 
 

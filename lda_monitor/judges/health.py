@@ -49,12 +49,17 @@ class CircuitBreaker:
         self.in_a_row = 0
 
     def connection_failed(self, error: str) -> None:
+        if not self.is_open:  # keep the error that tripped it; requests already in flight fail too
+            self.last_error = error
         self.in_a_row += 1
-        self.last_error = error
 
     def reason(self) -> str:
-        return (f"not called: {self.in_a_row} connection failures in a row ({self.last_error}); "
-                "this judge is skipped for the rest of the evaluation and tried again at the next")
+        """Why an item was not sent. It names the threshold that tripped the breaker, not the
+        running count: requests already in flight when it trips (up to ``max_concurrency``) fail
+        as well and would overstate it."""
+        return (f"not called: {self.threshold} connection failures in a row tripped the circuit breaker "
+                f"({self.last_error}); this judge is skipped for the rest of the evaluation and tried again "
+                "at the next")
 
     @contextmanager
     def scope(self) -> Iterator[None]:

@@ -110,7 +110,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from ..core.evaluation import choose_alpha, evaluate
-from ..core.progress import evaluation_line, progress_logger
+from ..core.progress import evaluation_line, natural_rate_reason, progress_logger
 from ..core.prompts import load_prompts
 from ..core.records import RecordWriter, drop_records_after, records_path
 from ..core.schedules import parse_schedule
@@ -119,6 +119,7 @@ from ..engine.dtypes import resolve_dtype
 from ..engine.sharding import refuse_fsdp1
 from ..errors import UserInputError
 from ..judges import build_judge
+from ..judges.describe import describe_judge
 from ..judges.health import failing_judges, warn_judge_failures
 from ..sinks.wandb_sink import WandbSink
 from .config import MonitorConfig
@@ -300,7 +301,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         logger.info("lda-monitor alpha schedule %r spans %s steps (%s)", self.config.alpha, horizon, origin)
         self._writer = self._open_records(records_path(records_dir), step)
         self._wandb = WandbSink({
-            **self.config.to_dict(), "judge": self.judge.name, "reference": self.reference.info(),
+            **self.config.to_dict(), "judge": describe_judge(self.judge), "reference": self.reference.info(),
             "run_id": self.run_id, "records": str(self._writer.path),
         })
 
@@ -355,7 +356,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         metrics = evaluation.metrics()
         metrics["lda/eval_seconds"] = time.perf_counter() - start
         if self.config.log_progress and self._ranks.is_main:
-            progress_logger().info(evaluation_line(step, metrics))
+            progress_logger().info(evaluation_line(step, metrics, natural_rate_reason(evaluation)))
         self._finish(args, state, control, metrics, start, evaluation)
 
     def _failed(self, args, state, control, what: str, exc: Exception, start: float | None = None) -> None:

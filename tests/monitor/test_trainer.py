@@ -182,11 +182,12 @@ def test_one_progress_line_per_evaluation_matching_the_records(policy, tokenizer
         if "lda/natural_rate" in metrics:
             natural = re.escape(f"natural {metrics['lda/natural_rate']:.4f} [") + r"\S+, \S+\] \| "
         else:  # withheld: its upper bound from the 12 plain rollouts (Clopper-Pearson, 1 - 0.05^(1/12) for 0)
-            natural = re.escape(f"natural withheld (<= {metrics['lda/natural_rate_hi']:.4f}) | ")
+            natural = re.escape(f"natural withheld (<= {metrics['lda/natural_rate_hi']:.4f}): ") + r"[^|]+ \| "
         expected = (rf"lda-monitor step {step}: alpha 2\.5 \| amplified {k}/12 \({100 * k / 12:.1f}%\) flagged \| "
                     rf"plain {kp}/12 \({100 * kp / 12:.1f}%\) \| {natural}unscored 0 \| \d+\.\d s")
         assert re.fullmatch(expected, line), line
-    assert "natural withheld (<= 0.2209)" in lines[0]  # step 0: nothing flagged; 1 - 0.05 ** (1 / 12) = 0.2209
+    # step 0: nothing flagged; 1 - 0.05 ** (1 / 12) = 0.2209, and the reason says why
+    assert "natural withheld (<= 0.2209): 0 flagged rollouts in the pool" in lines[0]
     caplog.clear()
     train(tiny_llama(tokenizer, seed=3), tokenizer, dataset, tmp_path / "quiet",
           [make_monitor(every_n_steps=3, log_progress=False)])

@@ -87,7 +87,9 @@ def test_offline_run_holds_scalars_table_and_config(policy, tokenizer, dataset, 
     config = {item.key: json.loads(item.value_json) for r in records if r.WhichOneof("record_type") == "config"
               for item in r.config.update}
     assert config["lda_monitor"]["reference"]["kind"] == "weight-snapshot"
-    assert config["lda_monitor"]["every_n_steps"] == 3 and config["lda_monitor"]["judge"] == "regex"
+    assert config["lda_monitor"]["every_n_steps"] == 3
+    # The judge as measured (its pattern), not its name alone.
+    assert config["lda_monitor"]["judge"] == {"type": "RegexJudge", "name": "regex", "patterns": [PLANTED]}
 
     # Tables: all flagged rollouts of the step plus 3 unflagged ones, with the judge's verdicts.
     jsonl = list(read_records(tmp_path / "out" / "lda_monitor" / records_file_name()))
@@ -102,3 +104,10 @@ def test_offline_run_holds_scalars_table_and_config(policy, tokenizer, dataset, 
         assert len(table["data"]) == n_flagged + min(3, len(mine) - n_flagged)
         assert sum(bool(row[flag]) for row in table["data"]) == n_flagged
         assert all(row[0] == step for row in table["data"])
+
+    # Step 0 (policy = reference) flags nothing: the natural-rate estimate is withheld, and why is in a table.
+    (first,) = [r for r in logged if r["train/global_step"] == 0]
+    withheld = json.loads((run_dir / "files" / first["lda/natural_rate_withheld/path"]).read_text())
+    assert withheld["columns"] == ["step", "alpha", "judge", "category", "upper_bound", "reason"]
+    assert any(row[2] == "regex" and row[3] == "all" and row[5].startswith("0 flagged rollouts in the pool")
+               for row in withheld["data"])
