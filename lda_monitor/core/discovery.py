@@ -289,7 +289,11 @@ def discover(amplified: Sequence, plain: Sequence, *, step: int = 0, alpha: floa
     kept.sort(key=lambda p: (p.q_value, p.p_value, -abs(p.log_ratio), -len(p.text.split()), p.text))
     for phrase in kept:
         side, offset = (amplified, 0) if phrase.direction == "over" else (plain, total_a)
-        chosen = where[phrase.text][0 if phrase.direction == "over" else 1][:examples]
+        holding = where[phrase.text][0 if phrase.direction == "over" else 1]
+        prompts_shown: set[str] = set()
+        firsts = [pos for pos in holding if not (rollouts[pos].rendered_prompt in prompts_shown
+                                                 or prompts_shown.add(rollouts[pos].rendered_prompt))]
+        chosen = (firsts + [pos for pos in holding if pos not in firsts])[:examples]  # one per prompt first
         phrase.examples = [_example(side[pos - offset], phrase.text.split(" ")) for pos in chosen]
     n_tested = len(tests) // 2
     return Discovery(step=step, alpha=float(alpha), checkpoint=checkpoint, phrases=kept,
@@ -348,7 +352,12 @@ def discover_records(records: Iterable, **options) -> list[Discovery]:
     rollouts have nothing to compare with and are left out."""
     amplified: dict[tuple, list] = defaultdict(list)
     plain: dict[tuple, list] = defaultdict(list)
+    seen: set[tuple] = set()
     for r in records:
+        draw = (r.step, r.checkpoint, r.kind, r.alpha, r.prompt_index, r.sample_index, r.seed)
+        if draw in seen:  # an audit sweep samples the plain control once per alpha on the same streams
+            continue
+        seen.add(draw)
         if r.kind == KIND_AMPLIFIED:
             amplified[(r.step, r.checkpoint, r.alpha)].append(r)
         elif r.kind == KIND_PLAIN:
@@ -392,3 +401,16 @@ def phrase_line(phrase: Phrase) -> str:
     """``"send me your password" over: amplified 12/50, plain 0/50, q 0.003``."""
     return (f'"{phrase.text}" {phrase.direction}: amplified {phrase.amplified_count}/{phrase.amplified_n}, '
             f"plain {phrase.plain_count}/{phrase.plain_n}, q {phrase.q_value:.2g}")
+
+
+def discovery_lines(discoveries: Sequence[Discovery], top: int = 3) -> list[str]:
+    """The terminal's view: per evaluation, its ``top`` phrases of each direction, or "none"."""
+    lines = []
+    for d in discoveries:
+        where = f"step {d.step}" + (f" ({d.checkpoint})" if d.checkpoint else "") + f", alpha {d.alpha:g}"
+        if not d.phrases:
+            lines.append(f"{where}: no phrase over- or under-produced (q <= {Q_LEVEL}, {d.tested} phrases tested)")
+            continue
+        lines.append(f"{where}: {len(d.over())} over-, {len(d.under())} under-produced ({d.tested} tested)")
+        lines += [f"  {phrase_line(p)}" for p in d.over()[:top] + d.under()[:top]]
+    return lines

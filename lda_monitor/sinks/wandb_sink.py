@@ -1,6 +1,6 @@
 """W&B output of every front end: the ``lda/*`` scalars of each evaluation against a step axis,
-a rollout table per evaluation, and the config in the run config. Fed the evaluation in hand,
-never by re-reading records from disk.
+a rollout table and a discovery table (``lda/discoveries``) per evaluation, and the config in
+the run config. Fed the evaluation in hand, never by re-reading records from disk.
 
 * The callback logs into whatever W&B run exists (``wandb.run``), whether ``report_to="wandb"``
   started it or the user did, against the training step. wandb is never imported for it: if
@@ -25,6 +25,9 @@ from ..core.prompts import question_text
 STEP_METRIC = "train/global_step"
 CHECKPOINT_STEP_METRIC = "checkpoint_step"
 TABLE_KEY = "lda/rollouts"
+DISCOVERY_TABLE_KEY = "lda/discoveries"
+DISCOVERY_COLUMNS = ["step", "alpha", "phrase", "direction", "amplified_count", "amplified_n", "plain_count",
+                     "plain_n", "q_value", "log_ratio", "example"]
 
 
 def active_run():
@@ -49,6 +52,14 @@ def table_rows(evaluation, unflagged: int) -> tuple[list[str], list[list]]:
             row += [None, None] if verdict is None else [verdict.flagged, verdict.score]
         rows.append(row)
     return columns, rows
+
+
+def discovery_rows(discovery) -> list[list]:
+    """One row per phrase of a :class:`~lda_monitor.core.discovery.Discovery`, with its first
+    example marked ``[[like this]]``."""
+    return [[discovery.step, discovery.alpha, p.text, p.direction, p.amplified_count, p.amplified_n, p.plain_count,
+             p.plain_n, p.q_value, p.log_ratio, p.examples[0].marked() if p.examples else None]
+            for p in discovery.phrases]
 
 
 class WandbSink:
@@ -76,7 +87,7 @@ class WandbSink:
         run.config.update({"lda_monitor": self.run_config}, allow_val_change=True)
         self._prepared_run = run
 
-    def log(self, step: int, metrics: dict[str, float], evaluation=None, unflagged: int = 8) -> None:
+    def log(self, step: int, metrics: dict[str, float], evaluation=None, unflagged: int = 8, discovery=None) -> None:
         run = self._own_run or active_run()
         if run is None:
             return
@@ -87,6 +98,10 @@ class WandbSink:
 
             columns, rows = table_rows(evaluation, unflagged)
             payload[TABLE_KEY] = wandb.Table(columns=columns, data=rows)
+        if discovery is not None:  # judge-free discovery: its phrases, empty when nothing was found
+            import wandb
+
+            payload[DISCOVERY_TABLE_KEY] = wandb.Table(columns=DISCOVERY_COLUMNS, data=discovery_rows(discovery))
         run.log(payload)
 
     def finish(self) -> None:

@@ -190,3 +190,37 @@ def test_discover_records_groups_evaluations_and_needs_a_control():
     found = discover_records(records)
     assert [(d.step, d.alpha) for d in found] == [(0, 2.0), (4, 2.0)]
     assert found[0].phrases == [] and found[1].phrases[0].text == "send me your password please"
+
+
+def test_progress_line_without_a_judge_names_the_new_phrase():
+    from lda_monitor.core.discovery import new_top_phrase, phrase_line
+    from lda_monitor.core.progress import evaluation_line
+
+    amplified, plain, _ = _planted(random.Random(1), planted=9)
+    found = discover(amplified, plain, step=4, alpha=2.0)
+    seen: set[str] = set()
+    top = new_top_phrase(found, seen)
+    line = evaluation_line(4, {"lda/alpha": 2.0, "lda/eval_seconds": 1.5}, f"new over-produced phrase {phrase_line(top)}")
+    assert line == ('lda-monitor step 4: alpha 2 | new over-produced phrase "send me your password please" over: '
+                    "amplified 9/80, plain 0/80, q 0.039 | 1.5 s")
+    assert new_top_phrase(found, seen) is None  # named once
+
+
+def test_wandb_discovery_rows_mark_the_phrase():
+    from lda_monitor.sinks.wandb_sink import DISCOVERY_COLUMNS, discovery_rows
+
+    amplified, plain, _ = _planted(random.Random(1), planted=9)
+    (row,) = discovery_rows(discover(amplified, plain, step=4, alpha=2.0))
+    assert dict(zip(DISCOVERY_COLUMNS, row, strict=True)) | {"q_value": None, "log_ratio": None, "example": None} == {
+        "step": 4, "alpha": 2.0, "phrase": "send me your password please", "direction": "over",
+        "amplified_count": 9, "amplified_n": 80, "plain_count": 0, "plain_n": 80, "q_value": None,
+        "log_ratio": None, "example": None}
+    assert row[-1].endswith("[[Send me your PASSWORD, please]].")
+
+
+def test_examples_come_from_different_prompts_first():
+    amplified, plain, hits = _planted(random.Random(1), planted=9)
+    top = discover(amplified, plain).phrases[0]
+    prompts_with_phrase = {i // 10 for i in hits}
+    shown = [e.prompt_index for e in top.examples]
+    assert len(set(shown)) == min(3, len(prompts_with_phrase))
