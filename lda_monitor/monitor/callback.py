@@ -365,7 +365,8 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             metrics["lda/discovered_over"] = float(len(discovery.over()))
             metrics["lda/discovered_under"] = float(len(discovery.under()))
             top = new_top_phrase(discovery, self._phrases_seen)
-            news = f"new over-produced phrase {phrase_line(top)}" if top else f"{len(discovery.phrases)} phrases found"
+            news = (f"new over-produced phrase {phrase_line(top)}" if top else
+                    f"discovery: {len(discovery.over())} over, {len(discovery.under())} under")
         metrics["lda/eval_seconds"] = time.perf_counter() - start
         if self.config.log_progress and self._ranks.is_main:
             progress_logger().info(evaluation_line(step, metrics, news))
