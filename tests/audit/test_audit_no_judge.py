@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from lda_monitor.audit.auditor import audit_checkpoints
+from lda_monitor.cli import main
 from lda_monitor.core.records import read_records
 from tests.audit.test_audit import _settings, runs  # noqa: F401 - the module-scoped fixture
 
@@ -24,3 +25,6 @@ def test_audit_without_a_judge_writes_discoveries(runs, tmp_path):  # noqa: F811
     assert any("top over-produced" in n and "hate" in n for n in notes), notes
     page = (tmp_path / "report.html").read_text()
     assert "What amplification over- and under-produces" in page and "No judge: no flag rates" in page
+    # `lda-monitor discover` on the audit's records finds the same phrases
+    assert main(["discover", str(tmp_path / "rollouts.jsonl"), "--out", str(tmp_path / "again")]) == 0
+    assert json.loads((tmp_path / "again" / "discoveries.json").read_text()) == saved
