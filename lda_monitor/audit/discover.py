@@ -24,15 +24,16 @@ from ..core.summary import json_ready
 DISCOVERIES_FILE = "discoveries.json"
 
 
-def discoveries_file(out: str | Path, discoveries: Sequence[Discovery]) -> Path:
+def discoveries_file(out: str | Path, discoveries: Sequence[Discovery], **method) -> Path:
     """Write ``out/discoveries.json``: ``{"method": ..., "by_step": {"<step>": [entry, ...]}}``, one
     entry per evaluation at that step (several alphas of a sweep give several), each shaped like
-    an entry of ``summary.json``'s ``discoveries`` but with every phrase kept."""
+    an entry of ``summary.json``'s ``discoveries`` but with every phrase kept. ``method``: the
+    options of :func:`~lda_monitor.core.discovery.method_json` the phrases were found with."""
     by_step: dict[str, list] = {}
     for entry in discoveries_json(discoveries, top=None):
         by_step.setdefault(str(entry["step"]), []).append(entry)
     path = Path(out) / DISCOVERIES_FILE
-    path.write_text(json.dumps(json_ready({"method": method_json(), "by_step": by_step}), indent=2,
+    path.write_text(json.dumps(json_ready({"method": method_json(**method), "by_step": by_step}), indent=2,
                                allow_nan=False, ensure_ascii=False))
     return path
 
@@ -48,7 +49,7 @@ def discover_files(paths, out, *, echo=print, **options) -> list[Discovery]:
     found = discover_records(records, **options)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    discoveries_file(out, found)
+    discoveries_file(out, found, **options)
     write_report(out, summarize(records), records, discoveries=found, run_info={
         "command": "lda-monitor discover", "inputs": [str(p) for p in paths], "records": len(records)})
     if not found:

@@ -116,6 +116,7 @@ class Discovery:
     phrases: list[Phrase]
     candidates: int  # distinct phrases with min_count rollouts on either side
     tested: int  # of them, those whose smallest attainable p-value could reach q_level
+    q_level: float = Q_LEVEL
     seconds: float = 0.0
 
     def over(self) -> list[Phrase]:
@@ -297,7 +298,8 @@ def discover(amplified: Sequence, plain: Sequence, *, step: int = 0, alpha: floa
         phrase.examples = [_example(side[pos - offset], phrase.text.split(" ")) for pos in chosen]
     n_tested = len(tests) // 2
     return Discovery(step=step, alpha=float(alpha), checkpoint=checkpoint, phrases=kept,
-                     candidates=len(candidates), tested=n_tested, seconds=time.perf_counter() - start)
+                     candidates=len(candidates), tested=n_tested, q_level=q_level,
+                     seconds=time.perf_counter() - start)
 
 
 def _merge(kept: list[Phrase], where: dict, rollouts) -> list[Phrase]:
@@ -382,11 +384,12 @@ def discoveries_json(discoveries: Sequence[Discovery], top: int | None = TOP_PHR
     return out
 
 
-def method_json(q_level: float = Q_LEVEL, min_count: int = MIN_COUNT, max_words: int = MAX_WORDS) -> dict:
+def method_json(q_level: float = Q_LEVEL, min_count: int = MIN_COUNT, max_words: int = MAX_WORDS,
+                examples: int = EXAMPLES) -> dict:
     """How the phrases were found, for readers of ``discoveries.json``."""
     return {"test": "exact stratified (per-prompt) conditional test, one-sided; Fisher's exact test per prompt",
             "multiplicity": "Benjamini-Hochberg over both directions of every tested phrase of the evaluation",
-            "q_level": q_level, "min_count": min_count, "max_words": max_words,
+            "q_level": q_level, "min_count": min_count, "max_words": max_words, "examples": examples,
             "log_ratio": f"ln((a+{PSEUDO_COUNT})/(n_a+{2 * PSEUDO_COUNT})) - ln((b+{PSEUDO_COUNT})/(n_p+{2 * PSEUDO_COUNT}))"}
 
 
@@ -409,7 +412,7 @@ def discovery_lines(discoveries: Sequence[Discovery], top: int = 3) -> list[str]
     for d in discoveries:
         where = f"step {d.step}" + (f" ({d.checkpoint})" if d.checkpoint else "") + f", alpha {d.alpha:g}"
         if not d.phrases:
-            lines.append(f"{where}: no phrase over- or under-produced (q <= {Q_LEVEL}, {d.tested} phrases tested)")
+            lines.append(f"{where}: no phrase over- or under-produced (q <= {d.q_level:g}, {d.tested} phrases tested)")
             continue
         lines.append(f"{where}: {len(d.over())} over-, {len(d.under())} under-produced ({d.tested} tested)")
         lines += [f"  {phrase_line(p)}" for p in d.over()[:top] + d.under()[:top]]

@@ -75,3 +75,13 @@ def test_nothing_found_leaves_the_report_without_the_section(tmp_path):
         writer.write([r for r in records if r.step == 0])
     discover_files([tmp_path / "zero.jsonl"], tmp_path / "out", echo=lambda line: None)
     assert "What amplification over- and under-produces" not in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_discover_options_are_recorded_and_applied(tmp_path, capsys):
+    write_rollouts(tmp_path / "rollouts.jsonl")
+    assert main(["discover", str(tmp_path / "rollouts.jsonl"), "--out", str(tmp_path / "out"), "--q", "0.01",
+                 "--min-count", "13"]) == 0
+    saved = json.loads((tmp_path / "out" / "discoveries.json").read_text())
+    assert (saved["method"]["q_level"], saved["method"]["min_count"]) == (0.01, 13)
+    assert all(e["phrases"] == [] for entries in saved["by_step"].values() for e in entries)  # 12 < 13 rollouts
+    assert "no phrase over- or under-produced (q <= 0.01" in capsys.readouterr().out
