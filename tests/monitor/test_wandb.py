@@ -102,3 +102,14 @@ def test_offline_run_holds_scalars_table_and_config(policy, tokenizer, dataset, 
         assert len(table["data"]) == n_flagged + min(3, len(mine) - n_flagged)
         assert sum(bool(row[flag]) for row in table["data"]) == n_flagged
         assert all(row[0] == step for row in table["data"])
+    # Discovery: one table per evaluation, one row per phrase of that step's discovery.
+    from lda_monitor.core.discovery import discover_records
+    from lda_monitor.sinks.wandb_sink import DISCOVERY_COLUMNS
+
+    found = {d.step: d for d in discover_records(jsonl)}
+    for got in logged:
+        table = json.loads((run_dir / "files" / got["lda/discoveries/path"]).read_text())
+        step = got["train/global_step"]
+        assert table["columns"] == DISCOVERY_COLUMNS
+        assert [(row[0], row[2], row[3], row[4], row[6]) for row in table["data"]] == [
+            (step, p.text, p.direction, p.amplified_count, p.plain_count) for p in found[step].phrases]
