@@ -191,7 +191,7 @@ def _cmd_audit(args) -> int:
     if not ranks.is_main:
         return 0
     print(summary_table(rows))
-    print(f"wrote {config.out}/{RECORDS_FILE}, summary.json, summary.csv, report.html")
+    print(f"wrote {config.out}/{RECORDS_FILE}, summary.json, summary.csv, discoveries.json, report.html")
     return 0
 
 
@@ -206,7 +206,7 @@ def _cmd_rejudge(args) -> int:
 
     rows = rejudge(args.rollouts, judge, args.out, name=args.name)
     print(summary_table(rows))
-    print(f"wrote {args.out}/{RECORDS_FILE}, summary.json, summary.csv, report.html")
+    print(f"wrote {args.out}/{RECORDS_FILE}, summary.json, summary.csv, discoveries.json, report.html")
     return 0
 
 
