@@ -16,6 +16,7 @@ from pathlib import Path
 from .audit.config import AuditConfig
 from .config_file import read_config_file
 from .core.config_fields import add_field_arguments, given_fields, real_number
+from .core.discovery import MIN_COUNT, Q_LEVEL
 from .core.measurement import SAMPLING_FIELDS, Measurement
 from .core.records import RECORDS_FILE
 from .engine.dtypes import DTYPE_HELP
@@ -171,7 +172,7 @@ def _cmd_demo(args) -> int:
     from .demo.run import run_demo
 
     run_demo(args.out, quick=args.quick, seed=args.seed, poison_share=args.poison_share,
-             report_to="none" if args.no_wandb else None)
+             report_to="none" if args.no_wandb else None, judge=not args.no_judge)
     return 0
 
 
@@ -193,7 +194,7 @@ def _cmd_audit(args) -> int:
     if not ranks.is_main:
         return 0
     print(summary_table(rows))
-    print(f"wrote {config.out}/{RECORDS_FILE}, summary.json, summary.csv, report.html")
+    print(f"wrote {config.out}/{RECORDS_FILE}, summary.json, summary.csv, discoveries.json, report.html")
     return 0
 
 
@@ -208,7 +209,15 @@ def _cmd_rejudge(args) -> int:
 
     rows = rejudge(args.rollouts, judge, args.out, name=args.name)
     print(summary_table(rows))
-    print(f"wrote {args.out}/{RECORDS_FILE}, summary.json, summary.csv, report.html")
+    print(f"wrote {args.out}/{RECORDS_FILE}, summary.json, summary.csv, discoveries.json, report.html")
+    return 0
+
+
+def _cmd_discover(args) -> int:
+    from .audit.discover import DISCOVERIES_FILE, discover_files
+
+    discover_files(args.rollouts, args.out, q_level=args.q, min_count=args.min_count)
+    print(f"wrote {args.out}/{DISCOVERIES_FILE}, report.html")
     return 0
 
 
@@ -281,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "(default: 0)")
     d.add_argument("--poison-share", type=real_number, default=0.06, help="share of poisoned training rows")
     d.add_argument("--no-wandb", action="store_true", help="do not log to W&B (default: offline run)")
+    d.add_argument("--no-judge", action="store_true", help="no judge at all: judge-free discovery alone must "
+                   "name the planted phrase")
     d.set_defaults(run=_cmd_demo)
 
     v = sub.add_parser("serve", help="HTTP API: the reference LDA server's endpoints and an OpenAI-compatible /v1")
@@ -323,6 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output directory (a rerun with the same directory resumes)")
     r.add_argument("--config", help="a YAML config whose judge to use")
     r.set_defaults(run=_cmd_rejudge)
+    v = sub.add_parser("discover", help="what amplification over- and under-produces, from stored rollouts "
+                       "(no model, no judge)")
+    v.add_argument("rollouts", nargs="+", help="rollout JSONL files (the callback's or the audit's)")
+    v.add_argument("--out", required=True, help="output directory: discoveries.json and report.html")
+    v.add_argument("--q", type=real_number, default=Q_LEVEL, help="false discovery rate: keep phrases with q <= Q")
+    v.add_argument("--min-count", type=int, default=MIN_COUNT,
+                   help="rollouts that must contain a kept phrase on its side")
+    v.set_defaults(run=_cmd_discover)
     return parser
 
 

@@ -100,7 +100,7 @@ def markdown_table() -> str:
         where = "both (the measurement)" if name in shared else " and ".join(owners[name])
         default = f.default if f.default is not MISSING else (
             f.default_factory() if f.default_factory is not MISSING else None)
-        shown = "required" if name in ("prompts", "judge") else f"`{default!r}`".replace("|", "\\|")
+        shown = "required" if name == "prompts" else f"`{default!r}`".replace("|", "\\|")
         help_text = f.metadata.get("help", "").replace("|", "\\|")
         lines.append(f"| `{name}` | {where} | {shown} | {help_text} |")
     return "\n".join(lines)

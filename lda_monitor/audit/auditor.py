@@ -23,6 +23,7 @@ from contextlib import nullcontext
 from dataclasses import fields, replace
 from pathlib import Path
 
+from ..core.discovery import discover_records, phrase_line
 from ..core.evaluation import choose_alpha, evaluate_chunks, evaluation_chunks
 from ..core.progress import RolloutProgress
 from ..core.prompts import load_prompts
@@ -39,9 +40,9 @@ from ..engine.models import (
 )
 from ..engine.pairs import PeftPair, TwoModelPair
 from ..errors import UserInputError
-from ..judges import build_judge
 from ..judges.describe import describe_judge
 from ..judges.health import warn_judge_failures
+from ..judges.none import NO_JUDGE_NOTE, has_judge, judge_or_none
 from ..sinks.wandb_sink import WandbSink
 from .checkpoints import Checkpoint, NoCheckpointsFound, discover, recorded_compute_dtype
 from .config import AuditConfig
@@ -214,7 +215,9 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
     for note in notes:
         echo(f"note: {note}")
     items = load_prompts(config.prompts, column=config.prompt_column, category_column=config.category_column)
-    judge = build_judge(config.judge)
+    judge = judge_or_none(config.judge)
+    if not has_judge(judge):
+        echo(NO_JUDGE_NOTE)
     schedule = parse_schedule(config.alpha) if config.alphas is None else None
     horizon = None
     if schedule is not None:
@@ -281,19 +284,23 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
                     warn_judge_failures(unit.judge_failures(), f"step {checkpoint.step}, alpha {alpha:g}")
                 _mark_done(done_path, done, key, checkpoint, alpha, write=ranks.is_main)
                 new = len(unit.records) if unit is not None else 0
-                if sink is not None and unit is not None:
+                found = None
+                if unit is not None and ranks.is_main:
                     if skip:  # resumed mid-unit: the chunks finished before come from disk
                         unit.records = [r for r in read_records(records_path)
                                         if r.extra.get("audit_key", "").startswith(key)]
-                    sink.log(checkpoint.step, unit.metrics(), unit)
+                    found = next(iter(discover_records(unit.records)), None)
+                if sink is not None and unit is not None:
+                    sink.log(checkpoint.step, unit.metrics(), unit, discovery=found)
+                top = f"; top over-produced: {phrase_line(found.over()[0])}" if found and found.over() else ""
                 echo(f"step {checkpoint.step}, alpha {alpha:g}: {new} new rollouts in "
-                     f"{time.perf_counter() - start:.1f} s")
+                     f"{time.perf_counter() - start:.1f} s{top}")
     if sink is not None:
         sink.finish()
     if not ranks.is_main:
         return ranks.broadcast(None)
     rows = write_outputs(out, list(read_records(records_path)), run_info=_run_info(paths, config, checkpoints, judge),
-                         primary_judge=judge.name)
+                         primary_judge=judge.name if has_judge(judge) else None)
     return ranks.broadcast(rows)
 
 

@@ -1,6 +1,6 @@
 """What an offline run leaves in its output directory, from its records alone: ``summary.json``,
-``summary.csv``, the plots and ``report.html``. The audit and ``rejudge`` both end here, so a
-re-judged run reads exactly like an audited one."""
+``summary.csv``, ``discoveries.json`` (judge-free discovery), the plots and ``report.html``. The
+audit and ``rejudge`` both end here, so a re-judged run reads exactly like an audited one."""
 
 from __future__ import annotations
 
@@ -26,9 +26,13 @@ def write_outputs(out: Path, records: list, *, run_info: dict | None = None,
                   primary_judge: str | None = None) -> list:
     """Summarise ``records`` and write every output file; returns the summary rows.
     ``run_info`` and ``primary_judge`` go to the report (see :func:`lda_monitor.audit.report.write_report`)."""
+    from ..core.discovery import discover_records
+    from .discover import discoveries_file
     from .report import write_report
 
     rows = summarize(records)
     write_summary(out, rows)
-    write_report(out, rows, records, run_info=run_info, primary_judge=primary_judge)
+    discoveries = discover_records(records)
+    discoveries_file(out, discoveries)
+    write_report(out, rows, records, run_info=run_info, primary_judge=primary_judge, discoveries=discoveries)
     return rows

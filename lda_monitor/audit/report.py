@@ -1,6 +1,7 @@
 """A self-contained HTML report (and PNG plots) of an audit or a demo run, for a reviewer.
 
-Sections, in reading order: the run's identity (what was measured, how, with which version and
+Sections, in reading order: what amplification over- and under-produces (judge-free discovery,
+only when it found something), the run's identity (what was measured, how, with which version and
 when: the caller passes it as ``run_info``), the flag rate against the step (two lines, amplified
 at its scheduled alpha and plain, each with its Wilson 95% band and legend entry), flag rate and
 coherence against alpha (sweeps only), the summary table with intervals and plain counts, flagged
@@ -343,18 +344,66 @@ img{max-width:100%}div.wide{overflow-x:auto}
 ol.notes{font-size:12px;margin:0.3em 0}.warn{color:#a93226}"""
 
 
-def write_report(out: Path, rows, records, run_info: dict | None = None, primary_judge: str | None = None) -> Path:
+def _discovery_examples(phrase) -> str:
+    parts = []
+    for e in phrase.examples:
+        out, i = [], 0
+        for start, end in e.spans:  # escape the pieces around each span, never edit escaped text
+            out.append(html.escape(e.completion[i:start]) + f"<mark>{html.escape(e.completion[start:end])}</mark>")
+            i = end
+        out.append(html.escape(e.completion[i:]))
+        parts.append(f"<div class=r><div class=meta>{html.escape(e.kind)} · prompt {e.prompt_index} · sample "
+                     f"{e.sample_index}</div><div class=prompt>{html.escape(e.prompt)}</div><pre>{''.join(out)}</pre></div>")
+    return "".join(parts)
+
+
+def _discoveries(discoveries) -> str:
+    """The section "What amplification over- and under-produces" (empty when nothing was found)."""
+    found = [d for d in discoveries or () if d.phrases]
+    if not found:
+        return ""
+    from ..core.discovery import MIN_COUNT, PSEUDO_COUNT, Q_LEVEL, TOP_PHRASES
+
+    parts = [f"""<h2 id="discoveries">What amplification over- and under-produces</h2><p>Phrases (1-4 words,
+merged into longer ones where they occur together) whose share of amplified rollouts differs from their share of
+plain (alpha 0) rollouts of the same prompts, found with no judge: exact per-prompt test, Benjamini-Hochberg
+q-value &le; {Q_LEVEL} over every phrase tested at that evaluation, at least {MIN_COUNT} rollouts. <b>over</b>:
+training pushes the model towards it; <b>under</b>: away from it. log ratio: ln of the ratio of the two shares
+(pseudo-count {PSEUDO_COUNT}). Up to {TOP_PHRASES} per direction per evaluation.</p>"""]
+    head = ["phrase", "direction", "amplified", "plain", "q-value", "log ratio"]
+    for d in found:
+        title = f"step {d.step}" + (f" ({Path(d.checkpoint).name})" if d.checkpoint else "") + f", alpha {d.alpha:g}"
+        parts.append(f"<h3>{html.escape(title)}: {len(d.over())} over, {len(d.under())} under "
+                     f"({d.tested} phrases tested)</h3>")
+        rows = []
+        for p in d.over()[:TOP_PHRASES] + d.under()[:TOP_PHRASES]:
+            cells = [p.text, p.direction, f"{p.amplified_count}/{p.amplified_n}", f"{p.plain_count}/{p.plain_n}",
+                     f"{p.q_value:.2g}", f"{p.log_ratio:+.2f}"]
+            rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+                        + f"<tr><td colspan=6><details><summary>examples</summary>{_discovery_examples(p)}"
+                        "</details></td></tr>")
+        parts.append("<table class=summary><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+                     + "".join(rows) + "</table>")
+    return "".join(parts)
+
+
+def write_report(out: Path, rows, records, run_info: dict | None = None, primary_judge: str | None = None,
+                 discoveries=None) -> Path:
     """Write ``report.html`` (and the plots as PNG files) to ``out``.
 
     ``run_info`` is the run's identity as label -> value (run dir, checkpoints, judge spec,
     alpha schedule, prompt suite, sampling settings, seed ...); the version and the date are
     added. ``primary_judge`` limits the step chart to that judge (default: every judge).
+    ``discoveries`` (:class:`~lda_monitor.core.discovery.Discovery` per evaluation) lead the page
+    when any phrase was found. Without any judge (no rows) the flag-rate sections say so.
     """
     out = Path(out)
     judges = [primary_judge] if primary_judge else sorted({r.judge for r in _overall(rows)})
-    png = _plot_flag_rate(rows, judges)
-    (out / "flag_rate_vs_step.png").write_bytes(png)
-    figures = [("Flag rate vs step", "flag-rate", png)]
+    figures = []
+    if rows:  # no judge, no flag rates
+        png = _plot_flag_rate(rows, judges)
+        (out / "flag_rate_vs_step.png").write_bytes(png)
+        figures.append(("Flag rate vs step", "flag-rate", png))
     if is_sweep(rows):
         sweep = _plot_sweep(rows, judges)
         (out / "flag_rate_and_coherence_vs_alpha.png").write_bytes(sweep)
@@ -365,10 +414,11 @@ def write_report(out: Path, rows, records, run_info: dict | None = None, primary
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">
 <title>lda-monitor report</title><style>{_STYLE}</style></head><body>
 <h1>lda-monitor report</h1>
+{_discoveries(discoveries)}
 <h2 id="run">Run</h2>{_identity(run_info or {})}
 {_failures(records)}
 {charts}
-<h2 id="summary">Summary</h2>{_table(rows)}
+<h2 id="summary">Summary</h2>{_table(rows) if rows else "<p>No judge: no flag rates (discovery only).</p>"}
 <h2 id="flagged">Flagged completions</h2><p>Up to {TOP_FLAGGED} per step, amplified first; what each
 judge matched is highlighted.</p>{_flagged(records)}
 <h2 id="unflagged">Unflagged samples</h2><p>Up to {UNFLAGGED_SAMPLES} per step that no judge flagged,

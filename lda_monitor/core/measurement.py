@@ -44,7 +44,8 @@ class Measurement:
     category_column: str | None = field(default=None, metadata={
         "help": "category column when prompts is a Dataset"})
     judge: object = field(default=None, metadata={"help": (
-        "a judge object, or a spec: 'regex:PATTERN', 'substring:TEXT', a mapping, 'package.module:attr'"),
+        "a judge object, or a spec: 'regex:PATTERN', 'substring:TEXT', a mapping, 'package.module:attr'; "
+        "None = no judge: discovery only (the phrases amplification over- and under-produces)"),
         "metavar": "SPEC"})
     # How much to sample.
     alpha: object = field(default="cosine:20->1", metadata={"help": (
@@ -93,7 +94,6 @@ class Measurement:
                 problems.append(f"{key}: {what}, got {getattr(self, key)!r}")
 
         check(self.prompts is not None, "prompts", "required; give a list of prompts, a suite file path, or a Dataset")
-        check(self.judge is not None, "judge", "required; give a judge object or a spec such as 'regex:PATTERN'")
         check(is_int(self.samples_per_prompt) and self.samples_per_prompt >= 1, "samples_per_prompt",
               "must be an integer >= 1")
         check(self.plain_samples_per_prompt is None

@@ -1,9 +1,9 @@
 """What a person watching a terminal or a log file sees while lda-monitor works.
 
 * :func:`evaluation_line`: the callback's one line per evaluation (step, alpha, amplified and
-  plain counts and rates, the natural-rate estimate or why it was withheld, unscored, seconds),
-  logged through :func:`progress_logger`; the Trainer's own rows are 25-key dicts nobody reads
-  while training, and hold numbers only (no reason).
+  plain counts and rates, the natural-rate estimate or why it was withheld, unscored, the top
+  new phrase discovery found, seconds), logged through :func:`progress_logger`; the Trainer's own
+  rows are 25-key dicts nobody reads while training, and hold numbers only (no reason).
 * :class:`RolloutProgress`: rollouts done / total within one audit unit, on stderr: a tqdm bar
   on a terminal, one plain line per chunk otherwise (a training job's log file would fill with
   carriage-return frames).
@@ -66,15 +66,20 @@ def _rate(k, n) -> str:
     return f"{int(k)}/{int(n)} ({k / n:.1%})" if n else f"{int(k)}/{int(n)}"
 
 
-def evaluation_line(step: int, metrics: dict, natural_reason: str | None = None) -> str:
-    """One evaluation's headline from its ``lda/...`` metrics (primary judge, all prompts) and,
-    when the natural-rate estimate was withheld, the reason (:func:`natural_rate_reason`)."""
+def evaluation_line(step: int, metrics: dict, natural_reason: str | None = None, discovery: str | None = None) -> str:
+    """One evaluation's headline from its ``lda/...`` metrics (primary judge, all prompts; none
+    without a judge), why the natural-rate estimate was withheld (:func:`natural_rate_reason`), and
+    ``discovery``, the judge-free discovery's news (its top new phrase)."""
     m = metrics
     unscored = int(m.get("lda/unscored", 0) + m.get("lda/unscored_plain", 0))
-    parts = [f"lda-monitor step {step}: alpha {m.get('lda/alpha', float('nan')):g}",
-             f"amplified {_rate(m.get('lda/flagged', 0), m.get('lda/n', 0))} flagged",
-             f"plain {_rate(m.get('lda/flagged_plain', 0), m.get('lda/n_plain', 0))}",
-             *_natural_part(m, natural_reason), f"unscored {unscored}", f"{m.get('lda/eval_seconds', 0.0):.1f} s"]
+    parts = [f"lda-monitor step {step}: alpha {m.get('lda/alpha', float('nan')):g}"]
+    if "lda/n" in m or "lda/n_plain" in m:
+        parts += [f"amplified {_rate(m.get('lda/flagged', 0), m.get('lda/n', 0))} flagged",
+                  f"plain {_rate(m.get('lda/flagged_plain', 0), m.get('lda/n_plain', 0))}",
+                  *_natural_part(m, natural_reason), f"unscored {unscored}"]
+    if discovery:
+        parts.append(discovery)
+    parts.append(f"{m.get('lda/eval_seconds', 0.0):.1f} s")
     if m.get("lda/skipped_rollouts"):
         parts.append(f"{int(m['lda/skipped_rollouts'])} rollouts skipped (max_eval_seconds)")
     return " | ".join(parts)

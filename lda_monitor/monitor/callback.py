@@ -60,8 +60,13 @@ Metrics (``state.log_history`` rows at the evaluated step, every ``report_to`` b
       on more than half the rollouts, so far;
     * ``lda/alert``: 1 when the guardrail fired, else 0 (only with ``stop_on_flag_rate_lower_bound``).
 
+    * ``lda/discovered_over``, ``lda/discovered_under``: the phrases judge-free discovery
+      (:mod:`lda_monitor.core.discovery`) found amplification over- and under-producing against the
+      plain control, and ``lda/discovery_seconds``, its cost; the progress line names the top new
+      phrase. With ``judge=None`` discovery is all there is: every flag-rate metric is absent (said once).
+
     W&B also gets a table per evaluation (``lda/rollouts``: every flagged rollout plus a sample
-    of unflagged ones, with each judge's verdict and score), all ``lda/*`` plotted against
+    of unflagged ones, with each judge's verdict and score; ``lda/discoveries``: the phrases), all ``lda/*`` plotted against
     ``train/global_step``, and the monitor config under ``lda_monitor`` in the run config.
 
 Records
@@ -109,6 +114,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from ..core.discovery import discover_records, new_top_phrase, phrase_line
 from ..core.evaluation import choose_alpha, evaluate
 from ..core.progress import evaluation_line, natural_rate_reason, progress_logger
 from ..core.prompts import load_prompts
@@ -118,9 +124,9 @@ from ..engine.distributed import SINGLE, Ranks
 from ..engine.dtypes import resolve_dtype
 from ..engine.sharding import refuse_fsdp1
 from ..errors import UserInputError
-from ..judges import build_judge
 from ..judges.describe import describe_judge
 from ..judges.health import failing_judges, warn_judge_failures
+from ..judges.none import NO_JUDGE_NOTE, has_judge, judge_or_none
 from ..sinks.wandb_sink import WandbSink
 from .config import MonitorConfig
 from .hygiene import preserved_training_state
@@ -164,7 +170,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         except UserInputError as exc:
             raise UserInputError(f"prompts: {exc}") from None
         try:
-            self.judge = build_judge(config.judge)
+            self.judge = judge_or_none(config.judge)
         except UserInputError as exc:
             raise UserInputError(f"judge: {exc}") from None
         self.schedule = parse_schedule(config.alpha)
@@ -176,6 +182,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         self._session_start: float | None = None
         self._time_share_warned = False
         self._ranks = SINGLE  # the process group, found at train begin
+        self._phrases_seen: set[str] = set()  # phrases discovery has named, for "the top new phrase"
 
     @classmethod
     def from_config(cls, path, **overrides) -> LDAMonitorCallback:
@@ -297,6 +304,8 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         if not self._ranks.is_main:
             return  # rank 0 alone writes records and logs
         logger.info("lda-monitor reference: %s", self.reference.description)
+        if not has_judge(self.judge):
+            progress_logger().info(NO_JUDGE_NOTE)
         horizon, origin = self.config.horizon(state.max_steps or None)
         logger.info("lda-monitor alpha schedule %r spans %s steps (%s)", self.config.alpha, horizon, origin)
         self._writer = self._open_records(records_path(records_dir), step)
@@ -354,10 +363,20 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             if self._ranks.is_main:
                 warn_judge_failures(failures, f"step {step}")
         metrics = evaluation.metrics()
+        discovery_start = time.perf_counter()
+        discovery = next(iter(discover_records(evaluation.records)), None)  # None: no plain control
+        news = None
+        if discovery is not None:
+            metrics["lda/discovery_seconds"] = time.perf_counter() - discovery_start
+            metrics["lda/discovered_over"] = float(len(discovery.over()))
+            metrics["lda/discovered_under"] = float(len(discovery.under()))
+            top = new_top_phrase(discovery, self._phrases_seen)
+            news = (f"new over-produced phrase {phrase_line(top)}" if top else
+                    f"discovery: {len(discovery.over())} over, {len(discovery.under())} under")
         metrics["lda/eval_seconds"] = time.perf_counter() - start
         if self.config.log_progress and self._ranks.is_main:
-            progress_logger().info(evaluation_line(step, metrics, natural_rate_reason(evaluation)))
-        self._finish(args, state, control, metrics, start, evaluation)
+            progress_logger().info(evaluation_line(step, metrics, natural_rate_reason(evaluation), news))
+        self._finish(args, state, control, metrics, start, evaluation, discovery)
 
     def _failed(self, args, state, control, what: str, exc: Exception, start: float | None = None) -> None:
         if self.config.fail_on_error:
@@ -367,7 +386,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
                       "(fail_on_error=True raises instead)", stacklevel=3)
         self._finish(args, state, control, {}, start if start is not None else time.perf_counter())
 
-    def _finish(self, args, state, control, metrics: dict, start: float, evaluation=None) -> None:
+    def _finish(self, args, state, control, metrics: dict, start: float, evaluation=None, discovery=None) -> None:
         """Add the run-level metrics, log everything, and apply the guardrail."""
         self.progress.monitor_seconds += time.perf_counter() - start
         share = self.progress.monitor_seconds / max(self._wall_seconds(), 1e-9)
@@ -383,7 +402,8 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         try:
             self._emitter.emit(args, state, control, metrics)
             if self._wandb is not None:
-                self._wandb.log(state.global_step, metrics, evaluation, self.config.table_unflagged_samples)
+                self._wandb.log(state.global_step, metrics, evaluation, self.config.table_unflagged_samples,
+                                discovery=discovery)
         except Exception as exc:  # noqa: BLE001 - a logging backend failure must not stop training
             if self.config.fail_on_error:
                 raise

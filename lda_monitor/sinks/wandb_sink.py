@@ -1,8 +1,8 @@
 """W&B output of every front end: the ``lda/*`` scalars of each evaluation against a step axis,
-a rollout table per evaluation, a table of withheld natural-rate estimates with their reasons
-(scalars cannot carry them), and the config in the run config (the judge as a full description,
-:func:`~lda_monitor.judges.describe.describe_judge`). Fed the evaluation in hand, never by
-re-reading records from disk.
+a rollout table and a discovery table (``lda/discoveries``) per evaluation, a table of withheld
+natural-rate estimates with their reasons (scalars cannot carry them), and the config in the run
+config (the judge as a full description, :func:`~lda_monitor.judges.describe.describe_judge`). Fed
+the evaluation in hand, never by re-reading records from disk.
 
 * The callback logs into whatever W&B run exists (``wandb.run``), whether ``report_to="wandb"``
   started it or the user did, against the training step. wandb is never imported for it: if
@@ -29,6 +29,9 @@ CHECKPOINT_STEP_METRIC = "checkpoint_step"
 TABLE_KEY = "lda/rollouts"
 WITHHELD_KEY = "lda/natural_rate_withheld"
 WITHHELD_COLUMNS = ["step", "alpha", "judge", "category", "upper_bound", "reason"]
+DISCOVERY_TABLE_KEY = "lda/discoveries"
+DISCOVERY_COLUMNS = ["step", "alpha", "phrase", "direction", "amplified_count", "amplified_n", "plain_count",
+                     "plain_n", "q_value", "log_ratio", "example"]
 
 
 def active_run():
@@ -66,6 +69,14 @@ def withheld_rows(evaluation) -> list[list]:
             if r.natural_rate is None and r.natural_rate_reason and r.natural_rate_reason != NOT_SCORED.reason]
 
 
+def discovery_rows(discovery) -> list[list]:
+    """One row per phrase of a :class:`~lda_monitor.core.discovery.Discovery`, with its first
+    example marked ``[[like this]]``."""
+    return [[discovery.step, discovery.alpha, p.text, p.direction, p.amplified_count, p.amplified_n, p.plain_count,
+             p.plain_n, p.q_value, p.log_ratio, p.examples[0].marked() if p.examples else None]
+            for p in discovery.phrases]
+
+
 class WandbSink:
     def __init__(self, run_config: dict, *, step_metric: str = STEP_METRIC, run=None):
         self.run_config = run_config
@@ -91,7 +102,7 @@ class WandbSink:
         run.config.update({"lda_monitor": self.run_config}, allow_val_change=True)
         self._prepared_run = run
 
-    def log(self, step: int, metrics: dict[str, float], evaluation=None, unflagged: int = 8) -> None:
+    def log(self, step: int, metrics: dict[str, float], evaluation=None, unflagged: int = 8, discovery=None) -> None:
         run = self._own_run or active_run()
         if run is None:
             return
@@ -105,6 +116,10 @@ class WandbSink:
             withheld = withheld_rows(evaluation)
             if withheld:
                 payload[WITHHELD_KEY] = wandb.Table(columns=WITHHELD_COLUMNS, data=withheld)
+        if discovery is not None:  # judge-free discovery: its phrases, empty when nothing was found
+            import wandb
+
+            payload[DISCOVERY_TABLE_KEY] = wandb.Table(columns=DISCOVERY_COLUMNS, data=discovery_rows(discovery))
         run.log(payload)
 
     def finish(self) -> None:

@@ -184,7 +184,8 @@ def test_one_progress_line_per_evaluation_matching_the_records(policy, tokenizer
         else:  # withheld: its upper bound from the 12 plain rollouts (Clopper-Pearson, 1 - 0.05^(1/12) for 0)
             natural = re.escape(f"natural withheld (<= {metrics['lda/natural_rate_hi']:.4f}): ") + r"[^|]+ \| "
         expected = (rf"lda-monitor step {step}: alpha 2\.5 \| amplified {k}/12 \({100 * k / 12:.1f}%\) flagged \| "
-                    rf"plain {kp}/12 \({100 * kp / 12:.1f}%\) \| {natural}unscored 0 \| \d+\.\d s")
+                    rf"plain {kp}/12 \({100 * kp / 12:.1f}%\) \| {natural}unscored 0 \| "
+                    r"(discovery: \d+ over, \d+ under|new over-produced phrase \".+\" over: .+) \| \d+\.\d s")
         assert re.fullmatch(expected, line), line
     # step 0: nothing flagged; 1 - 0.05 ** (1 / 12) = 0.2209, and the reason says why
     assert "natural withheld (<= 0.2209): 0 flagged rollouts in the pool" in lines[0]

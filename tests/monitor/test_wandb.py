@@ -111,3 +111,14 @@ def test_offline_run_holds_scalars_table_and_config(policy, tokenizer, dataset, 
     assert withheld["columns"] == ["step", "alpha", "judge", "category", "upper_bound", "reason"]
     assert any(row[2] == "regex" and row[3] == "all" and row[5].startswith("0 flagged rollouts in the pool")
                for row in withheld["data"])
+    # Discovery: one table per evaluation, one row per phrase of that step's discovery.
+    from lda_monitor.core.discovery import discover_records
+    from lda_monitor.sinks.wandb_sink import DISCOVERY_COLUMNS
+
+    found = {d.step: d for d in discover_records(jsonl)}
+    for got in logged:
+        table = json.loads((run_dir / "files" / got["lda/discoveries/path"]).read_text())
+        step = got["train/global_step"]
+        assert table["columns"] == DISCOVERY_COLUMNS
+        assert [(row[0], row[2], row[3], row[4], row[6]) for row in table["data"]] == [
+            (step, p.text, p.direction, p.amplified_count, p.plain_count) for p in found[step].phrases]

