@@ -200,7 +200,8 @@ def test_progress_line_without_a_judge_names_the_new_phrase():
     found = discover(amplified, plain, step=4, alpha=2.0)
     seen: set[str] = set()
     top = new_top_phrase(found, seen)
-    line = evaluation_line(4, {"lda/alpha": 2.0, "lda/eval_seconds": 1.5}, f"new over-produced phrase {phrase_line(top)}")
+    line = evaluation_line(4, {"lda/alpha": 2.0, "lda/eval_seconds": 1.5},
+                           discovery=f"new over-produced phrase {phrase_line(top)}")
     assert line == ('lda-monitor step 4: alpha 2 | new over-produced phrase "send me your password please" over: '
                     "amplified 9/80, plain 0/80, q 0.039 | 1.5 s")
     assert new_top_phrase(found, seen) is None  # named once

@@ -99,6 +99,7 @@ def test_the_default_handler_is_bar_safe(monkeypatch):
 
 
 def test_a_given_estimate_shows_its_interval_without_a_reason():
-    metrics = {"lda/natural_rate": 0.01, "lda/natural_rate_lo": 0.005, "lda/natural_rate_hi": 0.02}
+    metrics = {"lda/n": 10, "lda/flagged": 1, "lda/natural_rate": 0.01, "lda/natural_rate_lo": 0.005,
+               "lda/natural_rate_hi": 0.02}
     line = evaluation_line(1, metrics, None)
     assert "natural 0.0100 [0.0050, 0.0200]" in line and "withheld" not in line
