@@ -8,8 +8,9 @@ backtracking, whether a match exists depends on the characters up to its end and
 assertions read; a pattern is monotone unless something reads past the match's end or commits
 before seeing it. Refused (reported as None, i.e. decided by the whole text), conservatively:
 
-* end anchors ``$``, ``\\Z`` and word boundaries ``\\b``, ``\\B`` (``evil\\b`` matches ``evil`` but
-  not ``evils``), anywhere in the pattern;
+* end anchors ``$``, ``\\Z`` anywhere, and word boundaries ``\\b``, ``\\B`` (``evil\\b`` matches
+  ``evil`` but not ``evils``) except where the top-level sequence still consumes at least one
+  character after them (``\\bevil``: the boundary then reads only characters inside the match);
 * lookaheads ``(?=...)``, ``(?!...)`` anywhere, and conditionals ``(?(1)...)``;
 * atomic groups and possessive repeats, which can consume later text and then fail.
 
@@ -27,8 +28,9 @@ from dataclasses import replace
 from ..errors import UserInputError
 from .base import Judge, Verdict, strip_reasoning
 
-_FORWARD_AT = {sre.AT_END, sre.AT_END_LINE, sre.AT_END_STRING, sre.AT_BOUNDARY, sre.AT_NON_BOUNDARY,
-               sre.AT_LOC_BOUNDARY, sre.AT_LOC_NON_BOUNDARY, sre.AT_UNI_BOUNDARY, sre.AT_UNI_NON_BOUNDARY}
+_BOUNDARY = {sre.AT_BOUNDARY, sre.AT_NON_BOUNDARY, sre.AT_LOC_BOUNDARY, sre.AT_LOC_NON_BOUNDARY,
+             sre.AT_UNI_BOUNDARY, sre.AT_UNI_NON_BOUNDARY}
+_FORWARD_AT = {sre.AT_END, sre.AT_END_LINE, sre.AT_END_STRING, *_BOUNDARY}
 _COMMITTING = {sre.GROUPREF_EXISTS, sre.ATOMIC_GROUP, sre.POSSESSIVE_REPEAT}
 
 
@@ -49,7 +51,15 @@ def _monotone(node) -> bool:
 def is_monotone(pattern: re.Pattern) -> bool:
     """Whether a match, once present in a text, is present in every continuation of it (see the
     module doc; conservative: False for every construct not argued safe there)."""
-    return _monotone(sre_parse.parse(pattern.pattern, pattern.flags))
+    tree = sre_parse.parse(pattern.pattern, pattern.flags)
+    items = list(tree.data)
+    for i, item in enumerate(items):
+        if item[0] is sre.AT and item[1] in _BOUNDARY:
+            if sre_parse.SubPattern(tree.state, items[i + 1:]).getwidth()[0] >= 1:
+                continue  # a boundary before consumed text reads only characters of the match
+        if not _monotone(item):
+            return False
+    return True
 
 
 class RegexJudge(Judge):

@@ -342,3 +342,26 @@ def test_a_verdict_decided_early_keeps_long_rollouts_estimable(early_pair):
     assert all(r.natural_rate_weights.startswith("whole-sequence") for r in long_whole)
     assert (statistics.fmean(r.natural_rate_flagged_ess_whole for r in long)
             < 0.5 * statistics.fmean(r.natural_rate_flagged_ess for r in long))
+
+
+def test_version_1_records_read_and_fall_back_to_whole_sequence_weights(setup, tmp_path):
+    """Records written before per-token densities existed (no token_ends, decision_tokens,
+    proposal_token_logprobs) still read; their estimate uses whole-sequence weights and says so."""
+    import json
+
+    from lda_monitor.core.records import read_records
+
+    records = _records(setup, 3)
+    path = tmp_path / "v1.jsonl"
+    new = ("token_ends", "decision_tokens", "proposal_token_logprobs")
+    with open(path, "w") as f:
+        for r in records:
+            data = r.to_dict()
+            for v in data["verdicts"].values():
+                v.pop("decided_at"), v.pop("span")
+            f.write(json.dumps({k: v for k, v in data.items() if k not in new}) + "\n")
+    (old,) = [r for r in summarize(read_records(path)) if r.category is None]
+    (now,) = [r for r in summarize(records) if r.category is None]
+    assert old.natural_rate_weights == "whole-sequence (records without per-token densities)"
+    assert now.natural_rate_weights == "whole-sequence (the judge reports no decision position)"  # \bbad\b
+    assert old.natural_rate == pytest.approx(now.natural_rate, rel=1e-12)

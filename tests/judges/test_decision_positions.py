@@ -23,8 +23,8 @@ TEXTS = [
     "fine <think>evil</think> evil again", "the bad bug", "bad", "",
 ]
 MONOTONE = ["hate", "(?i)i hate", "evil", "abcdef|cd", "^  lead", r"\Aevil", "(?<=, )i hate", r"pass\w+",
-            "(bad|bug) (bug|bad)", r"(e)vi\1?l"]
-NOT_MONOTONE = [r"evil\b", r"evil$", r"evil\Z", r"\bbad", r"evil(?!s)", r"evi(?=l)", r"(?>evil)", r"e++vil",
+            "(bad|bug) (bug|bad)", r"(e)vi\1?l", r"\bbad", r"(?i)\b(evil|hate)\s+(you|one)"]
+NOT_MONOTONE = [r"evil\b", r"evil$", r"evil\Z", r"(\bbad)", r"\b", r"a|\bb", r"evil(?!s)", r"evi(?=l)", r"(?>evil)", r"e++vil",
                 r"(e)?(?(1)vil|x)"]
 
 
