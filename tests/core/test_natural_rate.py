@@ -269,17 +269,21 @@ EARLY = r"\A(\w+ )?bad"  # "bad" as the first or second word: decided within two
 
 @pytest.fixture(scope="module")
 def early_pair():
-    """The policy says "bad" first or second at 2.7% (enumerated below); the before model differs
-    from it on every token (noise on its output bias), so each token after the decision multiplies
-    a whole-sequence weight by a ratio that says nothing about the verdict."""
+    """The policy says "bad" first or second at about 2.5% (enumerated below); the before model
+    differs from it on every token (noise on its output bias), so each token after the decision
+    multiplies a whole-sequence weight by a ratio that says nothing about the verdict. Special
+    tokens (the end of turn among them) are all but ruled out, so rollouts run their full length."""
     tok = build_tokenizer(WORDS)
     bad = tok.convert_tokens_to_ids("bad")
     base = tiny_llama(tok, seed=5)
-    after, before = _with_bias(base, bad, -2.6), _with_bias(base, bad, -4.1)
+    after, before = _with_bias(base, bad, -3.35), _with_bias(base, bad, -4.85)
     noise = torch.randn(len(tok), generator=torch.Generator().manual_seed(0))
     noise[bad] = 0
+    specials = tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"])
     with torch.no_grad():
         before.lm_head.bias += noise
+        for model in (after, before):
+            model.lm_head.bias[specials] -= 30.0
     return tok, after, before, bad
 
 
@@ -337,8 +341,9 @@ def test_a_verdict_decided_early_keeps_long_rollouts_estimable(early_pair):
     assert _half_width(long_published) <= 1.5 * _half_width([r for r in short if r.natural_rate is not None])
     assert all(r.natural_rate_weights.startswith("stopping-time") and r.natural_rate_decision_token < 2
                for r in long)
+    assert all(r.natural_rate_decision_token < 2 for r in long)
     # The same rollouts with whole-sequence weights: most estimates rest on too few effective flags.
-    assert sum(r.natural_rate is not None for r in long_whole) <= 12
+    assert sum(r.natural_rate is not None for r in long_whole) <= 5
     assert all(r.natural_rate_weights.startswith("whole-sequence") for r in long_whole)
     assert (statistics.fmean(r.natural_rate_flagged_ess_whole for r in long)
             < 0.5 * statistics.fmean(r.natural_rate_flagged_ess for r in long))
