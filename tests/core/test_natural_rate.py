@@ -309,7 +309,7 @@ def _early_rows(early_pair, max_new, seeds):
     judge = build_judge({"type": "regex", "pattern": EARLY, "name": "bad", "reasoning": None})
     items = load_prompts(LONG_PROMPTS)
     measurement = Measurement(prompts=items, judge=judge, samples_per_prompt=60, plain_samples_per_prompt=5,
-                              max_new_tokens=max_new, temperature=TEMPERATURE, batch_size=128, natural_rate=True)
+                              max_new_tokens=max_new, temperature=TEMPERATURE, batch_size=256, natural_rate=True)
     rows, whole = [], []
     for seed in seeds:
         records = evaluate(TwoModelPair(after, before, tok), items, judge, alpha=1.5, measurement=measurement,
