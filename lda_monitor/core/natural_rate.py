@@ -43,10 +43,11 @@ estimate says so (``weights``).
 
 Unflagged rollouts add 0 to the estimate whatever their weight; the diagnostics that do use
 every rollout's weight (mass, ESS, raw weights, overlap) use weights truncated at one fixed
-*horizon* H, the furthest token any flagged rollout's weight reaches. A fixed horizon is a
-stopping time too, so the mass check still tests E_q[w_H] = 1 - that the proposals cover the
-policy's mass over exactly the tokens the estimate's weights depend on - and the ESS measures
-the spread of weights over those tokens, not over text the estimate never looks at.
+*horizon* H, the furthest token any flagged rollout's weight reaches (the whole sequence when
+some flag has no position). A fixed horizon is a stopping time too, so the mass check still
+tests E_q[w_H] = 1 - that the proposals cover the policy's mass over exactly the tokens the
+estimate's weights depend on - and the ESS measures the spread of weights over those tokens,
+not over text the estimate never looks at.
 
 **Support (truncation).** With top-k / top-p / min-p an amplified proposal can give zero
 probability to a completion the policy produces; importance sampling over such proposals
