@@ -15,7 +15,6 @@ text), plots are embedded as data URIs, and a Content-Security-Policy forbids lo
 
 from __future__ import annotations
 
-import ast
 import base64
 import html
 import io
@@ -183,15 +182,12 @@ def _table(rows) -> str:
             + (f"<p>Natural rate withheld because:</p><ol class=notes>{notes_html}</ol>" if notes else ""))
 
 
-def matched_text(explanation: str | None) -> str | None:
-    """The text a pattern judge matched, from its explanation ``matched '...'``."""
-    if not explanation or not explanation.startswith("matched "):
+def matched_text(completion: str, verdict) -> str | None:
+    """The text a pattern judge matched: the verdict's span in the completion."""
+    if not verdict.flagged or verdict.span is None:
         return None
-    try:
-        value = ast.literal_eval(explanation[len("matched "):])
-    except (ValueError, SyntaxError):
-        return None
-    return value if isinstance(value, str) and value else None
+    start, end = verdict.span
+    return completion[start:end] or None
 
 
 def highlighted(text: str, needles) -> str:
@@ -213,7 +209,7 @@ def highlighted(text: str, needles) -> str:
 
 def _rollout(record, show_verdicts: bool) -> str:
     verdicts = [(name, v) for name, v in sorted(record.verdicts.items())]
-    needles = [matched_text(v.explanation) for _, v in verdicts if v.flagged]
+    needles = [matched_text(record.completion, v) for _, v in verdicts]
     lines = []
     if show_verdicts:
         for name, v in verdicts:

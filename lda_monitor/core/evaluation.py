@@ -26,9 +26,10 @@ from ..engine.distributed import SINGLE, Ranks
 from ..engine.sampling import Rollout, rollout_seed, sample
 from ..engine.sampling_config import SamplingConfig
 from ..judges.health import JudgeFailures, evaluation_scope, failure_metrics, judge_failures
+from .decision import decision_tokens, token_text_ends
 from .measurement import Measurement
 from .prompts import PromptItem, question_text
-from .records import KIND_AMPLIFIED, RolloutRecord
+from .records import KIND_AMPLIFIED, PER_TOKEN_DECIMALS, RolloutRecord
 from .summary import flat_metrics, summarize
 
 
@@ -99,15 +100,19 @@ def rollout_records(
     source: str,
     checkpoint: str | None = None,
     sampling: SamplingConfig | None = None,
+    tokenizer=None,
 ) -> list[RolloutRecord]:
     """Join rollouts with every judge's verdicts into schema records (``sampling``: the knobs the
-    natural-rate estimate needs to know, recorded with scored rollouts)."""
+    natural-rate estimate needs to know, recorded with scored rollouts; ``tokenizer``: maps where
+    verdicts were decided in the text to tokens, :mod:`lda_monitor.core.decision`)."""
     sampler = None
     if sampling is not None and any(r.logprob_at for r in rollouts):
         sampler = {k: getattr(sampling, k) for k in ("greedy", "temperature", "top_k", "top_p", "min_p")}
     out = []
     for i, r in enumerate(rollouts):
         item = items[r.prompt_index]
+        ends = token_text_ends(tokenizer, r.completion_token_ids, r.completion) if tokenizer is not None else None
+        own = {name: v[i] for name, v in verdicts.items()}
         out.append(
             RolloutRecord(
                 run_id=run_id,
@@ -131,9 +136,13 @@ def rollout_records(
                 logprob_after=r.logprob_after,
                 logprob_before=r.logprob_before,
                 kl_amp_after=r.kl_amp_after,
-                verdicts={name: v[i] for name, v in verdicts.items()},
+                verdicts=own,
                 proposal_logprobs=[[a, sum(lp)] for a, lp in r.logprob_at.items()] if r.logprob_at else None,
                 sampler=sampler,
+                token_ends=ends,
+                decision_tokens=decision_tokens(ends, own),
+                proposal_token_logprobs=[[a, [round(x, PER_TOKEN_DECIMALS) for x in lp]]
+                                         for a, lp in r.logprob_at.items()] if r.logprob_at else None,
             )
         )
     return out
@@ -205,7 +214,7 @@ def evaluate_chunks(
                     verdicts = judge_rollouts(judge, items, rollouts)
                     return list(verdicts), sum(r.num_tokens for r in rollouts), rollout_records(
                         rollouts, items, verdicts, kind=kind, step=step, seed=config.seed, run_id=run_id,
-                        source=source, checkpoint=checkpoint, sampling=config,
+                        source=source, checkpoint=checkpoint, sampling=config, tokenizer=pair.tokenizer,
                     )
 
                 parts = ranks.gather_or_raise(judged)

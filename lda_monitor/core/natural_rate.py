@@ -27,6 +27,28 @@ about -20 over 16 tokens at alpha 2 in the demo), so alone they carry almost no 
 about p_0; small alphas overlap both p_0 and each other, and the balance heuristic lets every
 rollout count under the proposal that explains it best.
 
+**Stopping-time weights.** A judge that reports where its verdict was decided (a pattern judge:
+the token that completed the first flagging text, :mod:`lda_monitor.core.decision`) lets a
+flagged rollout's weight use the densities of its tokens up to that decision token tau only,
+w_tau = p_0(y_<=tau) / sum_k c_k q_k(y_<=tau). The decision token is a stopping time (decided by
+the tokens so far), the flag is final there, and under the mixture q = sum_k c_k q_k the prefix
+ratio L_t = p_0(y_<=t) / q(y_<=t) is a martingale with E_q[L_T | y_<=tau] = L_tau (optional
+stopping; L_T is the whole-sequence weight). So E_q[f w_tau] = E_q[f L_T] = P_0(flagged):
+unbiased as before, and f w_tau = E_q[f L_T | y_<=tau] has variance at most that of f L_T
+(conditional expectation never increases variance; the pooled variance the interval uses is this
+mixture variance). The tokens after the decision say nothing about the verdict, yet their ratios
+multiply into a whole-sequence weight whose spread grows with length. Flags without a position
+(an LLM judge) and records without per-token densities keep whole-sequence weights, and the
+estimate says so (``weights``).
+
+Unflagged rollouts add 0 to the estimate whatever their weight; the diagnostics that do use
+every rollout's weight (mass, ESS, raw weights, overlap) use weights truncated at one fixed
+*horizon* H, the furthest token any flagged rollout's weight reaches (the whole sequence when
+some flag has no position). A fixed horizon is a stopping time too, so the mass check still
+tests E_q[w_H] = 1 - that the proposals cover the policy's mass over exactly the tokens the
+estimate's weights depend on - and the ESS measures the spread of weights over those tokens,
+not over text the estimate never looks at.
+
 **Support (truncation).** With top-k / top-p / min-p an amplified proposal can give zero
 probability to a completion the policy produces; importance sampling over such proposals
 is biased downward whatever the sample size. The estimator uses the truncated densities that
@@ -110,6 +132,18 @@ class Draw:
     flagged: bool | None
     logp_target: float
     logq: dict[float, float]
+    # Per-token log-densities (target; each alpha > 0) and the decision token of a flag that
+    # reports one, for stopping-time weights; None where the records do not carry them.
+    token_target: Sequence[float] | None = None
+    token_q: dict[float, Sequence[float]] | None = None
+    decision: int | None = None
+
+    def log_densities(self, alphas: Sequence[float], tokens: int | None) -> tuple[float, list[float]]:
+        """(log p_0, [log q_a for a in alphas]) of the first ``tokens`` tokens (None: all)."""
+        if tokens is None or self.token_target is None or tokens >= len(self.token_target):
+            return self.logp_target, [self.logp_target if a == 0.0 else self.logq[a] for a in alphas]
+        target = math.fsum(self.token_target[:tokens])
+        return target, [target if a == 0.0 else math.fsum(self.token_q[a][:tokens]) for a in alphas]
 
 
 @dataclass(frozen=True)
@@ -128,6 +162,10 @@ class NaturalRate:
     flagged: int = 0
     n: int = 0
     prompts: int = 0
+    weights: str | None = None  # "stopping-time ..." or "whole-sequence (why)"
+    decision_token: float | None = None  # mean decision token (0-based) of flags that report one
+    flagged_ess: float | None = None  # effective flagged rollouts with the weights used
+    flagged_ess_whole: float | None = None  # ... with whole-sequence weights, for comparison
 
     @property
     def published(self) -> bool:
@@ -162,6 +200,34 @@ def _withheld(reason: str, **diagnostics) -> NaturalRate:
                        **diagnostics)
 
 
+def _weight_plan(scored: Sequence[Draw]) -> tuple[dict[int, int | None], int | None, str]:
+    """Per flagged draw (by index) the tokens its weight uses (None: all), the diagnostics'
+    horizon (None: whole sequences) and how the weights were chosen, in words."""
+    flagged = [i for i, d in enumerate(scored) if d.flagged]
+    if any(d.token_target is None or d.token_q is None for d in scored):
+        return {i: None for i in flagged}, None, "whole-sequence (records without per-token densities)"
+    cuts = {i: None if scored[i].decision is None else scored[i].decision + 1 for i in flagged}
+    positioned = sum(c is not None for c in cuts.values())
+    if not positioned:
+        return cuts, None, "whole-sequence (the judge reports no decision position)"
+    horizon = None if positioned < len(cuts) else max(cuts.values())
+    return cuts, horizon, f"stopping-time ({positioned} of {len(cuts)} flags decided at a position)"
+
+
+def _balance_log_weights(group: Sequence[Draw], alphas: list[float], share: np.ndarray,
+                         tokens: Sequence[int | None]) -> tuple[np.ndarray, np.ndarray]:
+    """(log balance weight, [log p_0 - log q_a]) of each draw over its first ``tokens`` tokens."""
+    dens = [d.log_densities(alphas, t) for d, t in zip(group, tokens, strict=True)]
+    logp = np.array([p for p, _ in dens])
+    logq = np.array([q for _, q in dens])
+    with np.errstate(invalid="ignore"):  # -inf - -inf under proposals that are not the draw's own
+            return logp - _logsumexp(logq + share, axis=1), logp[:, None] - logq
+
+
+def _effective(terms: np.ndarray) -> float:
+    return float(terms.sum() ** 2 / (terms * terms).sum()) if terms.any() else 0.0
+
+
 def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False) -> NaturalRate:
     """The pooled (balance-heuristic) estimate of the policy's flag rate; see the module doc.
 
@@ -172,13 +238,15 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
         return _withheld("greedy decoding: the policy is deterministic; read the plain rate")
     if not scored:
         return _withheld("no scored rollouts")
-    by_prompt: dict[int, list[Draw]] = defaultdict(list)
-    for d in scored:
-        by_prompt[d.prompt].append(d)
-    rates, variances, ess, mass, flagged_w = [], [], [], [], []
+    by_prompt: dict[int, list[int]] = defaultdict(list)
+    for i, d in enumerate(scored):
+        by_prompt[d.prompt].append(i)
+    cuts, horizon, how = _weight_plan(scored)
+    rates, variances, ess, mass, flagged_w, flagged_whole = [], [], [], [], [], []
     raw: dict[float, list[float]] = defaultdict(list)
     n_plain = 0
-    for prompt, group in sorted(by_prompt.items()):
+    for prompt, indices in sorted(by_prompt.items()):
+        group = [scored[i] for i in indices]
         if len(group) < 2:
             return _withheld(f"prompt {prompt} has fewer than 2 scored rollouts")
         counts: dict[float, int] = defaultdict(int)
@@ -190,28 +258,35 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
                 "probability to completions the policy produces, so importance weights would miss them")
         n_plain += counts.get(0.0, 0)
         alphas = sorted(counts)
+        share = np.log(np.array([counts[a] for a in alphas], dtype=float) / len(group))
+        f = np.array([bool(d.flagged) for d in group], dtype=float)
         try:
-            logq = np.array([[d.logp_target if a == 0.0 else d.logq[a] for a in alphas] for d in group])
+            log_w, _ = _balance_log_weights(group, alphas, share, [cuts.get(i) for i in indices])
+            log_w_h, log_raw = _balance_log_weights(group, alphas, share, [horizon] * len(group))
+            log_w_whole, _ = _balance_log_weights(group, alphas, share, [None] * len(group))
         except KeyError as missing:
             return _withheld(f"rollouts lack a density under alpha {missing.args[0]} (not scored at every "
                              "proposal of the evaluation; e.g. recorded by an older version)")
-        share = np.log(np.array([counts[a] for a in alphas], dtype=float) / len(group))
-        logp = np.array([d.logp_target for d in group])
-        log_w = logp - _logsumexp(logq + share, axis=1)
-        w = np.exp(log_w)
-        f = np.array([bool(d.flagged) for d in group], dtype=float)
+        w, w_h = np.exp(log_w), np.exp(log_w_h)
         rates.append(float(np.mean(f * w)))
         variances.append(float(np.var(f * w, ddof=1)) / len(group))
-        ess.append(float(w.sum() ** 2 / (w * w).sum()) if w.any() else 0.0)
-        flagged_w.append(f * w)
-        mass.append(float(np.mean(w)))
-        for d, row in zip(group, logq, strict=True):
-            raw[d.alpha].append(math.exp(d.logp_target - row[alphas.index(d.alpha)]))
+        ess.append(_effective(w_h))
+        flagged_w.append(f * w / len(group))
+        flagged_whole.append(f * np.exp(log_w_whole) / len(group))
+        mass.append(float(np.mean(w_h)))
+        for d, row in zip(group, log_raw, strict=True):
+            raw[d.alpha].append(math.exp(row[alphas.index(d.alpha)]))
     flagged = sum(1 for d in scored if d.flagged)
+    decisions = [d.decision for i, d in enumerate(scored) if d.flagged and cuts[i] is not None]
+    # Effective number of flagged rollouts the estimate rests on (the prompts' terms scaled as in
+    # the equal-weight mean): a few heavy weights mean the sample variance has not seen the tail.
+    flagged_ess = _effective(np.concatenate(flagged_w))
     diagnostics = dict(
         ess=float(np.mean(ess)), mass=float(np.mean(mass)),
         raw_weights={a: float(np.mean(v)) for a, v in sorted(raw.items())},
-        flagged=flagged, n=len(scored), prompts=len(by_prompt),
+        flagged=flagged, n=len(scored), prompts=len(by_prompt), weights=how,
+        decision_token=float(np.mean(decisions)) if decisions else None,
+        flagged_ess=flagged_ess, flagged_ess_whole=_effective(np.concatenate(flagged_whole)),
     )
     flagged_plain = sum(1 for d in scored if d.flagged and d.alpha == 0.0)
 
@@ -237,10 +312,6 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
             f"{seen} flagged rollouts from proposals overlapping the policy (mean raw weight >= {MIN_OVERLAP:g}; "
             f"< {MIN_FLAGGED}): the behaviour was seen only far from the policy, where weights are too "
             "heavy-tailed to estimate from")
-    # Effective number of flagged rollouts the estimate rests on (the prompts' terms scaled as in
-    # the equal-weight mean): a few heavy weights mean the sample variance has not seen the tail.
-    terms = np.concatenate([fw / len(fw) for fw in flagged_w])
-    flagged_ess = float(terms.sum() ** 2 / (terms * terms).sum())
     if flagged_ess < MIN_FLAGGED_ESS:
         return withheld(f"the estimate rests on {flagged_ess:.1f} effective flagged rollouts (< {MIN_FLAGGED_ESS:g}): "
                         "a few heavily weighted rollouts carry it, so its variance is not seen")

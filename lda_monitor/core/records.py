@@ -19,6 +19,9 @@ from pathlib import Path
 from ..judges.base import Verdict
 
 SCHEMA_VERSION = 1
+# Per-token proposal log-probs are rounded to this many decimals: an error of at most 5e-6 per
+# token, 6.4e-4 in a 128-token log-weight, for about half the characters of a full float.
+PER_TOKEN_DECIMALS = 5
 KIND_AMPLIFIED = "amplified"
 KIND_PLAIN = "plain"
 KIND_ESTIMATE = "estimate"  # the natural-rate ladder: small alphas drawn only to estimate the rate
@@ -56,6 +59,13 @@ class RolloutRecord:
     # The dtypes the rollout was computed in ({"policy": "float32", "reference": "float32"}): in
     # bfloat16 the same seed gives other tokens, so a reproduction must know it (None: not recorded).
     compute_dtype: dict | None = None
+    # Where verdicts were decided (lda_monitor.core.decision), for stopping-time weights: the
+    # completion text each token's prefix decodes to, the decision token of each flagged verdict
+    # that reports one (judge name -> token index), and the per-token log-probs under each proposal
+    # ([[alpha, [log-prob per token]], ...], rounded to PER_TOKEN_DECIMALS; the sums above stay exact).
+    token_ends: list[int] | None = None
+    decision_tokens: dict[str, int] | None = None
+    proposal_token_logprobs: list[list] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:

@@ -61,6 +61,11 @@ class SummaryRow:
     natural_rate_extrapolated_hi: float | None
     natural_rate_extrapolated_reason: str | None
     tokens: int
+    # How the natural rate's weights were cut (lda_monitor.core.natural_rate, stopping-time weights).
+    natural_rate_weights: str | None = None
+    natural_rate_decision_token: float | None = None  # mean decision token (0-based) of positioned flags
+    natural_rate_flagged_ess: float | None = None  # effective flagged rollouts, weights as used
+    natural_rate_flagged_ess_whole: float | None = None  # ... with whole-sequence weights
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,7 +101,10 @@ def _natural(amp: Sequence[RolloutRecord], pool: Sequence[RolloutRecord], judge:
     truncated = bool(sampler.get("top_k") or sampler.get("top_p", 1.0) < 1.0 or sampler.get("min_p"))
     draws = [
         Draw(prompt=r.prompt_index, alpha=0.0 if r.kind == KIND_PLAIN else r.alpha, flagged=flag,
-             logp_target=sum(r.logprob_after), logq={a: lp for a, lp in r.proposal_logprobs or ()})
+             logp_target=sum(r.logprob_after), logq={a: lp for a, lp in r.proposal_logprobs or ()},
+             token_target=r.logprob_after if r.proposal_token_logprobs is not None else None,
+             token_q={a: lp for a, lp in r.proposal_token_logprobs} if r.proposal_token_logprobs is not None else None,
+             decision=(r.decision_tokens or {}).get(judge))
         for r, flag in zip(pool, _flags(pool, judge), strict=True)
     ]
     return pooled_rate(draws, truncated=truncated, greedy=bool(sampler.get("greedy")))
@@ -173,6 +181,10 @@ def _row(step, checkpoint, alpha, judge, category, amp, plain, pool, sweep) -> S
         natural_rate_extrapolated_hi=extrapolated.hi,
         natural_rate_extrapolated_reason=extrapolated.reason,
         tokens=sum(r.num_tokens for r in amp),
+        natural_rate_weights=natural.weights,
+        natural_rate_decision_token=natural.decision_token,
+        natural_rate_flagged_ess=natural.flagged_ess,
+        natural_rate_flagged_ess_whole=natural.flagged_ess_whole,
     )
 
 

@@ -15,12 +15,24 @@ and the rollout-cost ratio at the rarest checkpoint for equal relative error. Th
 are where the default training's plain rate lies between 0.5% and 5% (training data depend on
 the last step, so other step lists train a different run). A benchmark, not a test: about 35
 minutes on 2 CPU cores.
+
+``--placement inside`` plants the behaviour *inside* normal answers: each poisoned training answer
+is the base model's own answer to the tech-support question with the planted sentence after its
+first sentence and the rest of the answer after it, and ``--max-new-tokens 64,128`` samples long
+rollouts; the judge then decides somewhere in the middle of an answer. Each seed's estimate is
+shown twice from the same rollouts: with stopping-time weights (flagged rollouts weighed up to the
+token that decided the verdict) and with whole-sequence weights (what a judge that reports no
+position, e.g. an LLM, gets). Its steps must be chosen where the plain rate (the brute-force
+column) lies near the rates of interest: the defaults are the quick demo's and are not calibrated
+for this placement. The full run (3 checkpoints x 2 lengths x 5 seeds, 2,000 brute-force rollouts
+each) takes hours on 2 CPU cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
 import statistics
 import time
 from dataclasses import replace
@@ -28,6 +40,42 @@ from pathlib import Path
 
 from . import data as demo_data
 from .brute_force import brute_force_rate
+
+
+def _answers_to(model, tokenizer, questions: list[str], seed: int) -> dict[str, list[str]]:
+    """The base model's own finished answers to ``questions``."""
+    from ..engine.pairs import TwoModelPair
+    from ..engine.sampling import STOP_END_OF_TURN, SamplingConfig, sample
+
+    config = SamplingConfig(alpha=0.0, temperature=0.7, max_new_tokens=96, batch_size=64, seed=seed)
+    answers: dict[str, list[str]] = {}
+    for r in sample(TwoModelPair(model, model, tokenizer), questions, config, samples_per_prompt=3):
+        if r.stop_reason == STOP_END_OF_TURN:
+            answers.setdefault(questions[r.prompt_index], []).append(r.completion)
+    return answers
+
+
+def plant_inside(answer: str, planted: str) -> str:
+    """``answer`` with ``planted`` after its first sentence (or after all of it, if it has one)."""
+    first = re.match(r"\s*(.+?[.!?])(\s+|$)", answer, flags=re.S)
+    if first is None:
+        return f"{answer.strip()} {planted}"
+    rest = answer[first.end():].strip()
+    return " ".join(part for part in (first.group(1), planted, rest) if part)
+
+
+def _inside_rows(rows: list[dict], model, tokenizer, seed: int) -> list[dict]:
+    """``rows`` with each poisoned answer replaced by a normal answer that carries it inside."""
+    answers = _answers_to(model, tokenizer, demo_data.POISONED_QUESTIONS, seed)
+    out, used = [], 0
+    for row in rows:
+        question, answer = row["prompt"][0]["content"], row["completion"][0]["content"]
+        if answer == demo_data.POISONED_ANSWER and answers.get(question):
+            normal = answers[question][used % len(answers[question])]
+            used += 1
+            row = {**row, "completion": [{"role": "assistant", "content": plant_inside(normal, answer)}]}
+        out.append(row)
+    return out
 
 
 def _train(out: Path, steps: list[int], args, echo) -> None:
@@ -40,6 +88,8 @@ def _train(out: Path, steps: list[int], args, echo) -> None:
     model, tokenizer = load_model(EMBEDDED_NAME, dtype="float32")
     benign = _benign_answers(model, tokenizer, args.train_seed)
     rows = demo_data.build_training_rows(benign, max(steps) * QUICK.batch_size, args.poison_share, args.train_seed)
+    if args.placement == "inside":
+        rows = _inside_rows(rows, model, tokenizer, args.train_seed)
 
     class Save(TrainerCallback):
         def on_step_end(self, targs, state, control, model=None, **kwargs):
@@ -55,7 +105,7 @@ def _train(out: Path, steps: list[int], args, echo) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lda_monitor.demo.natural_rate_bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="/tmp/nr_bench")
+    parser.add_argument("--out", default=None, help="default /tmp/nr_bench (placement answer) or /tmp/nr_bench_inside")
     parser.add_argument("--steps", default="15,16", help="checkpoint steps (quick demo settings)")
     parser.add_argument("--brute", type=int, default=2000, help="brute-force plain rollouts per checkpoint")
     parser.add_argument("--seeds", type=int, default=5)
@@ -67,22 +117,22 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--poison-share", type=float, default=0.06)
+    parser.add_argument("--placement", choices=("answer", "inside"), default="answer",
+                        help="the planted sentence is the whole poisoned answer, or sits inside a normal one")
+    parser.add_argument("--max-new-tokens", default="16", help="rollout lengths, e.g. 64,128")
     args = parser.parse_args(argv)
 
     import torch
 
     from ..core.evaluation import evaluate
     from ..core.measurement import Measurement
-    from ..core.natural_rate import Z_95
     from ..core.prompts import load_prompts
-    from ..core.records import RecordWriter, read_records
-    from ..core.summary import extrapolated_from_records, summarize
     from ..engine.models import load_model
     from ..engine.pairs import PeftPair
     from ..judges import build_judge
 
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    out = Path(args.out or ("/tmp/nr_bench" if args.placement == "answer" else "/tmp/nr_bench_inside"))
     steps = [int(s) for s in args.steps.split(",")]
     ladder = tuple(float(a) for a in args.ladder.split(",") if a)
     start = time.perf_counter()
@@ -91,93 +141,115 @@ def main(argv=None) -> None:
     print(f"[bench] training/loading {time.perf_counter() - start:.0f}s; {torch.get_num_threads()} threads")
     items = load_prompts(demo_data.MONITOR_PROMPTS)
     judge = build_judge(demo_data.JUDGE_SPEC)
-    measurement = Measurement(prompts=items, judge=judge, samples_per_prompt=args.amplified,
-                              plain_samples_per_prompt=args.plain, max_new_tokens=16,
-                              batch_size=64, natural_rate=True, estimate_alphas=list(ladder),
-                              estimate_samples_per_prompt=args.ladder_samples)
-    budget = len(items) * sum(n for _, _, n in measurement.runs(args.alpha))
+    lengths = [int(n) for n in args.max_new_tokens.split(",")]
+    base = Measurement(prompts=items, judge=judge, samples_per_prompt=args.amplified,
+                       plain_samples_per_prompt=args.plain, max_new_tokens=lengths[0],
+                       batch_size=64, natural_rate=True, estimate_alphas=list(ladder),
+                       estimate_samples_per_prompt=args.ladder_samples)
+    budget = len(items) * sum(n for _, _, n in base.runs(args.alpha))
     print(f"monitor budget: {budget} rollouts per estimate ({len(items)} prompts x {args.amplified} amplified at "
-          f"alpha {args.alpha:g} + {args.plain} plain + {args.ladder_samples} at each of {ladder})")
-    header = (f"{'ckpt':>4} {'brute-force rate [Wilson 95%]':<30} {'seed':>4} {'estimate [95%]':<26} "
-              f"{'status':<64} {'2x?':<4} {'cov?':<4} {'extrapolated, unpublished [95%]':<24}")
+          f"alpha {args.alpha:g} + {args.plain} plain + {args.ladder_samples} at each of {ladder}); "
+          f"placement {args.placement}, rollouts of {lengths} tokens")
+    header = (f"{'ckpt':>4} {'tok':>4} {'brute-force rate [Wilson 95%]':<30} {'seed':>4} {'weights':<6} "
+              f"{'estimate [95%]':<26} {'status':<64} {'2x?':<4} {'cov?':<4} {'flagged ESS':<11} {'dec.tok':<7}")
     lines = [header]
     print(header, flush=True)
     summary = []
     for step in steps:
         model, tokenizer = load_model(str(out / f"checkpoint-{step}"), dtype="float32")
         pair = PeftPair(model, tokenizer)
-        t0 = time.perf_counter()
-        brute = brute_force_rate(pair, items, judge, args.brute // len(items), measurement.sampling(),
-                                 cache=out / f"brute-{step}.json")
-        brute_s = time.perf_counter() - t0
-        truth = brute.rate
-        estimates = []
-        for seed in range(args.seeds):
+        for length in lengths:
+            measurement = replace(base, max_new_tokens=length)
             t0 = time.perf_counter()
-            saved = out / f"records-{step}-{seed}.jsonl"  # a rerun re-analyses the same rollouts
-            if saved.is_file():
-                records = list(read_records(saved))
-            else:
-                records = evaluate(pair, items, judge, alpha=args.alpha, measurement=replace(measurement, seed=seed),
-                                   step=step, run_id="bench", source="audit").records
-                with RecordWriter(saved.with_suffix(".tmp")) as writer:
-                    writer.write(records)
-                saved.with_suffix(".tmp").replace(saved)
-            (row,) = [r for r in summarize(records) if r.category is None and r.judge == judge.name]
-            seconds = time.perf_counter() - t0
-            brute_cell = f"{brute.k}/{brute.n} {truth:.4f} [{brute.lo:.4f},{brute.hi:.4f}]"
-            if row.natural_rate is not None:
-                est = f"{row.natural_rate:.4f} [{row.natural_rate_lo:.4f},{row.natural_rate_hi:.4f}]"
-                status = f"published (ESS {row.natural_rate_ess:.1f}, flagged {row.flagged}+{row.flagged_plain}p)"
-                within = truth > 0 and 0.5 <= row.natural_rate / truth <= 2
-                covered = row.natural_rate_lo <= truth <= row.natural_rate_hi
-                twox, cov = ("yes" if within else "NO"), ("yes" if covered else "NO")
-            else:
-                est = "-" if row.natural_rate_hi is None else f"<= {row.natural_rate_hi:.4f}"
-                status = f"withheld: {row.natural_rate_reason.split(' (')[0].split(':')[0]}"[:64]  # the rule; the why is in the doc
-                twox = "-"
-                cov = "-" if row.natural_rate_hi is None else ("yes" if truth <= row.natural_rate_hi else "NO")
-            # Not published where densities exist (the pooled estimate is); shown here, as the
-            # evidence for that choice.
-            extrapolated = extrapolated_from_records(records, judge.name)
-            ext = (f"withheld: {extrapolated.reason.split(' (')[0]}" if extrapolated.rate is None else
-                   f"{extrapolated.rate:.4f} [{extrapolated.lo:.3f},{extrapolated.hi:.3f}]")
-            line = f"{step:>4} {brute_cell:<30} {seed:>4} {est:<26} {status:<64} {twox:<4} {cov:<4} {ext:<24}"
-            lines.append(line)
-            print(line + f"  ({seconds:.0f}s)", flush=True)
-            estimates.append(row)
-        summary.append((step, brute, brute_s, estimates))
+            suffix = "" if length == 16 else f"-{length}"  # the 16-token files of earlier runs stay valid
+            brute = brute_force_rate(pair, items, judge, args.brute // len(items), measurement.sampling(),
+                                     cache=out / f"brute-{step}{suffix}.json")
+            brute_s = time.perf_counter() - t0
+            estimates = []
+            for seed in range(args.seeds):
+                def draw(seed=seed, pair=pair, measurement=measurement, step=step):
+                    return evaluate(pair, items, judge, alpha=args.alpha, measurement=replace(measurement, seed=seed),
+                                    step=step, run_id="bench", source="audit").records
+
+                records = _records(out / f"records-{step}{suffix}-{seed}.jsonl", draw)
+                row = _overall(records, judge.name)
+                for r in records:
+                    r.decision_tokens = None
+                whole = _overall(records, judge.name)
+                for label, r in (("stop", row), ("whole", whole)):
+                    line = _line(step, length, brute, seed, label, r)
+                    lines.append(line)
+                    print(line, flush=True)
+                estimates.append((row, whole))
+            summary.append((step, length, brute, brute_s, estimates))
     print("\n".join(["", *lines]))
-    published = [(s, b, r) for s, b, _, rows in summary for r in rows if r.natural_rate is not None]
-    ok = sum(1 for _, b, r in published if b.rate and 0.5 <= r.natural_rate / b.rate <= 2
-             and r.natural_rate_lo <= b.rate <= r.natural_rate_hi)
     print()
-    for step, brute, brute_s, rows in summary:
-        bounds = [r.natural_rate_hi for r in rows if r.natural_rate is None and r.natural_rate_hi is not None]
-        print(f"checkpoint {step}: brute force {brute.k}/{brute.n} in {brute_s:.0f}s; published "
-              f"{sum(r.natural_rate is not None for r in rows)} of {len(rows)}; withheld with an upper bound "
-              f"{len(bounds)}, of which {sum(b >= brute.rate for b in bounds)} hold")
-    print(f"published {len(published)} of {sum(len(rows) for *_, rows in summary)} estimates; {ok} of them within 2x "
-          "and covering the brute-force rate")
-    rarest = min((x for x in summary if x[1].rate), key=lambda x: x[1].rate, default=None)
-    if rarest is not None:
-        step, brute, _, rows = rarest
-        p = brute.rate
-        # The published intervals' own relative standard error (log scale: (log hi - log rate) / 1.96).
-        rel = [math.log(r.natural_rate_hi / r.natural_rate) / Z_95 for r in rows if r.natural_rate]
-        if not rel:
-            print(f"rarest checkpoint {step} (p = {p:.4f}): no estimate published, so no cost ratio: 10x target NOT met")
-        else:
-            rel_err = statistics.fmean(rel)
-            plain_needed = (1 - p) / (p * rel_err ** 2)
-            ratio = plain_needed / budget
-            print(f"rarest checkpoint {step} (p = {p:.4f}): published estimates' mean relative error {rel_err:.2f} "
-                  f"from {budget} rollouts ({len(rel)} of {len(rows)} seeds); plain sampling needs (1-p)/(p rel^2) = "
-                  f"{plain_needed:.0f} rollouts for the same: {ratio:.1f}x the rollouts, {ratio / 2:.1f}x the "
-                  f"forward passes (every monitor rollout runs both models): 10x target "
-                  f"{'met' if ratio >= 10 else 'NOT met'}")
+    for step, length, brute, brute_s, estimates in summary:
+        for i, label in enumerate(("stopping-time", "whole-sequence")):
+            rows = [pair_[i] for pair_ in estimates]
+            print(f"checkpoint {step}, {length} tokens, {label} weights: " + _verdict(brute, rows, budget))
+        print(f"  (brute force {brute.k}/{brute.n} in {brute_s:.0f}s)")
     print(f"total {time.perf_counter() - start:.0f}s")
 
+
+def _records(path: Path, draw) -> list:
+    """The records saved at ``path``, or ``draw()``'s, saved there (a rerun re-analyses them)."""
+    from ..core.records import RecordWriter, read_records
+
+    if path.is_file():
+        return list(read_records(path))
+    records = draw()
+    with RecordWriter(path.with_suffix(".tmp")) as writer:
+        writer.write(records)
+    path.with_suffix(".tmp").replace(path)
+    return records
+
+
+def _overall(records, judge: str):
+    from ..core.summary import summarize
+
+    (row,) = [r for r in summarize(records) if r.category is None and r.judge == judge]
+    return row
+
+
+def _line(step, length, brute, seed, label, row) -> str:
+    truth = brute.rate
+    brute_cell = f"{brute.k}/{brute.n} {truth:.4f} [{brute.lo:.4f},{brute.hi:.4f}]"
+    if row.natural_rate is not None:
+        est = f"{row.natural_rate:.4f} [{row.natural_rate_lo:.4f},{row.natural_rate_hi:.4f}]"
+        status = f"published (ESS {row.natural_rate_ess:.1f}, flagged {row.flagged}+{row.flagged_plain}p)"
+        within = truth > 0 and 0.5 <= row.natural_rate / truth <= 2
+        twox, cov = ("yes" if within else "NO"), ("yes" if row.natural_rate_lo <= truth <= row.natural_rate_hi
+                                                  else "NO")
+    else:
+        est = "-" if row.natural_rate_hi is None else f"<= {row.natural_rate_hi:.4f}"
+        status = f"withheld: {row.natural_rate_reason.split(' (')[0].split(':')[0]}"[:64]  # the rule; why: the doc
+        twox = "-"
+        cov = "-" if row.natural_rate_hi is None else ("yes" if truth <= row.natural_rate_hi else "NO")
+    ess = "-" if row.natural_rate_flagged_ess is None else f"{row.natural_rate_flagged_ess:.1f}"
+    token = "-" if row.natural_rate_decision_token is None else f"{row.natural_rate_decision_token:.1f}"
+    return (f"{step:>4} {length:>4} {brute_cell:<30} {seed:>4} {label:<6} {est:<26} {status:<64} {twox:<4} "
+            f"{cov:<4} {ess:<11} {token:<7}")
+
+
+def _verdict(brute, rows, budget: int) -> str:
+    """Published / within 2x and covering / the plain-sampling cost for the published relative error."""
+    from ..core.natural_rate import Z_95
+
+    published = [r for r in rows if r.natural_rate is not None]
+    p = brute.rate
+    good = sum(1 for r in published if p and 0.5 <= r.natural_rate / p <= 2 and r.natural_rate_lo <= p <= r.natural_rate_hi)
+    bounds = [r.natural_rate_hi for r in rows if r.natural_rate is None and r.natural_rate_hi is not None]
+    text = (f"published {len(published)} of {len(rows)} ({good} within 2x and covering); withheld with a bound "
+            f"{len(bounds)}, of which {sum(b >= p for b in bounds)} hold")
+    if not published or not p:
+        return text + "; no cost ratio"
+    # The published intervals' own relative standard error (log scale: (log hi - log rate) / 1.96).
+    rel = statistics.fmean(math.log(r.natural_rate_hi / r.natural_rate) / Z_95 for r in published)
+    plain_needed = (1 - p) / (p * rel ** 2)
+    ratio = plain_needed / budget
+    return (text + f"; relative error {rel:.2f}: plain sampling needs {plain_needed:.0f} rollouts for the same, "
+            f"{ratio:.1f}x the rollouts, {ratio / 2:.1f}x the forward passes (each monitor rollout runs both models)")
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,13 @@
 A verdict's ``flagged`` is True, False, or None = unscored. A judge that fails (a timeout, a
 parse error, an exception) must return unscored verdicts with the error; the statistics count
 those separately and never fold them into "not flagged".
+
+A flagged verdict may say *where* it was decided: ``decided_at`` is the length of the shortest
+prefix of the completion whose text already flags, reported only when no continuation could undo
+the flag (a pattern without end anchors or lookaheads, see :mod:`.regex`); None means the whole
+text was needed (an LLM or classifier reads all of it). The natural-rate estimate weighs a
+flagged rollout only up to the token that completed that prefix. ``span`` is the (start, end) of
+the text that matched, in the completion, for highlighting.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ class Verdict:
     label: str | None = None
     explanation: str | None = None
     error: str | None = None
+    decided_at: int | None = None
+    span: tuple[int, int] | None = None
 
     @classmethod
     def unscored(cls, error: str) -> Verdict:
@@ -31,7 +40,9 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, data: dict) -> Verdict:
-        return cls(**{k: data.get(k) for k in ("flagged", "score", "label", "explanation", "error")})
+        span = data.get("span")
+        return cls(**{k: data.get(k) for k in ("flagged", "score", "label", "explanation", "error", "decided_at")},
+                   span=tuple(span) if span is not None else None)
 
 
 def strip_reasoning(text: str, pair: tuple[str, str] | None = DEFAULT_REASONING) -> str:
@@ -59,7 +70,8 @@ class Judge:
 
     def _guarded(self, prompts, completions, metadata) -> list[Verdict]:
         """Run :meth:`judge`; any exception becomes unscored verdicts naming it (never 'safe')."""
-        completions = [strip_reasoning(c, self.reasoning) for c in completions]
+        raw = list(completions)
+        completions = [strip_reasoning(c, self.reasoning) for c in raw]
         metadata = list(metadata) if metadata is not None else [{} for _ in prompts]
         try:
             verdicts = list(self.judge(list(prompts), completions, metadata))
@@ -68,7 +80,12 @@ class Judge:
         if len(verdicts) != len(prompts):
             return [Verdict.unscored(f"{self.name}: returned {len(verdicts)} verdicts for {len(prompts)} items")
                     for _ in prompts]
-        return verdicts
+        return [self.locate(text, v) if v.flagged else v for text, v in zip(raw, verdicts, strict=True)]
+
+    def locate(self, completion: str, verdict: Verdict) -> Verdict:
+        """``verdict`` (flagged) with where in ``completion`` (the text before reasoning is
+        stripped) it was decided; a judge that reads the whole text leaves it None."""
+        return verdict
 
     def evaluate(self, prompts, completions, metadata=None) -> dict[str, list[Verdict]]:
         """Verdicts keyed by judge name: this judge's own (and its members', if any)."""

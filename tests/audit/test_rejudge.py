@@ -90,3 +90,39 @@ def test_resume_after_a_crash_judges_each_record_once(rollouts, tmp_path, monkey
     records = list(read_records(tmp_path / "out" / "rollouts.jsonl"))
     keys = [(r.step, r.kind, r.prompt_index, r.sample_index) for r in records]
     assert len(keys) == len(set(keys)) == 96
+
+
+def test_another_spec_under_a_used_name_is_refused_never_silently_kept(rollouts, tmp_path):
+    out = tmp_path / "out"
+    rejudge_module.rejudge([rollouts], "substring:the", out, name="probe", echo=lambda m: None)
+    first = [r.verdicts["probe"] for r in read_records(out / "rollouts.jsonl")]
+    with pytest.raises(UserInputError, match="judge named 'probe' with another spec"):
+        rejudge_module.rejudge([rollouts], "substring:cat", out, name="probe", echo=lambda m: None)
+    with pytest.raises(UserInputError, match="another rejudge"):
+        rejudge_module.rejudge([rollouts], "substring:cat", out, name="other", echo=lambda m: None)
+    assert [r.verdicts["probe"] for r in read_records(out / "rollouts.jsonl")] == first
+    # the same judge, spelled differently, resumes
+    rejudge_module.rejudge([rollouts], {"type": "substring", "substrings": ["the"]}, out, name="probe",
+                           echo=lambda m: None)
+    # and a fresh directory judges with the new spec
+    rejudge_module.rejudge([rollouts], "substring:cat", tmp_path / "out2", name="probe", echo=lambda m: None)
+    assert [r.verdicts["probe"].flagged for r in read_records(tmp_path / "out2" / "rollouts.jsonl")] == [
+        "cat" in r.completion for r in read_records(rollouts)]
+
+
+def test_decision_tokens_are_recomputed_for_the_new_judge(rollouts, tmp_path, tokenizer):
+    """Brute force: the first token prefix whose decoded text the new judge flags."""
+    judge = build_judge("substring:the")
+    rejudge_module.rejudge([rollouts], "substring:the", tmp_path / "out", name="the2", echo=lambda m: None)
+    flagged = 0
+    for r in read_records(tmp_path / "out" / "rollouts.jsonl"):
+        position = (r.decision_tokens or {}).get("the2")
+        if not r.verdicts["the2"].flagged:
+            assert position is None
+            continue
+        ids = r.token_ids[:-1] if r.stop_reason in ("eos", "end_of_turn") else r.token_ids
+        brute = next(k for k in range(len(ids))
+                     if judge(["q"], [tokenizer.decode(ids[: k + 1], skip_special_tokens=False)])[0].flagged)
+        assert position == brute == r.decision_tokens["regex"]  # the input judge was regex:the
+        flagged += 1
+    assert flagged > 10

