@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 from .natural_rate import METHOD_EXTRAPOLATED, Draw, NaturalRate, extrapolated_rate, pooled_rate
 from .records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN, RolloutRecord
-from .stats import amplification_factor, coherence, flag_rate
+from .stats import amplification_factor, coherence, flag_rate, token_weighted_kl
 
 
 @dataclass
@@ -72,13 +72,6 @@ def _flags(records: Sequence[RolloutRecord], judge: str) -> list[bool | None]:
         verdict = r.verdict(judge)
         out.append(None if verdict is None else verdict.flagged)
     return out
-
-
-def _token_weighted_kl(records: Sequence[RolloutRecord]) -> float:
-    tokens = sum(r.num_tokens for r in records)
-    if not tokens:
-        return float("nan")
-    return sum((r.kl_amp_after or 0.0) * r.num_tokens for r in records) / tokens
 
 
 def _has_densities(amp: Sequence[RolloutRecord]) -> bool:
@@ -159,7 +152,7 @@ def _row(step, checkpoint, alpha, judge, category, amp, plain, pool, sweep) -> S
         amplification_hi=factor.hi if factor else None,
         coherence=coherence([r.logprob_after for r in amp]),
         coherence_plain=coherence([r.logprob_after for r in plain]),
-        kl_amp_after=_token_weighted_kl(amp),
+        kl_amp_after=token_weighted_kl([(r.kl_amp_after, r.num_tokens) for r in amp]),
         natural_rate=natural.rate,
         natural_rate_lo=natural.lo,
         natural_rate_hi=natural.hi,
