@@ -14,7 +14,6 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from .audit.config import AuditConfig
-from .config_file import read_config_file
 from .core.config_fields import add_field_arguments, given_fields, real_number
 from .core.measurement import SAMPLING_FIELDS, Measurement
 from .core.records import RECORDS_FILE
@@ -197,7 +196,7 @@ def _cmd_audit(args) -> int:
 def _cmd_rejudge(args) -> int:
     judge = args.judge
     if judge is None and args.config:
-        judge = read_config_file(args.config, "audit-checkpoints").get("judge")
+        judge = AuditConfig.file_values(args.config).get("judge")
     if judge is None:
         raise UserInputError("give --judge SPEC (or a --config that has a judge)")
     from .audit.rejudge import rejudge
@@ -217,7 +216,7 @@ def _check_audit(args) -> None:
     from .core.prompts import load_prompts
     from .judges.registry import check_judge_spec
 
-    values = read_config_file(args.config, "audit-checkpoints") if args.config else {}
+    values = AuditConfig.file_values(args.config) if args.config else {}
     values.update(given_fields(args, AuditConfig))
     if args.prompt:
         values["prompts"] = list(args.prompt)

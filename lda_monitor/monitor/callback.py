@@ -109,6 +109,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from ..audit.config import FRONT_ENDS
+from ..config_file import read_config_file
 from ..core.evaluation import choose_alpha, evaluate
 from ..core.progress import evaluation_line, progress_logger
 from ..core.prompts import load_prompts
@@ -176,7 +178,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
     @classmethod
     def from_config(cls, path, **overrides) -> LDAMonitorCallback:
         """Build from a YAML file of config keys; ``overrides`` (e.g. ``judge=my_judge``) win."""
-        config = MonitorConfig.from_yaml(path, **overrides)
+        config = MonitorConfig(**{**read_config_file(path, MonitorConfig, FRONT_ENDS), **overrides})
         return cls(**{name: getattr(config, name) for name in config.__dataclass_fields__})
 
     @property
