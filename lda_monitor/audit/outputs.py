@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from ..core.summary import json_ready, summarize
 
 
 def write_summary(out: Path, rows) -> None:
-    dicts = [asdict(r) for r in rows]
+    """The rows' flat columns (:meth:`~lda_monitor.core.summary.SummaryRow.to_dict`) as JSON and CSV."""
+    dicts = [r.to_dict() for r in rows]
     (out / "summary.json").write_text(json.dumps(json_ready(dicts), indent=2, allow_nan=False))
     if dicts:
         with open(out / "summary.csv", "w", newline="") as f:

@@ -49,10 +49,11 @@ def _png(fig) -> bytes:
 
 def _natural(row) -> str:
     """The natural-rate estimate with its interval, or why it was withheld."""
-    if row.natural_rate is not None:
-        return f"{row.natural_rate:.3g} [{row.natural_rate_lo:.3g}, {row.natural_rate_hi:.3g}] ({_num(row.natural_rate_ess)})"
-    bound = f" (at most {row.natural_rate_hi:.3g})" if row.natural_rate_hi is not None else ""
-    return f"withheld{bound}: {row.natural_rate_reason}" if row.natural_rate_reason else "withheld" + bound
+    natural = row.natural
+    if natural.rate.value is not None:
+        return f"{natural.rate.value:.3g} [{natural.rate.lo:.3g}, {natural.rate.hi:.3g}] ({_num(natural.ess)})"
+    bound = f" (at most {natural.rate.hi:.3g})" if natural.rate.hi is not None else ""
+    return f"withheld{bound}: {natural.reason}" if natural.reason else "withheld" + bound
 
 
 def _overall(rows) -> list:
@@ -86,28 +87,27 @@ def _plot_flag_rate(rows, judges: list[str]) -> bytes:
         palette = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"][1:]  # blue is plain's
         for index, alpha in enumerate(groups):
             line = [r for r in sel if alpha is None or r.alpha == alpha]
-            line = [r for r in line if r.flag_rate is not None]
+            line = [r for r in line if r.amplified.rate.value is not None]
             if not line:
                 continue
             steps = [r.step for r in line]
             name = f"amplified (alpha {alpha:g})" if sweep else "amplified (scheduled alpha)"
             color = palette[index % len(palette)] if sweep else AMPLIFIED_COLOR
-            _band(ax, steps, [r.flag_rate for r in line], [r.flag_rate_lo for r in line],
-                  [r.flag_rate_hi for r in line], color, prefix + name, "o", "-")
+            _band(ax, steps, *_series([r.amplified.rate for r in line]), color, prefix + name, "o", "-")
             if not sweep:
                 for r in line:  # 3 digits: the table has the exact alpha; 6 overlapped at a 4-step spacing
-                    ax.annotate(f"α={r.alpha:.3g}", (r.step, r.flag_rate), textcoords="offset points", xytext=(0, 7),
+                    ax.annotate(f"α={r.alpha:.3g}", (r.step, r.amplified.rate.value), textcoords="offset points", xytext=(0, 7),
                                 ha="center", fontsize=7, color=AMPLIFIED_COLOR)
-        plain = sorted({r.step: r for r in sel if r.flag_rate_plain is not None}.values(), key=lambda r: r.step)
+        plain = sorted({r.step: r for r in sel if r.plain.rate.value is not None}.values(), key=lambda r: r.step)
         if plain:
-            _band(ax, [r.step for r in plain], [r.flag_rate_plain for r in plain], [r.flag_rate_plain_lo for r in plain],
-                  [r.flag_rate_plain_hi for r in plain], PLAIN_COLOR, prefix + "plain (alpha 0)", "s", "--")
-        estimates = sorted({r.step: r for r in sel if r.natural_rate is not None}.values(), key=lambda r: r.step)
+            _band(ax, [r.step for r in plain], *_series([r.plain.rate for r in plain]), PLAIN_COLOR,
+                  prefix + "plain (alpha 0)", "s", "--")
+        estimates = sorted({r.step: r.natural.rate for r in sel if r.natural.rate.value is not None}.items())
         if estimates:  # withheld estimates leave a gap
-            ax.errorbar([r.step for r in estimates], [r.natural_rate for r in estimates], fmt="D", capsize=3,
+            ax.errorbar([step for step, _ in estimates], [e.value for _, e in estimates], fmt="D", capsize=3,
                         color=ESTIMATE_COLOR, label=prefix + "natural-rate estimate (95% interval)",
-                        yerr=[[max(r.natural_rate - r.natural_rate_lo, 0.0) for r in estimates],
-                              [max(r.natural_rate_hi - r.natural_rate, 0.0) for r in estimates]])
+                        yerr=[[max(e.value - e.lo, 0.0) for _, e in estimates],
+                              [max(e.hi - e.value, 0.0) for _, e in estimates]])
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
@@ -128,7 +128,7 @@ def _plot_sweep(rows, judges: list[str]) -> bytes:
     for step, judge in sorted({(r.step, r.judge) for r in main if r.judge in judges}):
         sel = sorted((r for r in main if r.step == step and r.judge == judge), key=lambda r: r.alpha)
         label = f"step {step}" + (f" {judge}" if len(judges) > 1 else "")
-        left.plot([r.alpha for r in sel], [r.flag_rate or 0 for r in sel], marker="o", label=label)
+        left.plot([r.alpha for r in sel], [r.amplified.rate.value or 0 for r in sel], marker="o", label=label)
         right.plot([r.alpha for r in sel], [r.coherence for r in sel], marker="o", label=label)
     left.set_xlabel("alpha")
     left.set_ylabel("amplified flag rate")
@@ -139,8 +139,15 @@ def _plot_sweep(rows, judges: list[str]) -> bytes:
     return _png(fig)
 
 
-def _rate(k, n, rate, lo, hi) -> str:
-    return f"{k}/{n} {rate:.3f} [{lo:.3f}, {hi:.3f}]" if n else f"{k}/{n}"
+def _series(intervals) -> tuple[list, list, list]:
+    """Values, lower and upper bounds of a line of intervals."""
+    return [i.value for i in intervals], [i.lo for i in intervals], [i.hi for i in intervals]
+
+
+def _rate(arm) -> str:
+    """An arm's ``k/n rate [lo, hi]`` (a :class:`~lda_monitor.core.summary.FlagRate`)."""
+    head = f"{arm.flagged}/{arm.n}"
+    return f"{head} {arm.rate.value:.3f} [{arm.rate.lo:.3f}, {arm.rate.hi:.3f}]" if arm.n else head
 
 
 def _num(value) -> str:
@@ -157,9 +164,8 @@ def _table(rows) -> str:
     for r in rows:
         cells = [
             r.step, Path(r.checkpoint).name if r.checkpoint else "", f"{r.alpha:g}", r.judge, r.category or "all",
-            _rate(r.flagged, r.n, r.flag_rate, r.flag_rate_lo, r.flag_rate_hi),
-            _rate(r.flagged_plain, r.n_plain, r.flag_rate_plain, r.flag_rate_plain_lo, r.flag_rate_plain_hi),
-            r.unscored + r.unscored_plain, _num(r.amplification), _num(r.coherence), _num(r.kl_amp_after),
+            _rate(r.amplified), _rate(r.plain), r.amplified.unscored + r.plain.unscored,
+            _num(r.amplification.value), _num(r.coherence), _num(r.kl_amp_after),
             _natural(r),
         ]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")

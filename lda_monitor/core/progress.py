@@ -93,10 +93,11 @@ class RolloutProgress:
             self.bar.close()
 
 
-def _interval(k: int, n: int, rate, lo: float, hi: float) -> str:
-    if not n:
-        return f"{k}/{n} -"
-    return f"{k}/{n} {rate:.3f} [{lo:.3f}, {hi:.3f}]"
+def _interval(arm) -> str:
+    """An arm's ``k/n rate [lo, hi]`` (a :class:`~lda_monitor.core.summary.FlagRate`)."""
+    if not arm.n:
+        return f"{arm.flagged}/{arm.n} -"
+    return f"{arm.flagged}/{arm.n} {arm.rate.value:.3f} [{arm.rate.lo:.3f}, {arm.rate.hi:.3f}]"
 
 
 def summary_table(rows) -> str:
@@ -106,9 +107,8 @@ def summary_table(rows) -> str:
     for r in rows:
         if r.category is not None:
             continue
-        amp = _interval(r.flagged, r.n, r.flag_rate, r.flag_rate_lo, r.flag_rate_hi)
-        plain = _interval(r.flagged_plain, r.n_plain, r.flag_rate_plain, r.flag_rate_plain_lo, r.flag_rate_plain_hi)
+        amp, plain = _interval(r.amplified), _interval(r.plain)
         name = Path(r.checkpoint).name if r.checkpoint else "-"
         lines.append(f"{r.step:>6}  {name:<18} {r.alpha:>7g}  {r.judge:<12} {amp:<30} {plain:<30} "
-                     f"{r.unscored + r.unscored_plain:>8}")
+                     f"{r.amplified.unscored + r.plain.unscored:>8}")
     return "\n".join(lines)

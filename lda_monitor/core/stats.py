@@ -36,6 +36,16 @@ def wilson_interval(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
+class Interval:
+    """An estimate with its 95% interval, one value: ``value`` None when undefined (no data, or a
+    withheld estimate), a bound None when unknown and ``math.inf`` when unbounded."""
+
+    value: float | None
+    lo: float | None
+    hi: float | None
+
+
+@dataclass(frozen=True)
 class RateEstimate:
     k: int
     n: int

@@ -126,17 +126,19 @@ def main(argv=None) -> None:
             (row,) = [r for r in summarize(records) if r.category is None and r.judge == judge.name]
             seconds = time.perf_counter() - t0
             brute_cell = f"{brute.k}/{brute.n} {truth:.4f} [{brute.lo:.4f},{brute.hi:.4f}]"
-            if row.natural_rate is not None:
-                est = f"{row.natural_rate:.4f} [{row.natural_rate_lo:.4f},{row.natural_rate_hi:.4f}]"
-                status = f"published (ESS {row.natural_rate_ess:.1f}, flagged {row.flagged}+{row.flagged_plain}p)"
-                within = truth > 0 and 0.5 <= row.natural_rate / truth <= 2
-                covered = row.natural_rate_lo <= truth <= row.natural_rate_hi
+            natural = row.natural.rate
+            if natural.value is not None:
+                est = f"{natural.value:.4f} [{natural.lo:.4f},{natural.hi:.4f}]"
+                status = f"published (ESS {row.natural.ess:.1f}, flagged {row.amplified.flagged}+{row.plain.flagged}p)"
+                within = truth > 0 and 0.5 <= natural.value / truth <= 2
+                covered = natural.lo <= truth <= natural.hi
                 twox, cov = ("yes" if within else "NO"), ("yes" if covered else "NO")
             else:
-                est = "-" if row.natural_rate_hi is None else f"<= {row.natural_rate_hi:.4f}"
-                status = f"withheld: {row.natural_rate_reason.split(' (')[0].split(':')[0]}"[:64]  # the rule; the why is in the doc
+                est = "-" if natural.hi is None else f"<= {natural.hi:.4f}"
+                # the rule; the why is in the doc
+                status = f"withheld: {row.natural.reason.split(' (')[0].split(':')[0]}"[:64]
                 twox = "-"
-                cov = "-" if row.natural_rate_hi is None else ("yes" if truth <= row.natural_rate_hi else "NO")
+                cov = "-" if natural.hi is None else ("yes" if truth <= natural.hi else "NO")
             # Not published where densities exist (the pooled estimate is); shown here, as the
             # evidence for that choice.
             extrapolated = extrapolated_from_records(records, judge.name)
@@ -145,26 +147,25 @@ def main(argv=None) -> None:
             line = f"{step:>4} {brute_cell:<30} {seed:>4} {est:<26} {status:<64} {twox:<4} {cov:<4} {ext:<24}"
             lines.append(line)
             print(line + f"  ({seconds:.0f}s)", flush=True)
-            estimates.append(row)
+            estimates.append(natural)
         summary.append((step, brute, brute_s, estimates))
     print("\n".join(["", *lines]))
-    published = [(s, b, r) for s, b, _, rows in summary for r in rows if r.natural_rate is not None]
-    ok = sum(1 for _, b, r in published if b.rate and 0.5 <= r.natural_rate / b.rate <= 2
-             and r.natural_rate_lo <= b.rate <= r.natural_rate_hi)
+    published = [(s, b, e) for s, b, _, estimates in summary for e in estimates if e.value is not None]
+    ok = sum(1 for _, b, e in published if b.rate and 0.5 <= e.value / b.rate <= 2 and e.lo <= b.rate <= e.hi)
     print()
-    for step, brute, brute_s, rows in summary:
-        bounds = [r.natural_rate_hi for r in rows if r.natural_rate is None and r.natural_rate_hi is not None]
+    for step, brute, brute_s, estimates in summary:
+        bounds = [e.hi for e in estimates if e.value is None and e.hi is not None]
         print(f"checkpoint {step}: brute force {brute.k}/{brute.n} in {brute_s:.0f}s; published "
-              f"{sum(r.natural_rate is not None for r in rows)} of {len(rows)}; withheld with an upper bound "
+              f"{sum(e.value is not None for e in estimates)} of {len(estimates)}; withheld with an upper bound "
               f"{len(bounds)}, of which {sum(b >= brute.rate for b in bounds)} hold")
-    print(f"published {len(published)} of {sum(len(rows) for *_, rows in summary)} estimates; {ok} of them within 2x "
+    print(f"published {len(published)} of {sum(len(estimates) for *_, estimates in summary)} estimates; {ok} of them within 2x "
           "and covering the brute-force rate")
     rarest = min((x for x in summary if x[1].rate), key=lambda x: x[1].rate, default=None)
     if rarest is not None:
-        step, brute, _, rows = rarest
+        step, brute, _, estimates = rarest
         p = brute.rate
         # The published intervals' own relative standard error (log scale: (log hi - log rate) / 1.96).
-        rel = [math.log(r.natural_rate_hi / r.natural_rate) / Z_95 for r in rows if r.natural_rate]
+        rel = [math.log(e.hi / e.value) / Z_95 for e in estimates if e.value]
         if not rel:
             print(f"rarest checkpoint {step} (p = {p:.4f}): no estimate published, so no cost ratio: 10x target NOT met")
         else:
@@ -172,7 +173,7 @@ def main(argv=None) -> None:
             plain_needed = (1 - p) / (p * rel_err ** 2)
             ratio = plain_needed / budget
             print(f"rarest checkpoint {step} (p = {p:.4f}): published estimates' mean relative error {rel_err:.2f} "
-                  f"from {budget} rollouts ({len(rel)} of {len(rows)} seeds); plain sampling needs (1-p)/(p rel^2) = "
+                  f"from {budget} rollouts ({len(rel)} of {len(estimates)} seeds); plain sampling needs (1-p)/(p rel^2) = "
                   f"{plain_needed:.0f} rollouts for the same: {ratio:.1f}x the rollouts, {ratio / 2:.1f}x the "
                   f"forward passes (every monitor rollout runs both models): 10x target "
                   f"{'met' if ratio >= 10 else 'NOT met'}")

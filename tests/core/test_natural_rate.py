@@ -119,18 +119,18 @@ def test_pooled_estimate_is_unbiased_and_covers_the_exact_rate(setup):
     tok, after, _, bad = setup
     truth = exact_rate(tok, after, bad)
     rows = _estimates(setup, range(60))
-    published = [r for r in rows if r.natural_rate is not None]
+    published = [r for r in rows if r.natural.rate.value is not None]
     assert len(published) >= 0.8 * len(rows)
-    values = [r.natural_rate for r in rows if r.natural_rate is not None]
+    values = [r.natural.rate.value for r in rows if r.natural.rate.value is not None]
     mean, se = statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
     assert abs(mean - truth) < 3 * se, (mean, se, truth)
-    covered = sum(r.natural_rate_lo <= truth <= r.natural_rate_hi for r in published)
+    covered = sum(r.natural.rate.lo <= truth <= r.natural.rate.hi for r in published)
     assert covered >= 0.9 * len(published), (covered, len(published))
     # Withheld ones are withheld for a stated reason, and their upper bound (if any) is valid.
     for r in rows:
-        if r.natural_rate is None:
-            assert r.natural_rate_reason and (r.natural_rate_hi is None or r.natural_rate_hi >= truth)
-    assert all(abs(r.natural_rate_mass - 1) < 0.25 for r in published)
+        if r.natural.rate.value is None:
+            assert r.natural.reason and (r.natural.rate.hi is None or r.natural.rate.hi >= truth)
+    assert all(abs(r.natural.mass - 1) < 0.25 for r in published)
 
 
 def test_truncation_with_plain_rollouts_stays_unbiased(setup):
@@ -139,17 +139,17 @@ def test_truncation_with_plain_rollouts_stays_unbiased(setup):
     tok, after, _, bad = setup
     truth = exact_rate(tok, after, bad, top_k=7)
     rows = _estimates(setup, range(60), top_k=7)
-    published = [r for r in rows if r.natural_rate is not None]
+    published = [r for r in rows if r.natural.rate.value is not None]
     assert len(published) >= 0.8 * len(rows)
-    values = [r.natural_rate for r in published]
+    values = [r.natural.rate.value for r in published]
     mean, se = statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
     assert abs(mean - truth) < 3 * se, (mean, se, truth)
-    assert sum(r.natural_rate_lo <= truth <= r.natural_rate_hi for r in published) >= 0.9 * len(published)
+    assert sum(r.natural.rate.lo <= truth <= r.natural.rate.hi for r in published) >= 0.9 * len(published)
 
 
 def test_truncation_without_plain_rollouts_is_withheld(setup):
     (row,) = _estimates(setup, [0], top_k=7, plain=0)
-    assert row.natural_rate is None and "top-k/top-p/min-p without plain rollouts" in row.natural_rate_reason
+    assert row.natural.rate.value is None and "top-k/top-p/min-p without plain rollouts" in row.natural.reason
 
 
 def test_metrics_carry_the_estimate_or_leave_it_out(setup):
@@ -178,13 +178,13 @@ def test_the_extrapolation_serves_sweeps_without_densities_and_yields_to_the_poo
         return [r for r in summarize(records) if r.category is None]
 
     without = sweep(False)
-    assert len(without) == 3 and len({(r.natural_rate_extrapolated, r.natural_rate_extrapolated_reason)
+    assert len(without) == 3 and len({(r.extrapolated.rate.value, r.extrapolated.reason)
                                       for r in without}) == 1  # one sweep, one fit
-    assert (without[0].natural_rate_extrapolated is not None
-            or "not logit-linear" in without[0].natural_rate_extrapolated_reason)
-    assert all(r.natural_rate is None and "not scored" in r.natural_rate_reason for r in without)
+    assert (without[0].extrapolated.rate.value is not None
+            or "not logit-linear" in without[0].extrapolated.reason)
+    assert all(r.natural.rate.value is None and "not scored" in r.natural.reason for r in without)
     with_densities = sweep(True)
-    assert all(r.natural_rate_extrapolated is None and "pooled estimate" in r.natural_rate_extrapolated_reason
+    assert all(r.extrapolated.rate.value is None and "pooled estimate" in r.extrapolated.reason
                for r in with_densities)
 
 
