@@ -292,3 +292,23 @@ def test_inline_prompts_like_sample(runs, tmp_path, capsys):
     records = list(read_records(tmp_path / "out" / "rollouts.jsonl"))
     main_kinds = [r for r in records if r.kind in ("amplified", "plain")]
     assert {r.prompt for r in records} == {"hello", "tell me a story"} and len(main_kinds) == 2 * 2 * 2
+
+
+def test_done_ledger_reads_back_what_it_marked(tmp_path):
+    from pathlib import Path
+
+    from lda_monitor.audit.auditor import DoneLedger
+    from lda_monitor.audit.checkpoints import Checkpoint
+    from lda_monitor.engine.distributed import SINGLE
+
+    path = tmp_path / "done.jsonl"
+    ledger = DoneLedger.load(path, SINGLE)
+    checkpoint = Checkpoint(step=2, path=Path("run/checkpoint-2"), kind="full")
+    for key in ("unit:0", "unit:2", "other"):
+        ledger.mark(key, checkpoint, 1.5)
+    assert ledger.finished_chunks("unit", 3) == {0, 2} and "other" in ledger and "unit" not in ledger
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0] == {"key": "unit:0", "checkpoint": str(Path("run/checkpoint-2")), "alpha": 1.5}
+    assert DoneLedger.load(path, SINGLE).keys == {"unit:0", "unit:2", "other"}
+    DoneLedger(path, set(), write=False).mark("rank-1", checkpoint, 1.5)  # ranks other than 0 keep it in memory
+    assert "rank-1" not in path.read_text()
