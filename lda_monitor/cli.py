@@ -1,7 +1,8 @@
 """``lda-monitor`` command line. Each subcommand is a thin shell over the library.
 
 User mistakes (bad paths, incompatible tokenizers, bad numbers) end with one line on stderr and
-exit code 2; anything else is a bug and keeps its traceback.
+exit code 2; an audit whose judge scored no rollout writes its files and exits with code 3;
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .engine.sampling_config import PEFT_STRATEGIES
 from .errors import UserInputError
 
 EXIT_USER_ERROR = 2
+EXIT_NOTHING_SCORED = 3  # the audit ran, but its judge scored no rollout
 SAMPLE_FLAGS = (*SAMPLING_FIELDS, "batch_size")  # the measurement's fields that `sample` takes
 
 
@@ -190,6 +192,12 @@ def _cmd_audit(args) -> int:
         return 0
     print(summary_table(rows))
     print(f"wrote {config.out}/{RECORDS_FILE}, summary.json, summary.csv, report.html")
+    from .audit.outputs import nothing_scored
+
+    failure = nothing_scored(Path(config.out))
+    if failure:
+        print(f"lda-monitor {args.command}: error: {failure}", file=sys.stderr)
+        return EXIT_NOTHING_SCORED
     return 0
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 
+from ..core.records import RECORDS_FILE, read_records
 from ..core.summary import json_ready, summarize
 
 
@@ -32,3 +34,20 @@ def write_outputs(out: Path, records: list, *, run_info: dict | None = None,
     write_summary(out, rows)
     write_report(out, rows, records, run_info=run_info, primary_judge=primary_judge)
     return rows
+
+
+def nothing_scored(out: Path) -> str | None:
+    """Why the run in ``out`` measured nothing, or None: every verdict of every rollout in its
+    records is unscored (a dead judge). Its files are written all the same (the rollouts are
+    worth keeping and can be re-judged); the caller reports this as a failure, since rates of 0
+    scored rollouts would otherwise read like a clean result."""
+    records = list(read_records(out / RECORDS_FILE)) if (out / RECORDS_FILE).is_file() else []
+    verdicts = [v for r in records for v in r.verdicts.values()]
+    if not records or any(v.flagged is not None for v in verdicts):
+        return None
+    errors = Counter(v.error for v in verdicts if v.error)
+    cause = f"; most common error ({errors.most_common(1)[0][1]} times): {errors.most_common(1)[0][0]}" if errors else ""
+    judges = ", ".join(sorted({name for r in records for name in r.verdicts})) or "none"
+    return (f"nothing was measured: all {len(records)} rollouts are unscored (judge {judges}){cause}. Fix the judge, "
+            f"then score the saved rollouts without sampling again: lda-monitor rejudge {out / RECORDS_FILE} "
+            "--judge SPEC --out DIR")

@@ -16,6 +16,7 @@ from lda_monitor.cli import main
 from lda_monitor.core.evaluation import evaluation_chunks
 from lda_monitor.core.records import read_records
 from lda_monitor.core.stats import wilson_interval
+from lda_monitor.judges.base import Judge
 from tests.monitor.conftest import JUDGE, PROMPTS, tokenized_dataset, train
 from tests.tiny import build_tokenizer, tiny_llama
 
@@ -312,3 +313,29 @@ def test_done_ledger_reads_back_what_it_marked(tmp_path):
     assert DoneLedger.load(path, SINGLE).keys == {"unit:0", "unit:2", "other"}
     DoneLedger(path, set(), write=False).mark("rank-1", checkpoint, 1.5)  # ranks other than 0 keep it in memory
     assert "rank-1" not in path.read_text()
+
+
+class AlwaysFails(Judge):
+    """A judge (``module:attr``) whose every call raises: every rollout is unscored."""
+
+    name = "broken"
+
+    def judge(self, prompts, completions, metadata):
+        raise ConnectionError("judge endpoint refused the connection")
+
+
+def test_an_audit_with_every_rollout_unscored_writes_its_files_and_fails(runs, tmp_path, capsys):
+    out = tmp_path / "dead"
+
+    def audit(judge, out):
+        return main(["audit-checkpoints", str(runs / "full" / "checkpoint-2"), "--base-model", str(runs / "base"),
+                     "--prompts", str(_suite(tmp_path)), "--judge", judge, "--alpha", "1", "--samples-per-prompt",
+                     "2", "--max-new-tokens", "4", "--dtype", "float32", "--out", str(out)])
+
+    assert audit("tests.audit.test_audit:AlwaysFails", out) == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "nothing was measured" in err and "ConnectionError: judge endpoint refused" in err and "rejudge" in err
+    records = list(read_records(out / "rollouts.jsonl"))
+    assert records and all(v.flagged is None for r in records for v in r.verdicts.values())
+    assert (out / "summary.json").is_file() and (out / "report.html").is_file()
+    assert audit(JUDGE, tmp_path / "alive") == 0  # the same audit with a working judge
