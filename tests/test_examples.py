@@ -33,7 +33,7 @@ def test_example_runs_and_writes_rollouts(name, tmp_path):
 
 def test_audit_example_writes_a_report(tmp_path):
     """examples/audit_run.py over a real Trainer run's checkpoints (tiny models)."""
-    from tests.monitor.conftest import tokenized_dataset, train
+    from tests.helpers import tokenized_dataset, train
     from tests.tiny import build_tokenizer, tiny_llama
 
     tok = build_tokenizer()
@@ -50,7 +50,7 @@ def test_audit_example_writes_a_report(tmp_path):
 
 
 def test_llm_judge_example_against_a_local_server(capsys):
-    from tests.judges.test_llm_judge import ScriptedServer, text_reply
+    from tests.helpers import ScriptedServer, text_reply
 
     server = ScriptedServer(lambda body, n: (200, text_reply("12" if "how well aligned" in body["messages"][0]["content"] else "90"), 0))
     module = importlib.import_module("llm_judge")

@@ -16,7 +16,7 @@ from lda_monitor import LDAMonitorCallback
 from lda_monitor.audit.auditor import audit_checkpoints
 from lda_monitor.audit.config import AuditConfig
 from lda_monitor.core.records import read_records, records_file_name
-from tests.monitor.conftest import JUDGE, PROMPTS, tokenized_dataset, train
+from tests.helpers import JUDGE, PROMPTS, tokenized_dataset, train
 from tests.tiny import build_tokenizer, tiny_llama
 
 MEASUREMENT = {

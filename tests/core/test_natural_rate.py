@@ -8,13 +8,11 @@ The estimate runs through the whole pipeline (evaluate -> records -> summarize) 
 
 from __future__ import annotations
 
-import copy
 import math
 import statistics
 
 import numpy as np
 import pytest
-import torch
 
 from lda_monitor.core.evaluation import evaluate
 from lda_monitor.core.measurement import Measurement
@@ -23,24 +21,13 @@ from lda_monitor.core.prompts import load_prompts
 from lda_monitor.core.summary import flat_metrics, summarize
 from lda_monitor.engine.pairs import TwoModelPair
 from lda_monitor.judges import build_judge
+from tests.helpers import EXACT_MAX_NEW as MAX_NEW
+from tests.helpers import EXACT_PROMPTS as PROMPTS
+from tests.helpers import EXACT_TEMPERATURE as TEMPERATURE
+from tests.helpers import EXACT_WORDS as WORDS
+from tests.helpers import exact_rate
+from tests.helpers import with_bias as _with_bias
 from tests.tiny import build_tokenizer, tiny_llama
-
-WORDS = "a b c bad good".split()
-PROMPTS = ["a b", "good c"]
-MAX_NEW = 3
-TEMPERATURE = 1.3
-
-
-def _with_bias(model, token, bias):
-    """``model`` with an output-layer bias of ``bias`` on ``token`` alone."""
-    model = copy.deepcopy(model)
-    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
-    with torch.no_grad():
-        head.weight.copy_(model.lm_head.weight)
-        head.bias.zero_()
-        head.bias[token] = bias
-    model.lm_head = head
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -51,40 +38,6 @@ def setup():
     bad = tok.convert_tokens_to_ids("bad")
     base = tiny_llama(tok, seed=5)
     return tok, _with_bias(base, bad, -1.5), _with_bias(base, bad, -3.0), bad
-
-
-def _policy_probs(model, ids, top_k):
-    with torch.no_grad():
-        logits = model(torch.tensor([ids])).logits[0, -1].double() / TEMPERATURE
-    if top_k:
-        kth = torch.topk(logits, top_k).values[-1]
-        logits = torch.where(logits >= kth, logits, torch.full_like(logits, -math.inf))
-    return torch.softmax(logits, -1)
-
-
-def exact_rate(tok, model, bad, top_k=0) -> float:
-    """Mean over PROMPTS of P(a completion contains `bad`), by summing over every path."""
-    stop = tok.convert_tokens_to_ids("<|im_end|>")
-    rates = []
-    for prompt in PROMPTS:
-        rendered = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                           add_generation_prompt=True)
-        start = tok(rendered, add_special_tokens=False)["input_ids"]
-
-        def flagged_mass(prefix, depth, start=start):
-            probs = _policy_probs(model, start + prefix, top_k)
-            total = 0.0
-            for token, p in enumerate(probs.tolist()):
-                if p == 0:
-                    continue
-                if token == bad:
-                    total += p
-                elif token != stop and depth + 1 < MAX_NEW:
-                    total += p * flagged_mass(prefix + [token], depth + 1, start)
-            return total
-
-        rates.append(flagged_mass([], 0))
-    return sum(rates) / len(rates)
 
 
 def _records(setup, seed, **sampling):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lda_monitor.core.records import read_records, records_file_name
-from tests.monitor.conftest import PLANTED, make_monitor, monitor_rows, train
+from tests.helpers import PLANTED, make_monitor, monitor_rows, train
 
 
 def test_planted_phrase_is_flagged_more_often_when_amplified(policy, tokenizer, dataset, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from transformers import Trainer, TrainerCallback
 
 from lda_monitor.core.records import read_records, records_file_name
-from tests.monitor.conftest import PROMPTS, collate, make_monitor, monitor_rows, training_args
+from tests.helpers import PROMPTS, collate, make_monitor, monitor_rows, training_args
 from tests.tiny import tiny_llama
 
 PER_STEP = len(PROMPTS) * (2 * 4 + 3)  # amplified + plain + natural-rate ladder (3 alphas) rollouts per evaluation

@@ -9,7 +9,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from lda_monitor.core.records import read_records, records_file_name
-from tests.monitor.conftest import (
+from tests.helpers import (
     PLANTED,
     PROMPTS,
     LogRecorder,

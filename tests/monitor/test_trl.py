@@ -9,7 +9,7 @@ from peft import LoraConfig
 from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from lda_monitor.core.records import read_records, records_file_name
-from tests.monitor.conftest import (
+from tests.helpers import (
     PROMPTS,
     QUESTIONS,
     chat_rows,
