@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lda_monitor.core.records import read_records, records_file_name
+from lda_monitor.core.records import RECORDS_FILE, read_records
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ def test_example_runs_and_writes_rollouts(name, tmp_path):
         module.main(["--out", str(tmp_path), "--max-steps", "2", "--samples", "1", "--max-new-tokens", "4"])
     finally:
         sys.modules.pop(name, None)
-    records = list(read_records(tmp_path / "lda_monitor" / records_file_name()))
+    records = list(read_records(tmp_path / "lda_monitor" / RECORDS_FILE))
     assert records and {r.step for r in records} >= {0, 2}
     assert {r.kind for r in records} == {"amplified", "plain", "estimate"}  # the natural-rate ladder is on by default
 

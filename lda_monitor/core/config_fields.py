@@ -36,7 +36,7 @@ def real_list(text: str) -> tuple[float, ...]:
 def _base_type(annotation):
     """``int`` for ``int | None``, ``list`` for ``list[str]``: what a flag's text converts to."""
     if isinstance(annotation, str):
-        annotation = eval(annotation, {"typing": typing}, {})  # noqa: S307 - our own annotations
+        annotation = eval(annotation, {"typing": typing}, {})  # our own annotations
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         annotation = args[0] if len(args) == 1 else str

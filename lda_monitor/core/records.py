@@ -86,11 +86,7 @@ class RolloutRecord:
 
 
 RECORDS_FILE = "rollouts.jsonl"  # the callback's and the audit's; each record carries its schema_version
-LEGACY_RECORDS_FILE = "rollouts.v1.jsonl"  # the callback's name before 0.2
-
-
-def records_file_name() -> str:
-    return RECORDS_FILE
+LEGACY_RECORDS_FILE = "rollouts.v1.jsonl"  # another name of the file, renamed by records_path
 
 
 def records_path(directory: str | Path) -> Path:
@@ -110,7 +106,7 @@ class RecordWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._file = open(self.path, "a", encoding="utf-8")  # closed in close()
 
     def write(self, records) -> None:
         for record in records:

@@ -1,5 +1,5 @@
 """From rollout records to the numbers people read: one row per evaluation x alpha x judge x
-category, and the flat metric names the callback logs.
+category, typed (a rate with its interval is one value), and the flat names derived from it.
 
 Rows are computed from records alone, so the callback's logged metrics, the auditor's
 ``summary.json`` and a recomputation from ``rollouts.jsonl`` are the same numbers by
@@ -8,7 +8,7 @@ and excluded from denominators.
 
 The natural-rate estimate of an amplified alpha's row pools that alpha's rollouts with the plain
 and ladder rollouts scored at it (:mod:`lda_monitor.core.natural_rate`); a withheld estimate leaves
-``natural_rate`` None and says why in ``natural_rate_reason``.
+its value None and says why in its ``reason``.
 """
 
 from __future__ import annotations
@@ -205,9 +205,8 @@ def _natural(amp: Sequence[RolloutRecord], pool: Sequence[RolloutRecord], judge:
 
 
 # Where the rollouts carry densities the pooled estimate is the measurement (published, or
-# withheld with a bound); the extrapolation is then withheld, not offered beside it: on the real
-# model (natural_rate_bench, steps 15-16) the fits that passed its lack-of-fit test still read
-# 5.5-6.4x above the brute-force rate, with intervals excluding it.
+# withheld with a bound); the extrapolation is then withheld, not offered beside it: even fits
+# that pass its lack-of-fit test can be far off on a real model (README "Reading the results").
 EXTRAPOLATION_SUPERSEDED = ("the rollouts carry their densities, so the pooled estimate (natural_rate) is the "
                             "measurement; the logit extrapolation is for rollouts without them")
 

@@ -99,7 +99,7 @@ class Ranks:
         every rank) as itself, anything else as :class:`DistributedFailure` naming each failure."""
         try:
             mine, error = compute(), None
-        except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+        except Exception as exc:  # re-raised below, on every rank
             if not self.active:
                 raise
             # Only strings cross the wire: an exception object may not pickle.

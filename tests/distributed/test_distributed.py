@@ -53,9 +53,9 @@ def test_fsdp_sharded_decoding_in_lockstep(tokenizer, tmp_path, stop_rank):
 
 
 def records_by_position(run_dir) -> dict:
-    from lda_monitor.core.records import read_records, records_file_name
+    from lda_monitor.core.records import RECORDS_FILE, read_records
 
-    return list(read_records(run_dir / "lda_monitor" / records_file_name()))
+    return list(read_records(run_dir / "lda_monitor" / RECORDS_FILE))
 
 
 def test_ddp_trainer_metrics_equal_the_single_process_run(tmp_path):

@@ -50,7 +50,7 @@ def test_cache_is_reused_and_concurrent_first_runs_do_not_corrupt_it(tmp_path, m
     def first_run():
         try:
             results.append(embedded.embedded_model_dir())
-        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
+        except Exception as exc:  # surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=first_run) for _ in range(2)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lda_monitor.core.records import read_records, records_file_name
+from lda_monitor.core.records import RECORDS_FILE, read_records
 from tests.helpers import PLANTED, history_rows, make_monitor, monitor_rows, read_run, train
 
 wandb = pytest.importorskip("wandb")
@@ -42,7 +42,7 @@ def test_offline_run_holds_scalars_table_and_config(policy, tokenizer, dataset, 
     assert config["lda_monitor"]["every_n_steps"] == 3 and config["lda_monitor"]["judge"] == "regex"
 
     # Tables: all flagged rollouts of the step plus 3 unflagged ones, with the judge's verdicts.
-    jsonl = list(read_records(tmp_path / "out" / "lda_monitor" / records_file_name()))
+    jsonl = list(read_records(tmp_path / "out" / "lda_monitor" / RECORDS_FILE))
     run_dir = Path(glob.glob(str(tmp_path / "wandb" / "offline-run-*"))[0])
     for got in logged:
         table = json.loads((run_dir / "files" / got["lda/rollouts/path"]).read_text())
