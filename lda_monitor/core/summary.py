@@ -43,9 +43,10 @@ from .stats import (
 # primary judge over all prompts), absent: a column only. A child with ``"metric": False`` stays
 # a column only. ``"help"`` is the README table's meaning.
 #
-# Adding a field: declare it on SummaryRow (or a nested type) with a default-free type, its
-# metadata (help, and metric if it is logged), and set it in _row. Flat names, CSV columns,
-# logged metrics and the README table follow; regenerate the README table (see its note).
+# Adding a field: declare it on SummaryRow (or a nested type) where its column should stand, with
+# ``metadata={"metric": ..., "help": ...}`` if it is logged (none for a column only), and set it in
+# _row. Its summary.json/csv column, its metric and its README table row follow from the
+# declaration; regenerate the README table (see its note) when it is logged.
 
 
 @dataclass(frozen=True)
