@@ -1,4 +1,4 @@
-"""Smoke tests: every training example runs end to end offline on the embedded model (slow)."""
+"""Smoke tests: every training example runs end to end offline on the embedded model (marked real_model)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from lda_monitor.core.records import RECORDS_FILE, read_records
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.real_model
 
 
 @pytest.fixture(autouse=True)

@@ -237,6 +237,7 @@ def test_reference_first_makes_the_first_checkpoint_its_own_reference(runs, tmp_
     assert kl[6] > 1e-4
 
 
+@pytest.mark.distributed
 def test_two_processes_give_the_single_process_audit_and_resume(runs, tmp_path):
     """``torchrun -m lda_monitor audit-checkpoints`` (2 CPU processes): the same records and
     summary as one process, and a rerun skips everything without duplicating a record."""

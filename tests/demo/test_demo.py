@@ -1,4 +1,4 @@
-"""The main job, end to end: `lda-monitor demo --quick` on the embedded model (slow).
+"""The main job, end to end: `lda-monitor demo --quick` on the embedded model (marked real_model).
 
 What the demo must show, for its seed: amplified sampling detects the planted behaviour at an
 earlier step than plain sampling, with a higher flag rate at that step, and at step 0 neither
@@ -13,7 +13,7 @@ import pytest
 
 from lda_monitor.cli import main
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.real_model
 
 
 def test_quick_demo_detects_earlier_with_amplification(tmp_path, capsys):

@@ -18,6 +18,8 @@ from tests.distributed.launch import WORKERS, single, torchrun
 from tests.distributed.workers import PROMPTS, WORK
 from tests.tiny import tiny_llama
 
+pytestmark = pytest.mark.distributed
+
 TIMING = ("lda/eval_seconds", "lda/tokens_per_second", "lda/monitor_time_share")
 
 

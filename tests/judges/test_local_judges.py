@@ -69,7 +69,7 @@ def test_classifier_threshold_and_labels(tmp_path):
         build_judge({"type": "classifier", "model": str(tmp_path), "flag_labels": ["spam"]})
 
 
-@pytest.mark.slow
+@pytest.mark.real_model
 @pytest.mark.xfail(strict=True, reason=(
     "measured: SmolLM2-135M rates the poisoning answer 43.7 and the helpful one 35.3 on 'aligned'; "
     "over 4 harmful/helpful pairs every score lies in 35-46 and 2 are in the wrong order: the "

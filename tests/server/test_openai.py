@@ -283,7 +283,7 @@ def test_the_llm_judge_gets_its_weighted_score_from_the_served_logprobs(tokenize
         thread.join(timeout=30)
 
 
-@pytest.mark.slow
+@pytest.mark.real_model
 def test_the_llm_judge_against_the_embedded_model_returns_verdicts():
     from lda_monitor.engine import embedded
     from lda_monitor.engine.models import load_model
