@@ -52,7 +52,8 @@ def test_audit_example_writes_a_report(tmp_path):
 def test_llm_judge_example_against_a_local_server(capsys):
     from tests.helpers import ScriptedServer, text_reply
 
-    server = ScriptedServer(lambda body, n: (200, text_reply("12" if "how well aligned" in body["messages"][0]["content"] else "90"), 0))
+    server = ScriptedServer(lambda body, n: (
+        200, text_reply("12" if "how well aligned" in body["messages"][0]["content"] else "90"), 0))
     module = importlib.import_module("llm_judge")
     try:
         module.main(["--base-url", server.url, "--model", "m", "--api-key-env", "PATH"])

@@ -59,7 +59,8 @@ def imports_of(module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             found.update(_resolve(f"{base}.{a.name}") for a in node.names)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
             match = _NAME.fullmatch(node.value.split(":")[0])

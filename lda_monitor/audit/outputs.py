@@ -46,7 +46,10 @@ def nothing_scored(out: Path) -> str | None:
     if not records or any(v.flagged is not None for v in verdicts):
         return None
     errors = Counter(v.error for v in verdicts if v.error)
-    cause = f"; most common error ({errors.most_common(1)[0][1]} times): {errors.most_common(1)[0][0]}" if errors else ""
+    cause = ""
+    if errors:
+        error, times = errors.most_common(1)[0]
+        cause = f"; most common error ({times} times): {error}"
     judges = ", ".join(sorted({name for r in records for name in r.verdicts})) or "none"
     return (f"nothing was measured: all {len(records)} rollouts are unscored (judge {judges}){cause}. Fix the judge, "
             f"then score the saved rollouts without sampling again: lda-monitor rejudge {out / RECORDS_FILE} "

@@ -70,7 +70,8 @@ def is_sweep(rows) -> bool:
 
 def _band(ax, steps, rate, lo, hi, color, label, marker, linestyle):
     ax.fill_between(steps, lo, hi, color=color, alpha=0.15, linewidth=0, label=f"{label} 95% interval")
-    ax.plot(steps, rate, color=color, marker=marker, linestyle=linestyle, markerfacecolor="white" if marker == "s" else color,
+    ax.plot(steps, rate, color=color, marker=marker, linestyle=linestyle,
+            markerfacecolor="white" if marker == "s" else color,
             markersize=6, label=label)
 
 
@@ -96,7 +97,8 @@ def _plot_flag_rate(rows, judges: list[str]) -> bytes:
             _band(ax, steps, *_series([r.amplified.rate for r in line]), color, prefix + name, "o", "-")
             if not sweep:
                 for r in line:  # 3 digits: the table has the exact alpha; 6 overlapped at a 4-step spacing
-                    ax.annotate(f"α={r.alpha:.3g}", (r.step, r.amplified.rate.value), textcoords="offset points", xytext=(0, 7),
+                    ax.annotate(f"α={r.alpha:.3g}", (r.step, r.amplified.rate.value), textcoords="offset points",
+                                xytext=(0, 7),
                                 ha="center", fontsize=7, color=AMPLIFIED_COLOR)
         plain = sorted({r.step: r for r in sel if r.plain.rate.value is not None}.values(), key=lambda r: r.step)
         if plain:

@@ -51,7 +51,8 @@ def add_field_arguments(parser: argparse.ArgumentParser, config_class, names) ->
         f = by_name[name]
         meta = f.metadata
         flag = meta.get("flag") or "--" + name.replace("_", "-")
-        default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else None)
         kind = _base_type(f.type)
         help_text = meta.get("help", "")
         options = dict(dest=name, default=argparse.SUPPRESS)

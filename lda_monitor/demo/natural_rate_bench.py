@@ -54,7 +54,8 @@ def _train(out: Path, steps: list[int], args, echo) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lda_monitor.demo.natural_rate_bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lda_monitor.demo.natural_rate_bench",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="/tmp/nr_bench")
     parser.add_argument("--steps", default="15,16", help="checkpoint steps (quick demo settings)")
     parser.add_argument("--brute", type=int, default=2000, help="brute-force plain rollouts per checkpoint")
@@ -158,7 +159,8 @@ def main(argv=None) -> None:
         print(f"checkpoint {step}: brute force {brute.k}/{brute.n} in {brute_s:.0f}s; published "
               f"{sum(e.value is not None for e in estimates)} of {len(estimates)}; withheld with an upper bound "
               f"{len(bounds)}, of which {sum(b >= brute.rate for b in bounds)} hold")
-    print(f"published {len(published)} of {sum(len(estimates) for *_, estimates in summary)} estimates; {ok} of them within 2x "
+    print(f"published {len(published)} of {sum(len(estimates) for *_, estimates in summary)} estimates; "
+          f"{ok} of them within 2x "
           "and covering the brute-force rate")
     rarest = min((x for x in summary if x[1].rate), key=lambda x: x[1].rate, default=None)
     if rarest is not None:
@@ -167,13 +169,15 @@ def main(argv=None) -> None:
         # The published intervals' own relative standard error (log scale: (log hi - log rate) / 1.96).
         rel = [math.log(e.hi / e.value) / Z_95 for e in estimates if e.value]
         if not rel:
-            print(f"rarest checkpoint {step} (p = {p:.4f}): no estimate published, so no cost ratio: 10x target NOT met")
+            print(f"rarest checkpoint {step} (p = {p:.4f}): no estimate published, so no cost ratio: "
+                  "10x target NOT met")
         else:
             rel_err = statistics.fmean(rel)
             plain_needed = (1 - p) / (p * rel_err ** 2)
             ratio = plain_needed / budget
             print(f"rarest checkpoint {step} (p = {p:.4f}): published estimates' mean relative error {rel_err:.2f} "
-                  f"from {budget} rollouts ({len(rel)} of {len(estimates)} seeds); plain sampling needs (1-p)/(p rel^2) = "
+                  f"from {budget} rollouts ({len(rel)} of {len(estimates)} seeds); plain sampling needs "
+                  "(1-p)/(p rel^2) = "
                   f"{plain_needed:.0f} rollouts for the same: {ratio:.1f}x the rollouts, {ratio / 2:.1f}x the "
                   f"forward passes (every monitor rollout runs both models): 10x target "
                   f"{'met' if ratio >= 10 else 'NOT met'}")

@@ -103,7 +103,8 @@ class Ranks:
             if not self.active:
                 raise
             # Only strings cross the wire: an exception object may not pickle.
-            mine, error = None, (isinstance(exc, UserInputError), f"{exc}", f"rank {self.rank}: {type(exc).__name__}: {exc}")
+            mine, error = None, (isinstance(exc, UserInputError), f"{exc}",
+                                 f"rank {self.rank}: {type(exc).__name__}: {exc}")
         gathered = self.all_gather((mine, error))
         errors = [e for _, e in gathered if e is not None]
         if errors:

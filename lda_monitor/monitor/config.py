@@ -33,7 +33,8 @@ class MonitorConfig(Measurement):
         "'steps': every_n_steps; 'evaluate': whenever the Trainer evaluates (plus step 0 and the end)")})
     probe_prompts: int = field(default=4, metadata={"help": (
         "adaptive alpha only: prompts in the probe batch the KL target is measured on")})
-    tokenizer: object = field(default=None, metadata={"help": "tokenizer for prompts (default: the trainer's processing_class)"})
+    tokenizer: object = field(default=None, metadata={"help": (
+        "tokenizer for prompts (default: the trainer's processing_class)")})
     # The reference.
     reference: object = field(default=AUTO_REFERENCE, metadata={"help": (
         "'auto' (chosen at train begin: adapter-disabled base, adapter snapshot or weight snapshot), "

@@ -189,7 +189,8 @@ def create_app(
         found = await verdicts(prompts, rollouts)
         results = []
         for i, prompt in enumerate(prompts):
-            mine = [completion(r, v, req.diagnostics) for r, v in zip(rollouts, found, strict=True) if r.prompt_index == i]
+            mine = [completion(r, v, req.diagnostics) for r, v in zip(rollouts, found, strict=True)
+                    if r.prompt_index == i]
             results.append(PromptResult(
                 prompt=prompt, formatted_prompt=rendered[i], **set_fields(mine[0]),
                 **({"samples": mine} if req.samples > 1 else {}),

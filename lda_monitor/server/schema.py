@@ -89,7 +89,8 @@ class Completion(BaseModel):
 class PromptResult(Completion):
     prompt: str
     formatted_prompt: str
-    samples: list[Completion] | None = Field(None, description="every sample when samples > 1 (the first is also inline)")
+    samples: list[Completion] | None = Field(
+        None, description="every sample when samples > 1 (the first is also inline)")
 
 
 class LDAGenerateResponse(PromptResult):

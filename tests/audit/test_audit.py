@@ -84,7 +84,8 @@ def test_lora_run_with_sweep_and_planted_growth(runs, tmp_path):
 
 def test_resume_after_a_crash_gives_the_same_summary_without_duplicates(runs, tmp_path, monkeypatch):
     settings = _settings(tmp_path, base_model=str(runs / "base"))
-    reference = audit_checkpoints([runs / "full"], _settings(tmp_path / "ref", base_model=str(runs / "base")), echo=lambda m: None)
+    reference = audit_checkpoints([runs / "full"], _settings(tmp_path / "ref", base_model=str(runs / "base")),
+                                  echo=lambda m: None)
     real, calls = audit_module.evaluate_chunks, []
 
     def crash_on_fourth(*args, **kwargs):
@@ -123,7 +124,8 @@ def test_completions_are_escaped_in_the_html(runs, tmp_path, monkeypatch):
             yield index, result
 
     monkeypatch.setattr(audit_module, "evaluate_chunks", hostile)
-    audit_checkpoints([runs / "full" / "checkpoint-2"], _settings(tmp_path, base_model=str(runs / "base")), echo=lambda m: None)
+    audit_checkpoints([runs / "full" / "checkpoint-2"], _settings(tmp_path, base_model=str(runs / "base")),
+                      echo=lambda m: None)
     page = (tmp_path / "report.html").read_text()
     assert "<script>" not in page and "<img onerror" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&quot;&gt;&lt;img onerror=alert(2) src=x&gt;" in page
@@ -182,7 +184,8 @@ def test_watch_picks_up_a_checkpoint_written_after_it_started(runs, tmp_path):
     def fake_sleep(seconds):
         polls.append(seconds)
         if len(polls) == 1:  # the training job writes its next checkpoint
-            writer = threading.Thread(target=shutil.copytree, args=(runs / "full" / "checkpoint-4", live / "checkpoint-4"))
+            writer = threading.Thread(target=shutil.copytree,
+                                      args=(runs / "full" / "checkpoint-4", live / "checkpoint-4"))
             writer.start()
             writer.join()
 
@@ -287,7 +290,8 @@ def test_progress_per_chunk_and_a_final_table_with_intervals(runs, tmp_path, cap
 
 
 def test_inline_prompts_like_sample(runs, tmp_path, capsys):
-    argv = ["audit-checkpoints", str(runs / "full" / "checkpoint-2"), "--prompt", "hello", "--prompt", "tell me a story",
+    argv = ["audit-checkpoints", str(runs / "full" / "checkpoint-2"), "--prompt", "hello",
+            "--prompt", "tell me a story",
             "--judge", JUDGE, "--alpha", "2", "--out", str(tmp_path / "out"), "--base-model", str(runs / "base"),
             "--samples-per-prompt", "2", "--max-new-tokens", "4"]
     assert main(argv) == 0

@@ -50,7 +50,8 @@ def test_flat_columns_are_the_published_format():
     assert [f.name for f in flat_fields()] == PUBLISHED_COLUMNS
     data = _row().to_dict()
     assert list(data) == PUBLISHED_COLUMNS
-    assert (data["n"], data["flagged"], data["unscored"], data["flag_rate"], data["flag_rate_lo"]) == (10, 4, 1, 0.4, 0.17)
+    assert (data["n"], data["flagged"], data["unscored"], data["flag_rate"], data["flag_rate_lo"]) == \
+           (10, 4, 1, 0.4, 0.17)
     assert (data["n_plain"], data["unscored_plain"], data["flag_rate_plain_hi"]) == (8, 2, 0.32)
     assert (data["amplification"], data["amplification_lo"], data["amplification_hi"]) == (None, 0.53, math.inf)
     assert (data["natural_rate"], data["natural_rate_hi"], data["natural_rate_method"]) == (None, 0.31, "upper-bound")

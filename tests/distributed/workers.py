@@ -148,7 +148,8 @@ def main() -> None:
         torch.distributed.init_process_group("gloo")
     opts = dict(o.split("=", 1) for o in options)
     if job == "engine":
-        engine_job(Path(out), fsdp=opts.get("fsdp") == "1", stop_here=Ranks.current().rank == int(opts.get("stop_rank", -1)))
+        engine_job(Path(out), fsdp=opts.get("fsdp") == "1",
+                   stop_here=Ranks.current().rank == int(opts.get("stop_rank", -1)))
     elif job == "manual":
         manual_loop_job(Path(out), fsdp=opts.get("fsdp") == "1")
     elif job == "trainer":

@@ -31,7 +31,8 @@ def serve():
 
 def logprob_reply(pairs):
     top = [{"token": t, "logprob": math.log(p)} for t, p in pairs]
-    return {"choices": [{"message": {"content": pairs[0][0]}, "logprobs": {"content": [{"token": pairs[0][0], "top_logprobs": top}]}}]}
+    return {"choices": [{"message": {"content": pairs[0][0]},
+                         "logprobs": {"content": [{"token": pairs[0][0], "top_logprobs": top}]}}]}
 
 
 def judge_for(server, **kw):
@@ -66,7 +67,8 @@ def test_a_digit_by_digit_server_is_read_by_its_whole_number(serve):
     mean would be ~8 (an aligned answer flagged as misaligned); the reply's number counts."""
     def digits_reply(content, first):
         top = [{"token": t, "logprob": math.log(p)} for t, p in first]
-        positions = [{"token": content[0], "top_logprobs": top}] + [{"token": c, "top_logprobs": []} for c in content[1:]]
+        positions = [{"token": content[0], "top_logprobs": top}] + [{"token": c, "top_logprobs": []}
+                                                                    for c in content[1:]]
         return {"choices": [{"message": {"content": content}, "logprobs": {"content": positions}}]}
 
     replies = {"good": digits_reply("85", [("8", 0.7), ("9", 0.2), ("7", 0.1)]),
