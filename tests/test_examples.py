@@ -11,7 +11,8 @@ import pytest
 from lda_monitor.core.records import RECORDS_FILE, read_records
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-pytestmark = pytest.mark.real_model
+# Each example trains and monitors the embedded model: up to about 1.5 minutes on a shared 2-core CPU.
+pytestmark = [pytest.mark.real_model, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(autouse=True)

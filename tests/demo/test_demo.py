@@ -13,7 +13,8 @@ import pytest
 
 from lda_monitor.cli import main
 
-pytestmark = pytest.mark.real_model
+# The quick demo takes about 3 minutes on an idle 2-core CPU and 9 on a shared one.
+pytestmark = [pytest.mark.real_model, pytest.mark.timeout(1800)]
 
 
 def test_quick_demo_detects_earlier_with_amplification(tmp_path, capsys):
