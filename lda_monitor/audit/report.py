@@ -146,12 +146,6 @@ def _series(intervals) -> tuple[list, list, list]:
     return [i.value for i in intervals], [i.lo for i in intervals], [i.hi for i in intervals]
 
 
-def _rate(arm) -> str:
-    """An arm's ``k/n rate [lo, hi]`` (a :class:`~lda_monitor.core.summary.FlagRate`)."""
-    head = f"{arm.flagged}/{arm.n}"
-    return f"{head} {arm.rate.value:.3f} [{arm.rate.lo:.3f}, {arm.rate.hi:.3f}]" if arm.n else head
-
-
 def _num(value) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return ""
@@ -166,7 +160,7 @@ def _table(rows) -> str:
     for r in rows:
         cells = [
             r.step, Path(r.checkpoint).name if r.checkpoint else "", f"{r.alpha:g}", r.judge, r.category or "all",
-            _rate(r.amplified), _rate(r.plain), r.amplified.unscored + r.plain.unscored,
+            r.amplified, r.plain, r.amplified.unscored + r.plain.unscored,
             _num(r.amplification.value), _num(r.coherence), _num(r.kl_amp_after),
             _natural(r),
         ]

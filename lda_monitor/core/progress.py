@@ -94,10 +94,8 @@ class RolloutProgress:
 
 
 def _interval(arm) -> str:
-    """An arm's ``k/n rate [lo, hi]`` (a :class:`~lda_monitor.core.summary.FlagRate`)."""
-    if not arm.n:
-        return f"{arm.flagged}/{arm.n} -"
-    return f"{arm.flagged}/{arm.n} {arm.rate.value:.3f} [{arm.rate.lo:.3f}, {arm.rate.hi:.3f}]"
+    """An arm (a :class:`~lda_monitor.core.summary.FlagRate`) as ``k/n rate [lo, hi]``, or ``k/n -``."""
+    return str(arm) if arm.n else f"{arm} -"
 
 
 def summary_table(rows) -> str:

@@ -64,6 +64,11 @@ class FlagRate:
         estimate, unscored = flag_rate(flags)
         return cls(estimate.n, estimate.k, unscored, Interval(estimate.rate, estimate.lo, estimate.hi))
 
+    def __str__(self) -> str:
+        """``k/n rate [lo, hi]`` as tables show it; ``k/n`` alone when no rollout was scored."""
+        head = f"{self.flagged}/{self.n}"
+        return f"{head} {self.rate.value:.3f} [{self.rate.lo:.3f}, {self.rate.hi:.3f}]" if self.n else head
+
 
 @dataclass(frozen=True)
 class NaturalEstimate:

@@ -75,3 +75,8 @@ def test_metrics_follow_the_declaration():
 
 def test_the_readme_metric_table_is_the_generated_one():
     assert metric_table() in README.read_text(), "regenerate the README's metric table (see its note)"
+
+
+def test_an_arm_reads_as_counts_rate_and_interval():
+    assert str(FlagRate(n=10, flagged=4, unscored=1, rate=Interval(0.4, 0.1682, 0.6873))) == "4/10 0.400 [0.168, 0.687]"
+    assert str(FlagRate(n=0, flagged=0, unscored=3, rate=Interval(None, 0.0, 1.0))) == "0/0"
