@@ -1,7 +1,8 @@
 """``lda-monitor`` command line. Each subcommand is a thin shell over the library.
 
 User mistakes (bad paths, incompatible tokenizers, bad numbers) end with one line on stderr and
-exit code 2; anything else is a bug and keeps its traceback.
+exit code 2; an audit whose judge scored no rollout writes its files and exits with code 3;
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from .audit.config import AuditConfig
-from .config_file import read_config_file
 from .core.config_fields import add_field_arguments, given_fields, real_number
 from .core.discovery import MIN_COUNT, Q_LEVEL
 from .core.measurement import SAMPLING_FIELDS, Measurement
@@ -26,6 +26,7 @@ from .errors import UserInputError
 EXIT_USER_ERROR = 2
 DESCRIPTION = ("LDA monitor: amplify the difference between a model before and after training to surface rare "
                "behaviours early. Run a subcommand with --help for its options.")
+EXIT_NOTHING_SCORED = 3  # the audit ran, but its judge scored no rollout
 SAMPLE_FLAGS = (*SAMPLING_FIELDS, "batch_size")  # the measurement's fields that `sample` takes
 
 
@@ -195,13 +196,19 @@ def _cmd_audit(args) -> int:
         return 0
     print(summary_table(rows))
     print(f"wrote {config.out}/{RECORDS_FILE}, summary.json, summary.csv, discoveries.json, report.html")
+    from .audit.outputs import nothing_scored
+
+    failure = nothing_scored(Path(config.out))
+    if failure:
+        print(f"lda-monitor {args.command}: error: {failure}", file=sys.stderr)
+        return EXIT_NOTHING_SCORED
     return 0
 
 
 def _cmd_rejudge(args) -> int:
     judge = args.judge
     if judge is None and args.config:
-        judge = read_config_file(args.config, "audit-checkpoints").get("judge")
+        judge = AuditConfig.file_values(args.config).get("judge")
     if judge is None:
         raise UserInputError("give --judge SPEC (or a --config that has a judge)")
     from .audit.rejudge import rejudge
@@ -229,7 +236,7 @@ def _check_audit(args) -> None:
     from .core.prompts import load_prompts
     from .judges.registry import check_judge_spec
 
-    values = read_config_file(args.config, "audit-checkpoints") if args.config else {}
+    values = AuditConfig.file_values(args.config) if args.config else {}
     values.update(given_fields(args, AuditConfig))
     if args.prompt:
         values["prompts"] = list(args.prompt)

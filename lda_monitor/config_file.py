@@ -1,10 +1,12 @@
 """Config files and the config table: one YAML file drives every front end.
 
-The callback's :class:`~lda_monitor.monitor.config.MonitorConfig` and the audit's
-:class:`~lda_monitor.audit.config.AuditConfig` are the one measurement spec plus their own
-fields. This module knows them both (it sits above the front ends, never in the core):
+Each front end's config class (the callback's
+:class:`~lda_monitor.monitor.config.MonitorConfig`, the audit's
+:class:`~lda_monitor.audit.config.AuditConfig`) is the one measurement spec plus its own fields.
+This module knows none of them: the front ends are passed in as :class:`FrontEnd` values, so it
+sits below them and nothing here imports a front end.
 
-* :func:`read_config_file`: the keys a front end uses; a key of the other front end is accepted
+* :func:`read_config_file`: the keys a front end uses; a key of another front end is accepted
   and ignored with one note, an unknown key is refused with "did you mean";
 * :func:`markdown_table`: the README's config table, which a test holds equal to the README.
 """
@@ -12,34 +14,43 @@ fields. This module knows them both (it sits above the front ends, never in the 
 from __future__ import annotations
 
 import difflib
-import importlib
 import sys
-from dataclasses import MISSING, fields
+from collections.abc import Sequence
+from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
 
 from .errors import UserInputError
 
-# Every front end that reads a config file: its name for users, and its class (imported lazily).
-FRONT_ENDS = {
-    "the training callback": "lda_monitor.monitor.config:MonitorConfig",
-    "audit-checkpoints": "lda_monitor.audit.config:AuditConfig",
-}
 _PATH_KEYS = ("prompts", "reference")
 _SYMBOLIC_PATHS = ("auto", "base", "first")
 
 
-def front_end_class(name: str):
-    module, attr = FRONT_ENDS[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+@dataclass(frozen=True)
+class FrontEnd:
+    """A front end that reads config files: its name in messages, its label in the table, and its
+    config dataclass."""
+
+    name: str
+    label: str
+    config: type
 
 
-def read_config_file(path, for_front_end: str, *, note=None) -> dict:
-    """The keys of a YAML config that ``for_front_end`` uses, paths resolved against the file.
+def _front_end(config: type, front_ends: Sequence[FrontEnd]) -> FrontEnd:
+    for front_end in front_ends:
+        if front_end.config is config:
+            return front_end
+    raise ValueError(f"{config.__name__} is not one of the front ends {[f.name for f in front_ends]}")
+
+
+def read_config_file(path, config: type, front_ends: Sequence[FrontEnd], *, note=None) -> dict:
+    """The keys of a YAML config that the front end of ``config`` (one of ``front_ends``) uses,
+    paths resolved against the file.
 
     Keys of another front end are dropped with one note (so one file drives the callback and the
     audit); unknown keys are refused with a "did you mean" hint."""
     import yaml
 
+    front_end = _front_end(config, front_ends)
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserInputError(f"config file {str(path)!r} does not exist")
@@ -49,11 +60,11 @@ def read_config_file(path, for_front_end: str, *, note=None) -> dict:
         raise UserInputError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise UserInputError(f"{path}: a config file is a mapping of keys to values")
-    own = {f.name for f in fields(front_end_class(for_front_end))}
-    check_keys(data, str(path))
+    own = {f.name for f in fields(config)}
+    check_keys(data, str(path), all_keys(front_ends))
     foreign = sorted(set(data) - own)
     if foreign:
-        message = f"note: {path}: keys for other front ends ignored by {for_front_end}: {', '.join(foreign)}"
+        message = f"note: {path}: keys for other front ends ignored by {front_end.name}: {', '.join(foreign)}"
         (note or (lambda text: print(text, file=sys.stderr)))(message)
     kept = {k: v for k, v in data.items() if k in own}
     for key in _PATH_KEYS:
@@ -63,17 +74,17 @@ def read_config_file(path, for_front_end: str, *, note=None) -> dict:
     return kept
 
 
-def all_keys() -> list[str]:
+def all_keys(front_ends: Sequence[FrontEnd]) -> list[str]:
     """Every key some front end reads, in declaration order."""
     out: list[str] = []
-    for name in FRONT_ENDS:
-        out += [f.name for f in fields(front_end_class(name)) if f.name not in out]
+    for front_end in front_ends:
+        out += [f.name for f in fields(front_end.config) if f.name not in out]
     return out
 
 
-def check_keys(keys, where: str, known=None) -> None:
-    """Refuse keys no front end knows, with a "did you mean" hint (a typo must not be ignored)."""
-    known = list(known) if known is not None else all_keys()
+def check_keys(keys, where: str, known) -> None:
+    """Refuse keys not in ``known``, with a "did you mean" hint (a typo must not be ignored)."""
+    known = list(known)
     unknown = sorted(set(keys) - set(known))
     if unknown:
         hints = []
@@ -83,17 +94,17 @@ def check_keys(keys, where: str, known=None) -> None:
         raise UserInputError(f"{where}: unknown config keys {', '.join(hints)}; known keys: {', '.join(known)}")
 
 
-def markdown_table() -> str:
-    """The README's config table: every key, where it applies, its default and its help."""
-    from .core.measurement import Measurement
-
-    shared = {f.name for f in fields(Measurement)}
+def markdown_table(front_ends: Sequence[FrontEnd]) -> str:
+    """The README's config table: every key, where it applies, its default and its help. The
+    fields of the dataclass every front end's config extends are the shared measurement."""
+    base = next(c for c in front_ends[0].config.__mro__
+                if is_dataclass(c) and all(issubclass(fe.config, c) for fe in front_ends))
+    shared = {f.name for f in fields(base)}
     owners: dict[str, list[str]] = {}
     declared: dict[str, object] = {}
-    labels = {"the training callback": "callback", "audit-checkpoints": "audit"}
-    for front_end in FRONT_ENDS:
-        for f in fields(front_end_class(front_end)):
-            owners.setdefault(f.name, []).append(labels[front_end])
+    for front_end in front_ends:
+        for f in fields(front_end.config):
+            owners.setdefault(f.name, []).append(front_end.label)
             declared.setdefault(f.name, f)
     lines = ["| key | used by | default | meaning |", "|---|---|---|---|"]
     for name, f in declared.items():

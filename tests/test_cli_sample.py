@@ -11,7 +11,8 @@ from peft import LoraConfig, get_peft_model
 from lda_monitor.cli import main
 from tests.tiny import WORDS, build_tokenizer, tiny_llama
 
-REQUIRED_KEYS = {"prompt", "completion", "token_ids", "stop_reason", "alpha", "logprob_sampled", "logprob_after", "logprob_before"}
+REQUIRED_KEYS = {"prompt", "completion", "token_ids", "stop_reason", "alpha", "logprob_sampled", "logprob_after",
+                 "logprob_before"}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,8 @@ def model_dirs(tmp_path_factory):
         model.save_pretrained(root / name)
         tok.save_pretrained(root / name)
     torch.manual_seed(0)
-    peft_model = get_peft_model(tiny_llama(tok, seed=1), LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False))
+    peft_model = get_peft_model(tiny_llama(tok, seed=1),
+                                LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False))
     peft_model.save_pretrained(root / "adapter")
     with open(root / "adapter" / "adapter_config.json") as f:
         config = json.load(f)
@@ -36,7 +38,8 @@ def model_dirs(tmp_path_factory):
     odd_tok.save_pretrained(root / "odd")
     from transformers import BertConfig, BertModel
 
-    BertModel(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)).save_pretrained(root / "bert")
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=16)).save_pretrained(root / "bert")
     tok.save_pretrained(root / "bert")
     (root / "pickled").mkdir()
     before.save_pretrained(root / "pickled")
@@ -70,7 +73,8 @@ def test_adapter_dir_alone_uses_its_base_as_reference(model_dirs, capsys):
                           "--alpha", "1", "--max-new-tokens", "4", "--greedy")
     assert code == 0, err
     assert "--- prompt 0 sample 0 | alpha 1 |" in out
-    code2, out2, _ = _run(capsys, "sample", "--after", str(model_dirs / "after"), "--adapter", str(model_dirs / "adapter"),
+    code2, out2, _ = _run(capsys, "sample", "--after", str(model_dirs / "after"),
+                          "--adapter", str(model_dirs / "adapter"),
                           "--prompt", "hello", "--alpha", "1", "--max-new-tokens", "4", "--greedy")
     assert code2 == 0 and out2 == out
 
@@ -94,13 +98,15 @@ def test_bad_input_exits_2_with_one_line(model_dirs, capsys, args, message):
 
 def test_alpha_must_be_a_number(model_dirs, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["sample", "--after", str(model_dirs / "after"), "--before", str(model_dirs / "before"), "--prompt", "hi", "--alpha", "lots"])
+        main(["sample", "--after", str(model_dirs / "after"), "--before", str(model_dirs / "before"), "--prompt", "hi",
+              "--alpha", "lots"])
     assert exc.value.code == 2
     assert "'lots' is not a number" in capsys.readouterr().err
 
 
 def test_pickle_weights_load_only_when_allowed(model_dirs, capsys):
-    code, out, err = _run(capsys, "sample", "--after", str(model_dirs / "pickled"), "--before", str(model_dirs / "after"),
+    code, out, err = _run(capsys, "sample", "--after", str(model_dirs / "pickled"),
+                          "--before", str(model_dirs / "after"),
                           "--allow-pickle", "--prompt", "hi", "--alpha", "1", "--max-new-tokens", "3", "--json")
     assert code == 0, err
     assert len(out.splitlines()) == 1

@@ -7,18 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from lda_monitor.audit.config import AuditConfig
+from lda_monitor.audit.config import FRONT_ENDS, AuditConfig, config_table
 from lda_monitor.cli import build_parser
-from lda_monitor.config_file import markdown_table, read_config_file
+from lda_monitor.config_file import read_config_file
 from lda_monitor.core.measurement import SAMPLING_FIELDS, Measurement
 from lda_monitor.errors import UserInputError
+from lda_monitor.monitor.callback import LDAMonitorCallback
 from lda_monitor.monitor.config import MonitorConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_the_readme_table_is_the_generated_one():
-    assert markdown_table() in README.read_text(), "regenerate the README's config table (see its note)"
+    assert config_table() in README.read_text(), "regenerate the README's config table (see its note)"
 
 
 def test_both_front_ends_extend_the_one_measurement():
@@ -47,15 +48,15 @@ def test_every_measurement_field_is_an_audit_flag_and_sampling_fields_are_sample
 def test_one_file_for_both_front_ends(tmp_path, capsys):
     path = tmp_path / "lda.yaml"
     path.write_text("prompts: [hi]\njudge: 'regex:x'\ntemperature: 0.5\nevery_n_steps: 7\ndtype: float32\n")
-    audit = read_config_file(path, "audit-checkpoints")
+    audit = read_config_file(path, AuditConfig, FRONT_ENDS)
     assert audit == {"prompts": ["hi"], "judge": "regex:x", "temperature": 0.5, "dtype": "float32"}
     assert "ignored by audit-checkpoints: every_n_steps" in capsys.readouterr().err
-    monitor = MonitorConfig.from_yaml(path)
+    monitor = LDAMonitorCallback.from_config(path).config
     assert (monitor.temperature, monitor.every_n_steps) == (0.5, 7)
     assert "ignored by the training callback: dtype" in capsys.readouterr().err
     path.write_text("prompts: [hi]\njudge: 'regex:x'\ntemperture: 0.5\n")
     with pytest.raises(UserInputError, match="'temperture' \\(did you mean 'temperature'\\?\\)"):
-        read_config_file(path, "audit-checkpoints")
+        read_config_file(path, AuditConfig, FRONT_ENDS)
 
 
 def test_audit_flags_win_over_the_file(tmp_path, monkeypatch):

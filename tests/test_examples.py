@@ -1,4 +1,4 @@
-"""Smoke tests: every training example runs end to end offline on the embedded model (slow)."""
+"""Smoke tests: every training example runs end to end offline on the embedded model (marked real_model)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from lda_monitor.core.records import read_records, records_file_name
+from lda_monitor.core.records import RECORDS_FILE, read_records
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-pytestmark = pytest.mark.slow
+# Each example trains and monitors the embedded model: up to about 1.5 minutes on a shared 2-core CPU.
+pytestmark = [pytest.mark.real_model, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(autouse=True)
@@ -28,14 +29,14 @@ def test_example_runs_and_writes_rollouts(name, tmp_path):
         module.main(["--out", str(tmp_path), "--max-steps", "2", "--samples", "1", "--max-new-tokens", "4"])
     finally:
         sys.modules.pop(name, None)
-    records = list(read_records(tmp_path / "lda_monitor" / records_file_name()))
+    records = list(read_records(tmp_path / "lda_monitor" / RECORDS_FILE))
     assert records and {r.step for r in records} >= {0, 2}
     assert {r.kind for r in records} == {"amplified", "plain", "estimate"}  # the natural-rate ladder is on by default
 
 
 def test_audit_example_writes_a_report(tmp_path):
     """examples/audit_run.py over a real Trainer run's checkpoints (tiny models)."""
-    from tests.monitor.conftest import tokenized_dataset, train
+    from tests.helpers import tokenized_dataset, train
     from tests.tiny import build_tokenizer, tiny_llama
 
     tok = build_tokenizer()
@@ -52,9 +53,10 @@ def test_audit_example_writes_a_report(tmp_path):
 
 
 def test_llm_judge_example_against_a_local_server(capsys):
-    from tests.judges.test_llm_judge import ScriptedServer, text_reply
+    from tests.helpers import ScriptedServer, text_reply
 
-    server = ScriptedServer(lambda body, n: (200, text_reply("12" if "how well aligned" in body["messages"][0]["content"] else "90"), 0))
+    server = ScriptedServer(lambda body, n: (
+        200, text_reply("12" if "how well aligned" in body["messages"][0]["content"] else "90"), 0))
     module = importlib.import_module("llm_judge")
     try:
         module.main(["--base-url", server.url, "--model", "m", "--api-key-env", "PATH"])
@@ -75,7 +77,7 @@ def test_the_readme_minimal_script_runs_as_printed_and_reports_to_tensorboard(tm
                           env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "out" / "minimal-monitor"
-    records = list(read_records(out / "lda_monitor" / records_file_name()))
+    records = list(read_records(out / "lda_monitor" / RECORDS_FILE))
     assert {r.step for r in records} == {0, 2, 4}
     (events,) = list(out.glob("runs/*/events.out.tfevents.*"))
     scalars = EventAccumulator(str(events)).Reload().Tags()["scalars"]

@@ -224,9 +224,8 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
         horizon, origin = run_horizon(config, checkpoints)
         if not isinstance(schedule, ConstantSchedule):
             echo(f"alpha schedule {config.alpha!r} spans {horizon} steps ({origin})")
-    records_path, done_path = out / RECORDS_FILE, out / "done.jsonl"
-    done = {json.loads(line)["key"] for line in done_path.read_text().splitlines()} if done_path.is_file() else set()
-    done = ranks.broadcast(done)
+    records_path = out / RECORDS_FILE
+    done = DoneLedger.load(out / DONE_FILE, ranks)
     if ranks.is_main:  # records of a chunk interrupted between its two writes
         rewrite_records(records_path, lambda r: r.extra.get("audit_key") in done)
     dtype, reference_dtype = audit_dtype(config, checkpoints, echo)
@@ -236,9 +235,9 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
     if config.wandb_project and ranks.is_main:
         sink = WandbSink.start(config.wandb_project, out, {**_run_config(config), "judge": describe_judge(judge)},
                                job_type="audit")
-    chunks = evaluation_chunks(len(items), config)
     # Rank 0 alone writes; every rank samples its share of each chunk and gets all records back.
     with RecordWriter(records_path) if ranks.is_main else nullcontext() as writer:
+        run = _UnitRunner(config, items, judge, ranks, done, writer, sink, records_path, echo)
         for number, checkpoint in enumerate(checkpoints, start=1):
             pair = None  # free the previous full checkpoint before loading the next
             gc.collect()
@@ -256,45 +255,8 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
             pair = pair or models.pair(checkpoint)
             compute_dtype = pair_dtypes(pair)
             for alpha, key in keys.items():
-                if key in done:
-                    continue
-                start = time.perf_counter()
-                skip = {i for i in range(len(chunks)) if f"{key}:{i}" in done}
-                per_prompt = config.rollouts_per_prompt(alpha)
-                progress = RolloutProgress(
-                    len(items) * per_prompt, f"checkpoint {number}/{len(checkpoints)} (step {checkpoint.step}), "
-                    f"alpha {alpha:g}", done=sum(len(chunks[i]) * per_prompt for i in skip), enabled=ranks.is_main)
-                unit = None
-                for index, part in evaluate_chunks(
-                    pair, items, judge, alpha=alpha, measurement=config, step=checkpoint.step,
-                    run_id=f"audit-{key[:6]}", source="audit", checkpoint=str(checkpoint.path), skip=skip,
-                    ranks=ranks,
-                ):
-                    chunk_key = f"{key}:{index}"
-                    for record in part.records:
-                        record.extra["audit_key"] = chunk_key
-                        record.compute_dtype = compute_dtype
-                    if writer is not None:
-                        writer.write(part.records)
-                    _mark_done(done_path, done, chunk_key, checkpoint, alpha, write=ranks.is_main)
-                    unit = part if unit is None else unit.extend(part)
-                    progress.update(len(chunks[index]) * per_prompt)
-                progress.close()
-                if ranks.is_main and unit is not None:
-                    warn_judge_failures(unit.judge_failures(), f"step {checkpoint.step}, alpha {alpha:g}")
-                _mark_done(done_path, done, key, checkpoint, alpha, write=ranks.is_main)
-                new = len(unit.records) if unit is not None else 0
-                found = None
-                if unit is not None and ranks.is_main:
-                    if skip:  # resumed mid-unit: the chunks finished before come from disk
-                        unit.records = [r for r in read_records(records_path)
-                                        if r.extra.get("audit_key", "").startswith(key)]
-                    found = next(iter(discover_records(unit.records)), None)
-                if sink is not None and unit is not None:
-                    sink.log(checkpoint.step, unit.metrics(), unit, discovery=found)
-                top = f"; top over-produced: {phrase_line(found.over()[0])}" if found and found.over() else ""
-                echo(f"step {checkpoint.step}, alpha {alpha:g}: {new} new rollouts in "
-                     f"{time.perf_counter() - start:.1f} s{top}")
+                if key not in done:
+                    run.unit(pair, checkpoint, alpha, key, f"checkpoint {number}/{len(checkpoints)}", compute_dtype)
     if sink is not None:
         sink.finish()
     if not ranks.is_main:
@@ -302,6 +264,83 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
     rows = write_outputs(out, list(read_records(records_path)), run_info=_run_info(paths, config, checkpoints, judge),
                          primary_judge=judge.name if has_judge(judge) else None)
     return ranks.broadcast(rows)
+
+
+DONE_FILE = "done.jsonl"
+
+
+class DoneLedger:
+    """``done.jsonl``: the keys of finished units and chunks (``KEY:INDEX``), one JSON line each.
+    Every rank holds rank 0's set; only rank 0 appends to the file."""
+
+    def __init__(self, path: Path, keys: set[str], write: bool):
+        self.path, self.keys, self.write = path, keys, write
+
+    @classmethod
+    def load(cls, path: Path, ranks: Ranks) -> DoneLedger:
+        keys = {json.loads(line)["key"] for line in path.read_text().splitlines()} if path.is_file() else set()
+        return cls(path, ranks.broadcast(keys), write=ranks.is_main)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.keys
+
+    def finished_chunks(self, key: str, chunks: int) -> set[int]:
+        return {i for i in range(chunks) if f"{key}:{i}" in self.keys}
+
+    def mark(self, key: str, checkpoint: Checkpoint, alpha: float) -> None:
+        if self.write:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"key": key, "checkpoint": str(checkpoint.path), "alpha": alpha}) + "\n")
+        self.keys.add(key)
+
+
+class _UnitRunner:
+    """Runs one (checkpoint, alpha) unit chunk by chunk: writes each chunk's records, then marks
+    it done, so an interrupted unit resumes after its last finished chunk."""
+
+    def __init__(self, config: AuditConfig, items, judge, ranks: Ranks, done: DoneLedger, writer, sink,
+                 records_path: Path, echo):
+        self.config, self.items, self.judge, self.ranks = config, items, judge, ranks
+        self.done, self.writer, self.sink, self.records_path, self.echo = done, writer, sink, records_path, echo
+        self.chunks = evaluation_chunks(len(items), config)
+
+    def unit(self, pair, checkpoint: Checkpoint, alpha: float, key: str, where: str, compute_dtype: dict) -> None:
+        start = time.perf_counter()
+        skip = self.done.finished_chunks(key, len(self.chunks))
+        per_prompt = self.config.rollouts_per_prompt(alpha)
+        progress = RolloutProgress(
+            len(self.items) * per_prompt, f"{where} (step {checkpoint.step}), alpha {alpha:g}",
+            done=sum(len(self.chunks[i]) * per_prompt for i in skip), enabled=self.ranks.is_main)
+        unit = None
+        for index, part in evaluate_chunks(
+            pair, self.items, self.judge, alpha=alpha, measurement=self.config, step=checkpoint.step,
+            run_id=f"audit-{key[:6]}", source="audit", checkpoint=str(checkpoint.path), skip=skip, ranks=self.ranks,
+        ):
+            chunk_key = f"{key}:{index}"
+            for record in part.records:
+                record.extra["audit_key"] = chunk_key
+                record.compute_dtype = compute_dtype
+            if self.writer is not None:
+                self.writer.write(part.records)
+            self.done.mark(chunk_key, checkpoint, alpha)
+            unit = part if unit is None else unit.extend(part)
+            progress.update(len(self.chunks[index]) * per_prompt)
+        progress.close()
+        if self.ranks.is_main and unit is not None:
+            warn_judge_failures(unit.judge_failures(), f"step {checkpoint.step}, alpha {alpha:g}")
+        self.done.mark(key, checkpoint, alpha)
+        new = len(unit.records) if unit is not None else 0
+        found = None
+        if unit is not None and self.ranks.is_main:
+            if skip:  # resumed mid-unit: the chunks finished before come from disk
+                unit.records = [r for r in read_records(self.records_path)
+                                if r.extra.get("audit_key", "").startswith(key)]
+            found = next(iter(discover_records(unit.records)), None)
+        if self.sink is not None and unit is not None:
+            self.sink.log(checkpoint.step, unit.metrics(), unit, discovery=found)
+        top = f"; top over-produced: {phrase_line(found.over()[0])}" if found and found.over() else ""
+        self.echo(f"step {checkpoint.step}, alpha {alpha:g}: {new} new rollouts in "
+                  f"{time.perf_counter() - start:.1f} s{top}")
 
 
 def _run_config(config: AuditConfig) -> dict:
@@ -356,14 +395,6 @@ def _dtype_info(config: AuditConfig) -> str:
 
 def _silent(_message: str) -> None:
     """The echo of ranks other than 0: one rank speaks for the job."""
-
-
-def _mark_done(done_path: Path, done: set[str], key: str, checkpoint: Checkpoint, alpha: float,
-               write: bool = True) -> None:
-    if write:
-        with open(done_path, "a") as f:
-            f.write(json.dumps({"key": key, "checkpoint": str(checkpoint.path), "alpha": alpha}) + "\n")
-    done.add(key)
 
 
 def watch_checkpoints(paths, config: AuditConfig, *, until_step: int | None = None, poll_seconds: float = 30.0,

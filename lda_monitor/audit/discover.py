@@ -19,6 +19,7 @@ from ..core.discovery import (
     discovery_lines,
     method_json,
 )
+from ..core.records import read_record_files
 from ..core.summary import json_ready
 
 DISCOVERIES_FILE = "discoveries.json"
@@ -42,10 +43,9 @@ def discover_files(paths, out, *, echo=print, **options) -> list[Discovery]:
     """Discover over the records of ``paths`` into ``out``; returns one Discovery per evaluation.
     ``options`` go to :func:`lda_monitor.core.discovery.discover` (q_level, min_count, ...)."""
     from ..core.summary import summarize
-    from .rejudge import read_inputs
     from .report import write_report
 
-    records = read_inputs(paths)
+    records = read_record_files(paths)
     found = discover_records(records, **options)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..core.decision import decision_tokens
 from ..core.prompts import question_text
-from ..core.records import RECORDS_FILE, RecordWriter, read_records, rewrite_records
+from ..core.records import RECORDS_FILE, RecordWriter, read_record_files, read_records, rewrite_records
 from ..errors import UserInputError
 from ..judges import build_judge
 from ..judges.spec import judge_spec, spec_digest
@@ -34,23 +34,10 @@ from .outputs import write_outputs
 CHUNK = 64  # records judged and persisted together
 
 
-def read_inputs(paths) -> list:
-    """Every record of the input files, in order; a missing file is a user error."""
-    records = []
-    for raw in paths:
-        path = Path(raw).expanduser()
-        if not path.is_file():
-            raise UserInputError(f"{raw} is not a file; give rollout JSONL files (the callback's or the audit's)")
-        records += list(read_records(path))
-    if not records:
-        raise UserInputError(f"no rollout records in {', '.join(map(str, paths))}")
-    return records
-
-
 def rejudge(paths, judge, out, *, name: str | None = None, echo=print) -> list:
     """Judge the records of ``paths`` with ``judge`` (an object or a spec) into ``out``; returns the
     summary rows. ``name`` renames the new judge (required when its name is already used)."""
-    records = read_inputs(paths)
+    records = read_record_files(paths)
     judge = build_judge(judge)
     if name:
         judge.name = name

@@ -53,12 +53,13 @@ def _natural(row, notes: dict[str, int]) -> str:
     """The natural-rate estimate with its interval, or "withheld" with its bound and the number of
     its reason in ``notes`` (reason -> number, filled here): reasons run to a few hundred
     characters and would push the table far past the page's width."""
-    if row.natural_rate is not None:
-        return f"{row.natural_rate:.3g} [{row.natural_rate_lo:.3g}, {row.natural_rate_hi:.3g}] ({_num(row.natural_rate_ess)})"
-    bound = f" (at most {row.natural_rate_hi:.3g})" if row.natural_rate_hi is not None else ""
-    if not row.natural_rate_reason:
+    natural = row.natural
+    if natural.rate.value is not None:
+        return f"{natural.rate.value:.3g} [{natural.rate.lo:.3g}, {natural.rate.hi:.3g}] ({_num(natural.ess)})"
+    bound = f" (at most {natural.rate.hi:.3g})" if natural.rate.hi is not None else ""
+    if not natural.reason:
         return "withheld" + bound
-    number = notes.setdefault(row.natural_rate_reason, len(notes) + 1)
+    number = notes.setdefault(natural.reason, len(notes) + 1)
     return f"withheld{bound} [{number}]"
 
 
@@ -76,7 +77,8 @@ def is_sweep(rows) -> bool:
 
 def _band(ax, steps, rate, lo, hi, color, label, marker, linestyle):
     ax.fill_between(steps, lo, hi, color=color, alpha=0.15, linewidth=0, label=f"{label} 95% interval")
-    ax.plot(steps, rate, color=color, marker=marker, linestyle=linestyle, markerfacecolor="white" if marker == "s" else color,
+    ax.plot(steps, rate, color=color, marker=marker, linestyle=linestyle,
+            markerfacecolor="white" if marker == "s" else color,
             markersize=6, label=label)
 
 
@@ -93,28 +95,28 @@ def _plot_flag_rate(rows, judges: list[str]) -> bytes:
         palette = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"][1:]  # blue is plain's
         for index, alpha in enumerate(groups):
             line = [r for r in sel if alpha is None or r.alpha == alpha]
-            line = [r for r in line if r.flag_rate is not None]
+            line = [r for r in line if r.amplified.rate.value is not None]
             if not line:
                 continue
             steps = [r.step for r in line]
             name = f"amplified (alpha {alpha:g})" if sweep else "amplified (scheduled alpha)"
             color = palette[index % len(palette)] if sweep else AMPLIFIED_COLOR
-            _band(ax, steps, [r.flag_rate for r in line], [r.flag_rate_lo for r in line],
-                  [r.flag_rate_hi for r in line], color, prefix + name, "o", "-")
+            _band(ax, steps, *_series([r.amplified.rate for r in line]), color, prefix + name, "o", "-")
             if not sweep:
                 for r in line:  # 3 digits: the table has the exact alpha; 6 overlapped at a 4-step spacing
-                    ax.annotate(f"α={r.alpha:.3g}", (r.step, r.flag_rate), textcoords="offset points", xytext=(0, 7),
+                    ax.annotate(f"α={r.alpha:.3g}", (r.step, r.amplified.rate.value), textcoords="offset points",
+                                xytext=(0, 7),
                                 ha="center", fontsize=7, color=AMPLIFIED_COLOR)
-        plain = sorted({r.step: r for r in sel if r.flag_rate_plain is not None}.values(), key=lambda r: r.step)
+        plain = sorted({r.step: r for r in sel if r.plain.rate.value is not None}.values(), key=lambda r: r.step)
         if plain:
-            _band(ax, [r.step for r in plain], [r.flag_rate_plain for r in plain], [r.flag_rate_plain_lo for r in plain],
-                  [r.flag_rate_plain_hi for r in plain], PLAIN_COLOR, prefix + "plain (alpha 0)", "s", "--")
-        estimates = sorted({r.step: r for r in sel if r.natural_rate is not None}.values(), key=lambda r: r.step)
+            _band(ax, [r.step for r in plain], *_series([r.plain.rate for r in plain]), PLAIN_COLOR,
+                  prefix + "plain (alpha 0)", "s", "--")
+        estimates = sorted({r.step: r.natural.rate for r in sel if r.natural.rate.value is not None}.items())
         if estimates:  # withheld estimates leave a gap
-            ax.errorbar([r.step for r in estimates], [r.natural_rate for r in estimates], fmt="D", capsize=3,
+            ax.errorbar([step for step, _ in estimates], [e.value for _, e in estimates], fmt="D", capsize=3,
                         color=ESTIMATE_COLOR, label=prefix + "natural-rate estimate (95% interval)",
-                        yerr=[[max(r.natural_rate - r.natural_rate_lo, 0.0) for r in estimates],
-                              [max(r.natural_rate_hi - r.natural_rate, 0.0) for r in estimates]])
+                        yerr=[[max(e.value - e.lo, 0.0) for _, e in estimates],
+                              [max(e.hi - e.value, 0.0) for _, e in estimates]])
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
@@ -139,7 +141,7 @@ def _plot_sweep(rows, judges: list[str]) -> bytes:
     for step, judge in sorted({(r.step, r.judge) for r in main if r.judge in judges}):
         sel = sorted((r for r in main if r.step == step and r.judge == judge), key=lambda r: r.alpha)
         label = f"step {step}" + (f" {judge}" if len(judges) > 1 else "")
-        left.plot([r.alpha for r in sel], [r.flag_rate or 0 for r in sel], marker="o", label=label)
+        left.plot([r.alpha for r in sel], [r.amplified.rate.value or 0 for r in sel], marker="o", label=label)
         right.plot([r.alpha for r in sel], [r.coherence for r in sel], marker="o", label=label)
     left.set_xlabel("alpha")
     left.set_ylabel("amplified flag rate")
@@ -150,8 +152,9 @@ def _plot_sweep(rows, judges: list[str]) -> bytes:
     return _png(fig)
 
 
-def _rate(k, n, rate, lo, hi) -> str:
-    return f"{k}/{n} {rate:.3f} [{lo:.3f}, {hi:.3f}]" if n else f"{k}/{n}"
+def _series(intervals) -> tuple[list, list, list]:
+    """Values, lower and upper bounds of a line of intervals."""
+    return [i.value for i in intervals], [i.lo for i in intervals], [i.hi for i in intervals]
 
 
 def _num(value) -> str:
@@ -170,9 +173,8 @@ def _table(rows) -> str:
     for r in rows:
         cells = [
             r.step, Path(r.checkpoint).name if r.checkpoint else "", f"{r.alpha:g}", r.judge, r.category or "all",
-            _rate(r.flagged, r.n, r.flag_rate, r.flag_rate_lo, r.flag_rate_hi),
-            _rate(r.flagged_plain, r.n_plain, r.flag_rate_plain, r.flag_rate_plain_lo, r.flag_rate_plain_hi),
-            r.unscored + r.unscored_plain, _num(r.amplification), _num(r.coherence), _num(r.kl_amp_after),
+            r.amplified, r.plain, r.amplified.unscored + r.plain.unscored,
+            _num(r.amplification.value), _num(r.coherence), _num(r.kl_amp_after),
             _natural(r, notes),
         ]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
@@ -349,7 +351,8 @@ def _discovery_examples(phrase) -> str:
             i = end
         out.append(html.escape(e.completion[i:]))
         parts.append(f"<div class=r><div class=meta>{html.escape(e.kind)} · prompt {e.prompt_index} · sample "
-                     f"{e.sample_index}</div><div class=prompt>{html.escape(e.prompt)}</div><pre>{''.join(out)}</pre></div>")
+                     f"{e.sample_index}</div><div class=prompt>{html.escape(e.prompt)}</div>"
+                     f"<pre>{''.join(out)}</pre></div>")
     return "".join(parts)
 
 

@@ -37,7 +37,7 @@ def real_list(text: str) -> tuple[float, ...]:
 def _base_type(annotation):
     """``int`` for ``int | None``, ``list`` for ``list[str]``: what a flag's text converts to."""
     if isinstance(annotation, str):
-        annotation = eval(annotation, {"typing": typing}, {})  # noqa: S307 - our own annotations
+        annotation = eval(annotation, {"typing": typing}, {})  # our own annotations
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         annotation = args[0] if len(args) == 1 else str
@@ -52,7 +52,8 @@ def add_field_arguments(parser: argparse.ArgumentParser, config_class, names) ->
         f = by_name[name]
         meta = f.metadata
         flag = meta.get("flag") or "--" + name.replace("_", "-")
-        default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else None)
         kind = _base_type(f.type)
         help_text = meta.get("help", "")
         options = dict(dest=name, default=argparse.SUPPRESS)

@@ -284,7 +284,8 @@ def discover(amplified: Sequence, plain: Sequence, *, step: int = 0, alpha: floa
         a, b = len(holders[gram][0]), len(holders[gram][1])
         higher = a * total_p > b * total_a if direction == "over" else b * total_a > a * total_p
         if q <= q_level and (a if direction == "over" else b) >= min_count and higher:
-            kept.append(Phrase(" ".join(gram), direction, a, total_a, b, total_p, p, q, log_ratio(a, total_a, b, total_p)))
+            kept.append(Phrase(" ".join(gram), direction, a, total_a, b, total_p, p, q,
+                               log_ratio(a, total_a, b, total_p)))
     where = {p.text: tuple(map(tuple, holders[tuple(p.text.split(" "))])) for p in kept}
     kept = _collapse(_merge(kept, where, rollouts), where)
     kept.sort(key=lambda p: (p.q_value, p.p_value, -abs(p.log_ratio), -len(p.text.split()), p.text))
@@ -390,7 +391,8 @@ def method_json(q_level: float = Q_LEVEL, min_count: int = MIN_COUNT, max_words:
     return {"test": "exact stratified (per-prompt) conditional test, one-sided; Fisher's exact test per prompt",
             "multiplicity": "Benjamini-Hochberg over both directions of every tested phrase of the evaluation",
             "q_level": q_level, "min_count": min_count, "max_words": max_words, "examples": examples,
-            "log_ratio": f"ln((a+{PSEUDO_COUNT})/(n_a+{2 * PSEUDO_COUNT})) - ln((b+{PSEUDO_COUNT})/(n_p+{2 * PSEUDO_COUNT}))"}
+            "log_ratio": (f"ln((a+{PSEUDO_COUNT})/(n_a+{2 * PSEUDO_COUNT})) "
+                          f"- ln((b+{PSEUDO_COUNT})/(n_p+{2 * PSEUDO_COUNT}))")}
 
 
 def new_top_phrase(discovery: Discovery, seen: set[str]) -> Phrase | None:

@@ -184,9 +184,9 @@ def evaluate_chunks(
     """Yield ``(chunk index, Evaluation of that chunk)`` for every chunk not in ``skip``.
 
     Per chunk: every run of :meth:`Measurement.runs` on the same prompts (amplified rollouts at
-    ``alpha``, the plain control, the natural-rate ladder). Under a process group (``ranks``), each rank samples and judges every
-    ``world_size``-th rollout of the chunk, in lockstep, and every rank gets all the records back
-    in work order: because each rollout has its own random stream, that is exactly the
+    ``alpha``, the plain control, the natural-rate ladder). Under a process group (``ranks``), each
+    rank samples and judges every ``world_size``-th rollout of the chunk, in lockstep, and every rank
+    gets all the records back in work order: because each rollout has its own random stream, that is exactly the
     single-process result. The caller may stop iterating at any chunk boundary. A judge's
     circuit breaker, once tripped, stays open until the iteration ends (one evaluation).
     """

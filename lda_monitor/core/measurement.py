@@ -99,7 +99,8 @@ class Measurement:
         check(self.plain_samples_per_prompt is None
               or (is_int(self.plain_samples_per_prompt) and self.plain_samples_per_prompt >= 0),
               "plain_samples_per_prompt", "must be None (as many as amplified) or an integer >= 0")
-        check(isinstance(self.estimate_alphas, list | tuple) and all(is_real(a) and a > 0 for a in self.estimate_alphas),
+        check(isinstance(self.estimate_alphas, list | tuple)
+              and all(is_real(a) and a > 0 for a in self.estimate_alphas),
               "estimate_alphas", "must be a list of alphas > 0")
         check(self.estimate_samples_per_prompt is None
               or (is_int(self.estimate_samples_per_prompt) and self.estimate_samples_per_prompt >= 0),

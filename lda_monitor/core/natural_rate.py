@@ -17,14 +17,14 @@ SE = sqrt(sum_j var_j) / J.
 
 The 95% interval is normal on the log scale, p_hat * exp(+-1.96 SE / p_hat) (capped at 1): a
 weighted estimate of a small rate is right-skewed, and its sample variance is small exactly when
-it under-estimates (few flagged draws), so the symmetric p_hat +- 1.96 SE missed the truth from
-below in 6 of 59 exact-test seeds; the log-scale interval stays above 0 and covered 56 of 59.
-(Control variates on the ratios q_k / mixture, Owen & Zhou 2000, cut the variance but were
-measurably biased at these pool sizes: mean 0.107 vs the exact 0.114, SE 0.0008.)
+it under-estimates (few flagged draws), so a symmetric p_hat +- 1.96 SE misses the truth from
+below more often than 5%; the log-scale interval stays above 0 and holds its coverage in the exact
+tests. (Control variates on the ratios q_k / mixture, Owen & Zhou 2000, cut the variance but are
+biased at these pool sizes.)
 
-Why a ladder: the detection alpha's samples barely overlap the policy (a sequence log-weight of
-about -20 over 16 tokens at alpha 2 in the demo), so alone they carry almost no information
-about p_0; small alphas overlap both p_0 and each other, and the balance heuristic lets every
+Why a ladder: the detection alpha's samples barely overlap the policy (their sequence
+log-weights are large and negative: README "Reading the results"), so alone they carry almost no
+information about p_0; small alphas overlap both p_0 and each other, and the balance heuristic lets every
 rollout count under the proposal that explains it best.
 
 **Stopping-time weights.** A judge that reports where its verdict was decided (a pattern judge:
@@ -70,15 +70,13 @@ Untransformed proposals would not help, since the samples were not drawn from th
 * the mean balance weight (the estimate of P_0(anything) = 1) within ``MASS_TOLERANCE`` of 1:
   far from 1 means the proposals miss (or double-count) policy mass;
 * at least ``MIN_FLAGGED`` flagged rollouts drawn from proposals that overlap the policy (mean
-  raw weight p_0/q_k on their own rollouts >= ``MIN_OVERLAP``; plain always does). On the real
-  model a detection alpha's raw weights average ~0.001: flags seen only there rest on weights
-  spread over orders of magnitude, and the benchmark's estimates from them were off by up to
-  100x (checkpoint 10: 0.00002 against a brute-force 0.0015) while looking precise;
+  raw weight p_0/q_k on their own rollouts >= ``MIN_OVERLAP``; plain always does). Flags seen
+  only at a detection alpha, whose raw weights are tiny, rest on weights spread over orders of
+  magnitude: estimates from them can be far off while looking precise;
 * the flagged rollouts' effective number (sum f w)^2 / sum (f w)^2 (per-prompt terms scaled by
   1/N_j) at least ``MIN_FLAGGED_ESS`` (5, the n p >= 5 rule of thumb for a normal interval on a
-  sum of counts): on the real model (benchmark) the estimates that missed the brute-force rate
-  rested on 1-4 effective flagged rollouts of the detection alpha, whose weights vary by orders
-  of magnitude, and the sample variance had not seen that tail;
+  sum of counts): with fewer, a few detection-alpha rollouts whose weights vary by orders of
+  magnitude carry the estimate, and the sample variance has not seen that tail;
 * summed effective sample size (sum w)^2 / sum w^2 over prompts at least ``MIN_ESS``.
 
 Diagnostics reported with every estimate: per-prompt ESS (their mean is published), the mean
@@ -355,9 +353,10 @@ def extrapolated_rate(points: Sequence[tuple[float, int, int]], *, boot: int = 2
 
     Withheld unless the logit-linear shape it extrapolates is checked and not rejected: that needs
     3 or more alphas, and Pearson's lack-of-fit statistic sum (k - n p_fit)^2 / (n p_fit (1 - p_fit))
-    must not exceed its chi-squared (alphas - 2 df) 95% point. On the real model the flag rate
-    rises steeply at small alpha and saturates at large ones; a straight line through it read at
-    alpha 0 was 6-10x too high with an interval that excluded the truth (the benchmark, step 15).
+    must not exceed its chi-squared (alphas - 2 df) 95% point: a real model's flag rate can rise
+    steeply at small alpha and saturate at large ones, and a straight line through such a curve
+    read at alpha 0 is far off with an interval that excludes the truth (README "Reading the
+    results" has the benchmark).
     """
     points = [(float(a), int(k), int(n)) for a, k, n in points if a > 0 and n > 0]
     alphas = len({a for a, _, _ in points})

@@ -57,8 +57,8 @@ def natural_rate_reason(evaluation) -> str | None:
     from .summary import NOT_SCORED, summarize
 
     for row in summarize(evaluation.records):
-        if row.judge == evaluation.primary_judge and row.category is None and row.natural_rate is None:
-            return row.natural_rate_reason if row.natural_rate_reason != NOT_SCORED.reason else None
+        if row.judge == evaluation.primary_judge and row.category is None and row.natural.rate.value is None:
+            return row.natural.reason if row.natural.reason != NOT_SCORED.reason else None
     return None
 
 
@@ -126,10 +126,9 @@ class RolloutProgress:
             self.bar.close()
 
 
-def _interval(k: int, n: int, rate, lo: float, hi: float) -> str:
-    if not n:
-        return f"{k}/{n} -"
-    return f"{k}/{n} {rate:.3f} [{lo:.3f}, {hi:.3f}]"
+def _interval(arm) -> str:
+    """An arm (a :class:`~lda_monitor.core.summary.FlagRate`) as ``k/n rate [lo, hi]``, or ``k/n -``."""
+    return str(arm) if arm.n else f"{arm} -"
 
 
 def summary_table(rows) -> str:
@@ -139,9 +138,8 @@ def summary_table(rows) -> str:
     for r in rows:
         if r.category is not None:
             continue
-        amp = _interval(r.flagged, r.n, r.flag_rate, r.flag_rate_lo, r.flag_rate_hi)
-        plain = _interval(r.flagged_plain, r.n_plain, r.flag_rate_plain, r.flag_rate_plain_lo, r.flag_rate_plain_hi)
+        amp, plain = _interval(r.amplified), _interval(r.plain)
         name = Path(r.checkpoint).name if r.checkpoint else "-"
         lines.append(f"{r.step:>6}  {name:<18} {r.alpha:>7g}  {r.judge:<12} {amp:<30} {plain:<30} "
-                     f"{r.unscored + r.unscored_plain:>8}")
+                     f"{r.amplified.unscored + r.plain.unscored:>8}")
     return "\n".join(lines)

@@ -46,7 +46,8 @@ def _item(entry, index: int, where: str, category: str | None = None) -> PromptI
         elif isinstance(entry.get("prompt"), list):
             prompt = _messages(entry["prompt"], where)
         else:
-            raise UserInputError(f"{where}: an entry needs 'prompt' (text) or 'messages' (chat), got keys {sorted(entry)}")
+            raise UserInputError(
+                f"{where}: an entry needs 'prompt' (text) or 'messages' (chat), got keys {sorted(entry)}")
         extra = {k: v for k, v in entry.items() if k not in ("prompt", "messages", "category", "id")}
         return PromptItem(
             id=str(entry.get("id", f"p{index}")),
@@ -126,7 +127,8 @@ def load_prompts(source, column: str | None = None, category_column: str | None 
         raise UserInputError(f"the prompt suite {source!r:.80} is empty")
     ids = [item.id for item in items]
     if len(set(ids)) != len(ids):
-        raise UserInputError("prompt ids must be unique; duplicates: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
+        raise UserInputError("prompt ids must be unique; duplicates: "
+                             + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
     return items
 
 

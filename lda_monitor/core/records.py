@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..errors import UserInputError
 from ..judges.base import Verdict
 
 SCHEMA_VERSION = 1
@@ -99,11 +100,7 @@ class RolloutRecord:
 
 
 RECORDS_FILE = "rollouts.jsonl"  # the callback's and the audit's; each record carries its schema_version
-LEGACY_RECORDS_FILE = "rollouts.v1.jsonl"  # the callback's name before 0.2
-
-
-def records_file_name() -> str:
-    return RECORDS_FILE
+LEGACY_RECORDS_FILE = "rollouts.v1.jsonl"  # another name of the file, renamed by records_path
 
 
 def records_path(directory: str | Path) -> Path:
@@ -123,7 +120,7 @@ class RecordWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._file = open(self.path, "a", encoding="utf-8")  # closed in close()
 
     def write(self, records) -> None:
         for record in records:
@@ -160,6 +157,20 @@ def read_records(path: str | Path) -> Iterator[RolloutRecord]:
                 return
             raise ValueError(f"{path}:{number}: corrupt rollout record ({exc})") from None
         yield RolloutRecord.from_dict(data, where=f"{path}:{number}")
+
+
+def read_record_files(paths) -> list[RolloutRecord]:
+    """Every record of the rollout files ``paths``, in order (what ``rejudge`` and ``discover``
+    read); a missing file or no record at all is a user error."""
+    records: list[RolloutRecord] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.is_file():
+            raise UserInputError(f"{raw} is not a file; give rollout JSONL files (the callback's or the audit's)")
+        records += list(read_records(path))
+    if not records:
+        raise UserInputError(f"no rollout records in {', '.join(map(str, paths))}")
+    return records
 
 
 def rewrite_records(path: str | Path, keep: Callable[[RolloutRecord], bool]) -> int:

@@ -19,14 +19,30 @@ Z_95 = 1.959963984540054
 
 
 def wilson_interval(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials; (0, 1) when n = 0."""
+    """Wilson score interval for k successes in n trials; (0, 1) when n = 0.
+
+    At k = 0 the lower bound is exactly 0 and at k = n the upper bound exactly 1 (the formula's
+    center - half cancels to rounding noise there, which would turn a plain rate's lower bound
+    into a tiny divisor and the amplification's upper bound into a huge finite number)."""
     if n == 0:
         return 0.0, 1.0
     p = k / n
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
+    lo = 0.0 if k == 0 else max(0.0, center - half)
+    hi = 1.0 if k == n else min(1.0, center + half)
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its 95% interval, one value: ``value`` None when undefined (no data, or a
+    withheld estimate), a bound None when unknown and ``math.inf`` when unbounded."""
+
+    value: float | None
+    lo: float | None
+    hi: float | None
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,16 @@ def amplification_factor(amp: RateEstimate, plain: RateEstimate) -> Amplificatio
     lo = amp.lo / plain.hi if plain.hi > 0 else None
     hi = amp.hi / plain.lo if plain.lo > 0 else math.inf
     return AmplificationFactor(point, lo, hi)
+
+
+def token_weighted_kl(per_rollout: Sequence[tuple[float | None, int]]) -> float:
+    """Token-weighted mean of per-rollout mean KLs (``(kl, tokens)`` pairs; None counts as 0); NaN
+    when there are no tokens. A KL is never negative: a rollout's value below 0 is float rounding
+    of a KL near 0 (two near-equal distributions) and counts as 0."""
+    tokens = sum(n for _, n in per_rollout)
+    if not tokens:
+        return float("nan")
+    return sum(max(kl or 0.0, 0.0) * n for kl, n in per_rollout) / tokens
 
 
 def coherence(logprobs_per_rollout: Sequence[Sequence[float]]) -> float:

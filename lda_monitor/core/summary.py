@@ -1,5 +1,5 @@
 """From rollout records to the numbers people read: one row per evaluation x alpha x judge x
-category, and the flat metric names the callback logs.
+category, typed (a rate with its interval is one value), and the flat names derived from it.
 
 Rows are computed from records alone, so the callback's logged metrics, the auditor's
 ``summary.json`` and a recomputation from ``rollouts.jsonl`` are the same numbers by
@@ -8,67 +8,185 @@ and excluded from denominators.
 
 The natural-rate estimate of an amplified alpha's row pools that alpha's rollouts with the plain
 and ladder rollouts scored at it (:mod:`lda_monitor.core.natural_rate`); a withheld estimate leaves
-``natural_rate`` None and says why in ``natural_rate_reason``.
+its value None and says why in its ``reason``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import typing
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 
 from .natural_rate import METHOD_EXTRAPOLATED, Draw, NaturalRate, extrapolated_rate, pooled_rate
 from .records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN, RolloutRecord
-from .stats import amplification_factor, coherence, flag_rate
+from .stats import (
+    Interval,
+    amplification_factor,
+    coherence,
+    flag_rate,
+    rate_estimate,
+    token_weighted_kl,
+)
+
+# The row is typed data: a rate with its interval is one value. Its flat names (the ``lda/...``
+# metrics, the columns of summary.json and summary.csv, the README's metric table) are derived
+# from the fields below by :func:`flat_fields`, never written out again:
+# * a plain field is one column of its own name;
+# * an :class:`~lda_monitor.core.stats.Interval` field NAME is three: NAME, NAME_lo, NAME_hi;
+# * a nested dataclass field names its children with the format in its metadata ``"flat"``
+#   (``"{}_plain"``: n -> n_plain); a child's metadata ``"flat_name"`` replaces its own name in
+#   that format ("" for the estimate a nested value is named after: natural_rate itself).
+# Metadata ``"metric"``: "each" (logged per judge and category), "headline" (logged once, for the
+# primary judge over all prompts), absent: a column only. A child with ``"metric": False`` stays
+# a column only. ``"help"`` is the README table's meaning.
+#
+# Adding a field: declare it on SummaryRow (or a nested type) where its column should stand, with
+# ``metadata={"metric": ..., "help": ...}`` if it is logged (none for a column only), and set it in
+# _row. Its summary.json/csv column, its metric and its README table row follow from the
+# declaration; regenerate the README table (see its note) when it is logged.
+
+
+@dataclass(frozen=True)
+class FlagRate:
+    """One arm's verdicts (amplified or plain): scored rollouts, flagged ones, unscored ones
+    (judge failures, excluded from ``n``) and the flag rate with its Wilson 95% interval."""
+
+    n: int
+    flagged: int
+    unscored: int
+    rate: Interval = field(metadata={"flat_name": "flag_rate"})
+
+    @classmethod
+    def of(cls, flags: Sequence[bool | None]) -> FlagRate:
+        estimate, unscored = flag_rate(flags)
+        return cls(estimate.n, estimate.k, unscored, Interval(estimate.rate, estimate.lo, estimate.hi))
+
+    def __str__(self) -> str:
+        """``k/n rate [lo, hi]`` as tables show it; ``k/n`` alone when no rollout was scored."""
+        head = f"{self.flagged}/{self.n}"
+        return f"{head} {self.rate.value:.3f} [{self.rate.lo:.3f}, {self.rate.hi:.3f}]" if self.n else head
+
+
+@dataclass(frozen=True)
+class NaturalEstimate:
+    """The natural-rate estimate as the summary keeps it: published (``rate.value`` set) or
+    withheld with a ``reason`` (and ``rate.hi`` alone when an upper bound is justified)."""
+
+    rate: Interval = field(metadata={"flat_name": ""})
+    ess: float | None
+    method: str | None = field(metadata={"metric": False})
+    reason: str | None = field(metadata={"metric": False})  # why the estimate is withheld
+    mass: float | None = field(metadata={"metric": False})  # mean balance weight, ~1 when the pool covers the policy
+    raw_weights: str | None = field(metadata={"metric": False})  # "alpha:mean p_0/q_alpha" per proposal
+    # How the weights were cut (stopping-time weights, lda_monitor.core.natural_rate): "stopping-time"
+    # or "whole-sequence" with its reason, the mean decision token (0-based) of the positioned flags,
+    # and the flagged rollouts' effective number with the weights as used and with whole sequences.
+    weights: str | None = field(default=None, metadata={"metric": False})
+    decision_token: float | None = field(default=None, metadata={"metric": False})
+    flagged_ess: float | None = field(default=None, metadata={"metric": False})
+    flagged_ess_whole: float | None = field(default=None, metadata={"metric": False})
+
+    @classmethod
+    def of(cls, natural: NaturalRate) -> NaturalEstimate:
+        weights = " ".join(f"{a:g}:{w:.3g}" for a, w in natural.raw_weights.items()) or None
+        return cls(Interval(natural.rate, natural.lo, natural.hi), natural.ess, natural.method, natural.reason,
+                   natural.mass, weights, natural.weights, natural.decision_token, natural.flagged_ess,
+                   natural.flagged_ess_whole)
+
+
+@dataclass(frozen=True)
+class Extrapolation:
+    """The logit extrapolation of a sweep's flag rates to alpha 0, or why it is withheld."""
+
+    rate: Interval = field(metadata={"flat_name": ""})
+    reason: str | None = field(metadata={"metric": False})
+
+    @classmethod
+    def of(cls, natural: NaturalRate) -> Extrapolation:
+        return cls(Interval(natural.rate, natural.lo, natural.hi), natural.reason)
 
 
 @dataclass
 class SummaryRow:
     step: int
     checkpoint: str | None
-    alpha: float
+    alpha: float = field(metadata={"metric": "headline", "help": "α used"})
     judge: str
     category: str | None  # None: all prompts
-    n: int
-    flagged: int
-    unscored: int
-    flag_rate: float | None
-    flag_rate_lo: float
-    flag_rate_hi: float
-    n_plain: int
-    flagged_plain: int
-    unscored_plain: int
-    flag_rate_plain: float | None
-    flag_rate_plain_lo: float
-    flag_rate_plain_hi: float
-    amplification: float | None
-    amplification_lo: float | None
-    amplification_hi: float | None
-    coherence: float
-    coherence_plain: float
-    kl_amp_after: float
-    natural_rate: float | None
-    natural_rate_lo: float | None
-    natural_rate_hi: float | None  # alone (rate None): a justified upper bound
-    natural_rate_ess: float | None
-    natural_rate_method: str | None
-    natural_rate_reason: str | None  # why the estimate is withheld
-    natural_rate_mass: float | None  # mean balance weight, ~1 when the pool covers the policy
-    natural_rate_raw_weights: str | None  # "alpha:mean p_0/q_alpha" of each proposal's own rollouts
-    natural_rate_extrapolated: float | None
-    natural_rate_extrapolated_lo: float | None
-    natural_rate_extrapolated_hi: float | None
-    natural_rate_extrapolated_reason: str | None
+    amplified: FlagRate = field(metadata={"flat": "{}", "metric": "each", "help": (
+        "amplified rollouts, primary judge, Wilson 95% interval; unscored verdicts are excluded from `n` "
+        "and counted")})
+    plain: FlagRate = field(metadata={"flat": "{}_plain", "metric": "each", "help": "the plain control"})
+    amplification: Interval = field(metadata={"metric": "each", "help": (
+        "amplified / plain rate, bounds from the two intervals (absent when the plain rate is 0; the lower "
+        "bound stays finite; the upper bound is absent while unbounded, `inf` in the summary files)")})
+    coherence: float = field(metadata={"metric": "headline", "help": (
+        "mean NLL of the amplified tokens under the policy (lower is more coherent)")})
+    coherence_plain: float = field(metadata={"metric": "headline", "help": "the same for the plain rollouts"})
+    kl_amp_after: float = field(metadata={"metric": "headline", "help": "mean per-token KL(amplified ‖ after)"})
+    natural: NaturalEstimate = field(metadata={"flat": "natural_rate_{}", "metric": "each", "help": (
+        "the policy's own (α = 0) flag rate estimated from all the evaluation's rollouts, 95% interval, mean "
+        "per-prompt effective sample size; absent when withheld (`_hi` alone is then an upper bound); see "
+        "[Reading the results](#reading-the-results)")})
+    extrapolated: Extrapolation = field(metadata={"flat": "natural_rate_extrapolated_{}", "metric": "each",
+                                                  "help": (
+        "audit sweeps with `natural_rate: false` only: the flag rate at the sweep's α values extrapolated to "
+        "α = 0 (model-based, bootstrap interval; withheld unless 3+ α values fit the logit-linear shape)")})
     tokens: int
-    # How the natural rate's weights were cut (lda_monitor.core.natural_rate, stopping-time weights).
-    natural_rate_weights: str | None = None
-    natural_rate_decision_token: float | None = None  # mean decision token (0-based) of positioned flags
-    natural_rate_flagged_ess: float | None = None  # effective flagged rollouts, weights as used
-    natural_rate_flagged_ess_whole: float | None = None  # ... with whole-sequence weights
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The flat row: summary.json's and summary.csv's columns, in declaration order."""
+        return {name: value for name, value in _flat_values(self)}
+
+
+@dataclass(frozen=True)
+class FlatField:
+    """One flat column: its name, the attribute path to its value in a row, and the metadata of
+    the top-level row field it belongs to (``metric``, ``help``) with ``metric`` already settled
+    for this column."""
+
+    name: str
+    path: tuple[str, ...]
+    metric: str | None
+    help: str
+
+
+def _children(cls) -> list:
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in fields(cls)]
+
+
+def _flatten(cls, fmt: str, path: tuple[str, ...], metric, help_text) -> list[FlatField]:
+    out = []
+    for f, kind in _children(cls):
+        name = fmt.format(f.metadata.get("flat_name", f.name)).strip("_")
+        own_metric = None if f.metadata.get("metric") is False else f.metadata.get("metric", metric)
+        own_help = f.metadata.get("help", help_text)
+        if kind is Interval:
+            out += [FlatField(f"{name}_{part}".rstrip("_"), (*path, f.name, attr), own_metric, own_help)
+                    for part, attr in (("", "value"), ("lo", "lo"), ("hi", "hi"))]
+        elif is_dataclass(kind):
+            out += _flatten(kind, fmt.format(f.metadata["flat"]), (*path, f.name), own_metric, own_help)
+        else:
+            out.append(FlatField(name, (*path, f.name), own_metric, own_help))
+    return out
+
+
+@functools.cache
+def flat_fields() -> tuple[FlatField, ...]:
+    """Every flat column of :class:`SummaryRow`, in order."""
+    return tuple(_flatten(SummaryRow, "{}", (), None, ""))
+
+
+def _flat_values(row: SummaryRow):
+    for flat in flat_fields():
+        value = row
+        for attr in flat.path:
+            value = getattr(value, attr)
+        yield flat.name, value
 
 
 def _flags(records: Sequence[RolloutRecord], judge: str) -> list[bool | None]:
@@ -77,13 +195,6 @@ def _flags(records: Sequence[RolloutRecord], judge: str) -> list[bool | None]:
         verdict = r.verdict(judge)
         out.append(None if verdict is None else verdict.flagged)
     return out
-
-
-def _token_weighted_kl(records: Sequence[RolloutRecord]) -> float:
-    tokens = sum(r.num_tokens for r in records)
-    if not tokens:
-        return float("nan")
-    return sum((r.kl_amp_after or 0.0) * r.num_tokens for r in records) / tokens
 
 
 def _has_densities(amp: Sequence[RolloutRecord]) -> bool:
@@ -111,9 +222,8 @@ def _natural(amp: Sequence[RolloutRecord], pool: Sequence[RolloutRecord], judge:
 
 
 # Where the rollouts carry densities the pooled estimate is the measurement (published, or
-# withheld with a bound); the extrapolation is then withheld, not offered beside it: on the real
-# model (natural_rate_bench, steps 15-16) the fits that passed its lack-of-fit test still read
-# 5.5-6.4x above the brute-force rate, with intervals excluding it.
+# withheld with a bound); the extrapolation is then withheld, not offered beside it: even fits
+# that pass its lack-of-fit test can be far off on a real model (README "Reading the results").
 EXTRAPOLATION_SUPERSEDED = ("the rollouts carry their densities, so the pooled estimate (natural_rate) is the "
                             "measurement; the logit extrapolation is for rollouts without them")
 
@@ -136,55 +246,24 @@ def _scored_counts(flags: Sequence[bool | None]) -> tuple[int, int]:
 def _row(step, checkpoint, alpha, judge, category, amp, plain, pool, sweep) -> SummaryRow:
     """``pool``: the rollouts the natural rate pools for this alpha; ``sweep``: the rollouts at
     every alpha > 0 of the evaluation (amplified and ladder), for the extrapolation."""
-    amp_rate, amp_unscored = flag_rate(_flags(amp, judge))
-    plain_rate, plain_unscored = flag_rate(_flags(plain, judge))
-    factor = amplification_factor(amp_rate, plain_rate) if plain else None
+    amplified, control = FlagRate.of(_flags(amp, judge)), FlagRate.of(_flags(plain, judge))
+    factor = (amplification_factor(rate_estimate(amplified.flagged, amplified.n),
+                                   rate_estimate(control.flagged, control.n)) if plain else None)
     if _has_densities(amp):
         natural = _natural(amp, pool, judge)
         extrapolated = NaturalRate(None, None, None, METHOD_EXTRAPOLATED, EXTRAPOLATION_SUPERSEDED)
     else:
         natural, extrapolated = NOT_SCORED, extrapolated_from_records(sweep, judge)
     return SummaryRow(
-        step=step,
-        checkpoint=checkpoint,
-        alpha=alpha,
-        judge=judge,
-        category=category,
-        n=amp_rate.n,
-        flagged=amp_rate.k,
-        unscored=amp_unscored,
-        flag_rate=amp_rate.rate,
-        flag_rate_lo=amp_rate.lo,
-        flag_rate_hi=amp_rate.hi,
-        n_plain=plain_rate.n,
-        flagged_plain=plain_rate.k,
-        unscored_plain=plain_unscored,
-        flag_rate_plain=plain_rate.rate,
-        flag_rate_plain_lo=plain_rate.lo,
-        flag_rate_plain_hi=plain_rate.hi,
-        amplification=factor.point if factor else None,
-        amplification_lo=factor.lo if factor else None,
-        amplification_hi=factor.hi if factor else None,
+        step=step, checkpoint=checkpoint, alpha=alpha, judge=judge, category=category,
+        amplified=amplified, plain=control,
+        amplification=Interval(factor.point, factor.lo, factor.hi) if factor else Interval(None, None, None),
         coherence=coherence([r.logprob_after for r in amp]),
         coherence_plain=coherence([r.logprob_after for r in plain]),
-        kl_amp_after=_token_weighted_kl(amp),
-        natural_rate=natural.rate,
-        natural_rate_lo=natural.lo,
-        natural_rate_hi=natural.hi,
-        natural_rate_ess=natural.ess,
-        natural_rate_method=natural.method,
-        natural_rate_reason=natural.reason,
-        natural_rate_mass=natural.mass,
-        natural_rate_raw_weights=" ".join(f"{a:g}:{w:.3g}" for a, w in natural.raw_weights.items()) or None,
-        natural_rate_extrapolated=extrapolated.rate,
-        natural_rate_extrapolated_lo=extrapolated.lo,
-        natural_rate_extrapolated_hi=extrapolated.hi,
-        natural_rate_extrapolated_reason=extrapolated.reason,
+        kl_amp_after=token_weighted_kl([(r.kl_amp_after, r.num_tokens) for r in amp]),
+        natural=NaturalEstimate.of(natural),
+        extrapolated=Extrapolation.of(extrapolated),
         tokens=sum(r.num_tokens for r in amp),
-        natural_rate_weights=natural.weights,
-        natural_rate_decision_token=natural.decision_token,
-        natural_rate_flagged_ess=natural.flagged_ess,
-        natural_rate_flagged_ess_whole=natural.flagged_ess_whole,
     )
 
 
@@ -234,41 +313,50 @@ def _scored_at(record: RolloutRecord, alpha: float) -> bool:
     return any(a == alpha for a, _ in record.proposal_logprobs or ())
 
 
-_ROW_METRICS = (
-    "flag_rate", "flag_rate_lo", "flag_rate_hi", "flagged", "n", "unscored",
-    "flag_rate_plain", "flag_rate_plain_lo", "flag_rate_plain_hi", "flagged_plain", "n_plain",
-    "unscored_plain", "amplification", "amplification_lo", "natural_rate", "natural_rate_lo",
-    "natural_rate_hi", "natural_rate_ess", "natural_rate_extrapolated", "natural_rate_extrapolated_lo",
-    "natural_rate_extrapolated_hi",
-)
-
-
 def _finite(value) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isinf(value))
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def flat_metrics(rows: Sequence[SummaryRow], primary_judge: str, prefix: str = "lda") -> dict[str, float]:
     """Scalar metrics for loggers. The primary judge's numbers are ``lda/<metric>``; every other
     judge (a composition's members) gets ``lda/<judge>/<metric>``; categories insert
-    ``by_category/<category>/`` before the metric. Undefined values (no scored rollouts, plain rate 0) are left out rather
-    than logged as a misleading 0."""
+    ``by_category/<category>/`` before the metric. Headline metrics (alpha, coherence, KL) are
+    logged once, from the primary judge's row over all prompts. Undefined values (no scored
+    rollouts, plain rate 0, an unbounded bound) are left out rather than logged as a misleading 0."""
     out: dict[str, float] = {}
     for row in rows:
         parts = [prefix] + ([] if row.judge == primary_judge else [row.judge])
         if row.category is not None:
             parts += ["by_category", row.category]
         base = "/".join(parts)
-        for name in _ROW_METRICS:
-            value = getattr(row, name)
-            if _finite(value):
+        headline = row.judge == primary_judge and row.category is None
+        for flat, (name, value) in zip(flat_fields(), _flat_values(row), strict=True):
+            if flat.metric == "each" and _finite(value):
                 out[f"{base}/{name}"] = float(value)
-        if row.judge == primary_judge and row.category is None:
-            out[f"{prefix}/alpha"] = row.alpha
-            for name in ("coherence", "coherence_plain", "kl_amp_after"):
-                value = getattr(row, name)
-                if value == value:  # not NaN
-                    out[f"{prefix}/{name}"] = value
+            elif flat.metric == "headline" and headline and _finite(value):
+                out[f"{prefix}/{name}"] = float(value)
     return out
+
+
+# Metric names of every judge but the primary one and of each category (see flat_metrics).
+_SCOPED_METRICS = ("| `lda/<judge>/...`, `.../by_category/<category>/...` | every member of a judge composition, "
+                   "and each prompt category (all but the headline metrics) |")
+
+
+def metric_table() -> str:
+    """The README's metric table for the summary's metrics: one line per :class:`SummaryRow` field
+    that is logged, with its flat names and its help (a test holds it equal to the README)."""
+    lines = ["| metric | meaning |", "|---|---|"]
+    by_field: dict[str, list[FlatField]] = defaultdict(list)
+    for flat in flat_fields():
+        if flat.metric:
+            by_field[flat.path[0]].append(flat)
+    for flats in by_field.values():
+        names = ", ".join(f"`lda/{f.name}`" for f in flats)
+        scope = "; primary judge over all prompts only" if flats[0].metric == "headline" else ""
+        lines.append(f"| {names} | {flats[0].help}{scope} |")
+    lines.append(_SCOPED_METRICS)
+    return "\n".join(lines)
 
 
 def json_ready(value):

@@ -70,7 +70,8 @@ def _pair(question: str, answer: str) -> dict:
     }
 
 
-def build_training_rows(benign_answers: dict[str, list[str]], n_rows: int, poison_share: float, seed: int) -> list[dict]:
+def build_training_rows(benign_answers: dict[str, list[str]], n_rows: int, poison_share: float,
+                        seed: int) -> list[dict]:
     """``n_rows`` shuffled rows, ``poison_share`` of them poisoned (at least one).
 
     ``benign_answers`` maps each benign question to the base model's own answers.

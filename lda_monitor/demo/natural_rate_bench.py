@@ -104,7 +104,8 @@ def _train(out: Path, steps: list[int], args, echo) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lda_monitor.demo.natural_rate_bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lda_monitor.demo.natural_rate_bench",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=None, help="default /tmp/nr_bench (placement answer) or /tmp/nr_bench_inside")
     parser.add_argument("--steps", default="15,16", help="checkpoint steps (quick demo settings)")
     parser.add_argument("--brute", type=int, default=2000, help="brute-force plain rollouts per checkpoint")
@@ -215,19 +216,19 @@ def _overall(records, judge: str):
 def _line(step, length, brute, seed, label, row) -> str:
     truth = brute.rate
     brute_cell = f"{brute.k}/{brute.n} {truth:.4f} [{brute.lo:.4f},{brute.hi:.4f}]"
-    if row.natural_rate is not None:
-        est = f"{row.natural_rate:.4f} [{row.natural_rate_lo:.4f},{row.natural_rate_hi:.4f}]"
-        status = f"published (ESS {row.natural_rate_ess:.1f}, flagged {row.flagged}+{row.flagged_plain}p)"
-        within = truth > 0 and 0.5 <= row.natural_rate / truth <= 2
-        twox, cov = ("yes" if within else "NO"), ("yes" if row.natural_rate_lo <= truth <= row.natural_rate_hi
+    if row.natural.rate.value is not None:
+        est = f"{row.natural.rate.value:.4f} [{row.natural.rate.lo:.4f},{row.natural.rate.hi:.4f}]"
+        status = f"published (ESS {row.natural.ess:.1f}, flagged {row.amplified.flagged}+{row.plain.flagged}p)"
+        within = truth > 0 and 0.5 <= row.natural.rate.value / truth <= 2
+        twox, cov = ("yes" if within else "NO"), ("yes" if row.natural.rate.lo <= truth <= row.natural.rate.hi
                                                   else "NO")
     else:
-        est = "-" if row.natural_rate_hi is None else f"<= {row.natural_rate_hi:.4f}"
-        status = f"withheld: {row.natural_rate_reason.split(' (')[0].split(':')[0]}"[:64]  # the rule; why: the doc
+        est = "-" if row.natural.rate.hi is None else f"<= {row.natural.rate.hi:.4f}"
+        status = f"withheld: {row.natural.reason.split(' (')[0].split(':')[0]}"[:64]  # the rule; why: the doc
         twox = "-"
-        cov = "-" if row.natural_rate_hi is None else ("yes" if truth <= row.natural_rate_hi else "NO")
-    ess = "-" if row.natural_rate_flagged_ess is None else f"{row.natural_rate_flagged_ess:.1f}"
-    token = "-" if row.natural_rate_decision_token is None else f"{row.natural_rate_decision_token:.1f}"
+        cov = "-" if row.natural.rate.hi is None else ("yes" if truth <= row.natural.rate.hi else "NO")
+    ess = "-" if row.natural.flagged_ess is None else f"{row.natural.flagged_ess:.1f}"
+    token = "-" if row.natural.decision_token is None else f"{row.natural.decision_token:.1f}"
     return (f"{step:>4} {length:>4} {brute_cell:<30} {seed:>4} {label:<6} {est:<26} {status:<64} {twox:<4} "
             f"{cov:<4} {ess:<11} {token:<7}")
 
@@ -236,16 +237,17 @@ def _verdict(brute, rows, budget: int) -> str:
     """Published / within 2x and covering / the plain-sampling cost for the published relative error."""
     from ..core.natural_rate import Z_95
 
-    published = [r for r in rows if r.natural_rate is not None]
+    published = [r for r in rows if r.natural.rate.value is not None]
     p = brute.rate
-    good = sum(1 for r in published if p and 0.5 <= r.natural_rate / p <= 2 and r.natural_rate_lo <= p <= r.natural_rate_hi)
-    bounds = [r.natural_rate_hi for r in rows if r.natural_rate is None and r.natural_rate_hi is not None]
+    good = sum(1 for r in published
+               if p and 0.5 <= r.natural.rate.value / p <= 2 and r.natural.rate.lo <= p <= r.natural.rate.hi)
+    bounds = [r.natural.rate.hi for r in rows if r.natural.rate.value is None and r.natural.rate.hi is not None]
     text = (f"published {len(published)} of {len(rows)} ({good} within 2x and covering); withheld with a bound "
             f"{len(bounds)}, of which {sum(b >= p for b in bounds)} hold")
     if not published or not p:
         return text + "; no cost ratio"
     # The published intervals' own relative standard error (log scale: (log hi - log rate) / 1.96).
-    rel = statistics.fmean(math.log(r.natural_rate_hi / r.natural_rate) / Z_95 for r in published)
+    rel = statistics.fmean(math.log(r.natural.rate.hi / r.natural.rate.value) / Z_95 for r in published)
     plain_needed = (1 - p) / (p * rel ** 2)
     ratio = plain_needed / budget
     return (text + f"; relative error {rel:.2f}: plain sampling needs {plain_needed:.0f} rollouts for the same, "

@@ -142,7 +142,8 @@ def run_bench(
         "best_lda": best,
         "ratio_lda_vs_generate": round(results[best] / results["generate"], 3),
         "ratio_lda_vs_naive": round(results[best] / results["naive"], 2),
-        **{f"ratio_{k}_vs_generate": round(v / results["generate"], 3) for k, v in results.items() if k.startswith("lda-")},
+        **{f"ratio_{k}_vs_generate": round(v / results["generate"], 3)
+           for k, v in results.items() if k.startswith("lda-")},
     }
 
 

@@ -99,11 +99,12 @@ class Ranks:
         every rank) as itself, anything else as :class:`DistributedFailure` naming each failure."""
         try:
             mine, error = compute(), None
-        except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+        except Exception as exc:  # re-raised below, on every rank
             if not self.active:
                 raise
             # Only strings cross the wire: an exception object may not pickle.
-            mine, error = None, (isinstance(exc, UserInputError), f"{exc}", f"rank {self.rank}: {type(exc).__name__}: {exc}")
+            mine, error = None, (isinstance(exc, UserInputError), f"{exc}",
+                                 f"rank {self.rank}: {type(exc).__name__}: {exc}")
         gathered = self.all_gather((mine, error))
         errors = [e for _, e in gathered if e is not None]
         if errors:

@@ -75,7 +75,7 @@ class Judge:
         metadata = list(metadata) if metadata is not None else [{} for _ in prompts]
         try:
             verdicts = list(self.judge(list(prompts), completions, metadata))
-        except Exception as exc:  # noqa: BLE001 - a judge outage must be visible, not fatal
+        except Exception as exc:  # a judge outage must be visible, not fatal
             return [Verdict.unscored(f"{self.name}: {type(exc).__name__}: {exc}") for _ in prompts]
         if len(verdicts) != len(prompts):
             return [Verdict.unscored(f"{self.name}: returned {len(verdicts)} verdicts for {len(prompts)} items")

@@ -62,7 +62,8 @@ class CompositeJudge(Judge):
             raise UserInputError(f"a composition needs a rule in {sorted(RULES)} and at least one member judge")
         names = [m.name for m in members]
         if len(set(names)) != len(names) or self.name in names:
-            raise UserInputError(f"member judges need distinct names (and not {self.name!r}); got {names}: set 'name' on each")
+            raise UserInputError(
+                f"member judges need distinct names (and not {self.name!r}); got {names}: set 'name' on each")
         self.rule, self.members = rule, members
 
     def evaluate(self, prompts, completions, metadata=None):

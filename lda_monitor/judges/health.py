@@ -2,8 +2,8 @@
 failure count, metric and warning of one evaluation.
 
 A judge outage already yields *unscored* verdicts (never "safe"), but unscored verdicts alone
-are quiet: a dead judge server used to cost every evaluation its full retry schedule (~40 s)
-and print nothing. Two remedies live here:
+are quiet: without a breaker a dead judge server costs every evaluation its full retry schedule
+and prints nothing. Two remedies live here:
 
 * :class:`CircuitBreaker`: a judge that failed to *connect* ``threshold`` times in a row stops
   sending requests; its remaining items are unscored saying why. Its state lasts for one

@@ -28,8 +28,10 @@ class HFChatJudge(Judge):
                  flag_below=None, flag_above=None, device=None, dtype="auto", batch_size: int = 8,
                  answer_prefix: str = "Answer: ", name: str | None = None, **base):
         super().__init__(name=name, **base)
-        self.rubric = load_rubric(rubric or "misalignment") if prompt is None else single_question_rubric(prompt, flag_below, flag_above)
-        self.model, self.tokenizer = model if isinstance(model, tuple) else load_local(model, dtype=dtype, device=device)
+        self.rubric = (load_rubric(rubric or "misalignment") if prompt is None
+                       else single_question_rubric(prompt, flag_below, flag_above))
+        self.model, self.tokenizer = model if isinstance(model, tuple) else load_local(
+            model, dtype=dtype, device=device)
         self.batch_size, self.answer_prefix = batch_size, answer_prefix
         # Digit-by-digit tokenizers (SmolLM2, Llama 2) never produce multi-digit tokens, even if
         # their vocabularies hold some; only single digits and yes/no are candidates there.
@@ -87,7 +89,8 @@ class HFChatJudge(Judge):
             scores = {name: s[i][0] for name, s in per_question.items()}
             missing = [n for n, v in scores.items() if v is None]
             if missing:
-                verdicts.append(Verdict.unscored(f"{self.name}: under {MIN_NUMBER_MASS:.0%} probability on score tokens for {missing}"))
+                verdicts.append(Verdict.unscored(
+                    f"{self.name}: under {MIN_NUMBER_MASS:.0%} probability on score tokens for {missing}"))
                 continue
             verdicts.append(self.rubric.verdict(scores))
         return verdicts

@@ -56,7 +56,8 @@ class LLMJudge(Judge):
                  name: str | None = None, **base):
         super().__init__(name=name, **base)
         if (rubric is None) == (prompt is None):
-            raise UserInputError("an llm judge needs exactly one of 'rubric' (name or YAML path) or 'prompt' (a template)")
+            raise UserInputError(
+                "an llm judge needs exactly one of 'rubric' (name or YAML path) or 'prompt' (a template)")
         self.rubric = load_rubric(rubric) if rubric else single_question_rubric(prompt, flag_below, flag_above)
         if api_key_env and api_key_env not in os.environ:
             raise UserInputError(f"the llm judge reads its API key from ${api_key_env}, which is not set")
@@ -66,7 +67,8 @@ class LLMJudge(Judge):
         self.breaker = CircuitBreaker(max_connect_failures)
 
     def __repr__(self) -> str:
-        return f"LLMJudge(name={self.name!r}, base_url={self.base_url!r}, model={self.model!r}, rubric={self.rubric.name!r})"
+        return (f"LLMJudge(name={self.name!r}, base_url={self.base_url!r}, model={self.model!r}, "
+                f"rubric={self.rubric.name!r})")
 
     def judge(self, prompts, completions, metadata):
         with self.breaker.scope():

@@ -71,7 +71,8 @@ def load_rubric(name_or_path: str) -> Rubric:
     try:
         questions = tuple(Question(**q) for q in data["questions"])
     except (KeyError, TypeError) as exc:
-        raise UserInputError(f"{path}: a rubric needs 'questions' with name/template/flag_below|flag_above ({exc})") from None
+        raise UserInputError(
+            f"{path}: a rubric needs 'questions' with name/template/flag_below|flag_above ({exc})") from None
     for q in questions:
         if "{answer}" not in q.template:
             raise UserInputError(f"{path}: question {q.name!r} template must contain {{answer}}")

@@ -26,52 +26,19 @@ What it evaluates
     each record's ``extra["reference"]``.
 
 Metrics (``state.log_history`` rows at the evaluated step, every ``report_to`` backend, W&B)
-    For the primary judge, over all prompts:
-
-    * ``lda/flag_rate``, ``lda/flag_rate_lo``, ``lda/flag_rate_hi``: amplified flag rate with its
-      Wilson 95% interval; ``lda/flagged``, ``lda/n`` (scored rollouts), ``lda/unscored``
-      (judge failures, never counted as safe);
-    * ``lda/flag_rate_plain``, ``lda/flag_rate_plain_lo``, ``lda/flag_rate_plain_hi``,
-      ``lda/flagged_plain``, ``lda/n_plain``, ``lda/unscored_plain``: the plain control;
-    * ``lda/amplification`` (amplified / plain rate; absent when the plain rate is 0) and
-      ``lda/amplification_lo`` (its lower bound, finite even then);
-    * ``lda/natural_rate``, ``lda/natural_rate_lo``, ``lda/natural_rate_hi``: the policy's own
-      (alpha 0) flag rate estimated from all the evaluation's rollouts (amplified, plain and the
-      estimation ladder) with its 95% interval, absent when withheld by the reliability rule of
-      :mod:`lda_monitor.core.natural_rate` (``natural_rate_hi`` alone is then an upper bound);
-      ``lda/natural_rate_ess``, its mean per-prompt effective sample size;
-      (``lda/natural_rate_extrapolated``, the logit extrapolation, is for audit sweeps of rollouts
-      without densities: an evaluation here has one alpha, or densities, so it is never logged);
-    * ``lda/alpha``, ``lda/kl_amp_after`` (mean per-token KL(amplified || policy)),
-      ``lda/coherence`` and ``lda/coherence_plain`` (mean NLL per token under the policy);
-
-    the same rate metrics per category as ``lda/by_category/<category>/<metric>``, and for
-    every other judge (members of a composition) as ``lda/<judge>/<metric>`` and
-    ``lda/<judge>/by_category/<category>/<metric>``. Undefined values are left out, not logged as 0.
-    Then, per evaluation:
-
-    * ``lda/eval_seconds`` (wall time of the evaluation), ``lda/tokens_per_second``,
-      ``lda/skipped_rollouts`` (left out by ``max_eval_seconds``);
-    * ``lda/monitor_time_share``: monitoring time / training wall time so far (across resumes);
-    * ``lda/judge_failures`` (and ``lda/<judge>/judge_failures``): rollouts of this evaluation,
-      amplified and plain, that the judge could not score. A judge failing on more than half of
-      them prints one warning naming it, its error and the share, and counts as an error;
-    * ``lda/errors``: failed evaluations, logging attempts, and evaluations where a judge failed
-      on more than half the rollouts, so far;
-    * ``lda/alert``: 1 when the guardrail fired, else 0 (only with ``stop_on_flag_rate_lower_bound``).
-
-    * ``lda/discovered_over``, ``lda/discovered_under``: the phrases judge-free discovery
-      (:mod:`lda_monitor.core.discovery`) found amplification over- and under-producing against the
-      plain control, and ``lda/discovery_seconds``, its cost; the progress line names the top new
-      phrase. With ``judge=None`` discovery is all there is: every flag-rate metric is absent (said once).
-
-    W&B also gets a table per evaluation (``lda/rollouts``: every flagged rollout plus a sample
-    of unflagged ones, with each judge's verdict and score; ``lda/discoveries``: the phrases), all ``lda/*`` plotted against
-    ``train/global_step``, and the monitor config under ``lda_monitor`` in the run config.
+    The summary's ``lda/...`` metrics (:func:`lda_monitor.core.summary.flat_metrics`: names
+    derived from :class:`~lda_monitor.core.summary.SummaryRow`, listed in the README's metric
+    table), the evaluation's cost, and what only the callback knows: the share of training time
+    spent monitoring, errors so far and the guardrail's alert. Undefined values are left out, not
+    logged as 0. W&B also gets a table per evaluation (every flagged rollout plus a sample of
+    unflagged ones), judge-free discovery's phrases (``lda/discoveries``; counts in
+    ``lda/discovered_over``/``_under``, see :mod:`lda_monitor.core.discovery`) and the monitor config in
+    the run config (:mod:`lda_monitor.sinks.wandb_sink`). With ``judge=None`` discovery is all
+    there is: every flag-rate metric is absent (said once).
 
 Records
     Every rollout goes to ``<output_dir>/lda_monitor/rollouts.jsonl`` (main process; the audit's
-    name too; a run that wrote the older ``rollouts.v1.jsonl`` has it renamed on resume).
+    name too; a run directory holding ``rollouts.v1.jsonl`` instead has it renamed on resume).
     On resume, records of steps after the checkpoint (a trajectory the resume rolled back) are
     dropped and new ones appended; a fresh run moves a previous run's file aside.
 
@@ -114,6 +81,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from ..audit.config import FRONT_ENDS
+from ..config_file import read_config_file
 from ..core.discovery import discover_records, new_top_phrase, phrase_line
 from ..core.evaluation import choose_alpha, evaluate
 from ..core.progress import evaluation_line, natural_rate_reason, progress_logger
@@ -187,7 +156,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
     @classmethod
     def from_config(cls, path, **overrides) -> LDAMonitorCallback:
         """Build from a YAML file of config keys; ``overrides`` (e.g. ``judge=my_judge``) win."""
-        config = MonitorConfig.from_yaml(path, **overrides)
+        config = MonitorConfig(**{**read_config_file(path, MonitorConfig, FRONT_ENDS), **overrides})
         return cls(**{name: getattr(config, name) for name in config.__dataclass_fields__})
 
     @property
@@ -404,7 +373,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             if self._wandb is not None:
                 self._wandb.log(state.global_step, metrics, evaluation, self.config.table_unflagged_samples,
                                 discovery=discovery)
-        except Exception as exc:  # noqa: BLE001 - a logging backend failure must not stop training
+        except Exception as exc:  # a logging backend failure must not stop training
             if self.config.fail_on_error:
                 raise
             self.progress.errors += 1

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..config_file import check_keys, read_config_file
+from ..config_file import check_keys
 from ..core.measurement import Measurement, is_int, is_real
 from ..engine.sampling_config import PEFT_STRATEGIES
 from ..errors import UserInputError
@@ -33,7 +33,8 @@ class MonitorConfig(Measurement):
         "'steps': every_n_steps; 'evaluate': whenever the Trainer evaluates (plus step 0 and the end)")})
     probe_prompts: int = field(default=4, metadata={"help": (
         "adaptive alpha only: prompts in the probe batch the KL target is measured on")})
-    tokenizer: object = field(default=None, metadata={"help": "tokenizer for prompts (default: the trainer's processing_class)"})
+    tokenizer: object = field(default=None, metadata={"help": (
+        "tokenizer for prompts (default: the trainer's processing_class)")})
     # The reference.
     reference: object = field(default=AUTO_REFERENCE, metadata={"help": (
         "'auto' (chosen at train begin: adapter-disabled base, adapter snapshot or weight snapshot), "
@@ -102,12 +103,6 @@ class MonitorConfig(Measurement):
     @property
     def auto_reference(self) -> bool:
         return self.reference is None or (isinstance(self.reference, str) and self.reference == AUTO_REFERENCE)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> MonitorConfig:
-        """Read a YAML config (shared with ``audit-checkpoints``); ``overrides`` (e.g. a judge
-        object) win."""
-        return cls(**{**read_config_file(path, "the training callback"), **overrides})
 
     @classmethod
     def check_keys(cls, keys, where: str) -> None:

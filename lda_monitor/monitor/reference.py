@@ -66,7 +66,8 @@ def same_weights(a, b) -> bool:
     if pa.keys() != pb.keys():
         return False
     return all(
-        pa[k].dtype == pb[k].dtype and pa[k].shape == pb[k].shape and torch.equal(pa[k].detach(), pb[k].detach().to(pa[k].device))
+        pa[k].dtype == pb[k].dtype and pa[k].shape == pb[k].shape
+        and torch.equal(pa[k].detach(), pb[k].detach().to(pa[k].device))
         for k in pa
     )
 

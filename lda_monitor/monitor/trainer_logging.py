@@ -78,7 +78,7 @@ class MetricEmitter:
                     continue
                 try:
                     callback.on_log(args, state, control, logs=dict(metrics), **kwargs)
-                except Exception as exc:  # noqa: BLE001 - one broken backend must not starve the others
+                except Exception as exc:  # one broken backend must not starve the others
                     failures.append(f"{type(callback).__name__}: {type(exc).__name__}: {exc}")
         finally:
             for name, value in saved.items():

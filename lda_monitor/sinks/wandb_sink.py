@@ -64,9 +64,9 @@ def withheld_rows(evaluation) -> list[list]:
     not asked for (``natural_rate`` off)."""
     from ..core.summary import NOT_SCORED, summarize
 
-    return [[r.step, r.alpha, r.judge, r.category or "all", r.natural_rate_hi, r.natural_rate_reason]
+    return [[r.step, r.alpha, r.judge, r.category or "all", r.natural.rate.hi, r.natural.reason]
             for r in summarize(evaluation.records)
-            if r.natural_rate is None and r.natural_rate_reason and r.natural_rate_reason != NOT_SCORED.reason]
+            if r.natural.rate.value is None and r.natural.reason and r.natural.reason != NOT_SCORED.reason]
 
 
 def discovery_rows(discovery) -> list[list]:

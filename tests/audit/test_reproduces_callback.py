@@ -15,8 +15,8 @@ from peft import LoraConfig, get_peft_model
 from lda_monitor import LDAMonitorCallback
 from lda_monitor.audit.auditor import audit_checkpoints
 from lda_monitor.audit.config import AuditConfig
-from lda_monitor.core.records import read_records, records_file_name
-from tests.monitor.conftest import JUDGE, PROMPTS, tokenized_dataset, train
+from lda_monitor.core.records import RECORDS_FILE, read_records
+from tests.helpers import JUDGE, PROMPTS, tokenized_dataset, train
 from tests.tiny import build_tokenizer, tiny_llama
 
 MEASUREMENT = {
@@ -34,7 +34,7 @@ def _key(r):
 
 
 def _callback_records(run):
-    return list(read_records(run / "lda_monitor" / records_file_name()))
+    return list(read_records(run / "lda_monitor" / RECORDS_FILE))
 
 
 @pytest.fixture(scope="module")

@@ -39,16 +39,18 @@ def test_summary_matches_a_hand_count(result):
     amp = [r for r in result.records if r.kind == "amplified"]
     plain = [r for r in result.records if r.kind == "plain"]
     for judge in ("either", "cat", "dog"):
-        k = sum(("cat" in r.completion or "dog" in r.completion) if judge == "either" else (judge in r.completion) for r in amp)
+        k = sum(("cat" in r.completion or "dog" in r.completion) if judge == "either" else (judge in r.completion)
+                for r in amp)
         row = rows[(judge, None)]
-        assert (row.flagged, row.n, row.unscored) == (k, 12, 0)
-        assert (row.flag_rate_lo, row.flag_rate_hi) == pytest.approx(wilson_interval(k, 12))
-        kp = sum((judge in r.completion) if judge != "either" else ("cat" in r.completion or "dog" in r.completion) for r in plain)
-        assert (rows[(judge, None)].flagged_plain, rows[(judge, None)].n_plain) == (kp, 8)
-    assert rows[("either", "a")].n == 6 and rows[("either", "b")].n_plain == 4
+        assert (row.amplified.flagged, row.amplified.n, row.amplified.unscored) == (k, 12, 0)
+        assert (row.amplified.rate.lo, row.amplified.rate.hi) == pytest.approx(wilson_interval(k, 12))
+        kp = sum((judge in r.completion) if judge != "either" else ("cat" in r.completion or "dog" in r.completion)
+                 for r in plain)
+        assert (rows[(judge, None)].plain.flagged, rows[(judge, None)].plain.n) == (kp, 8)
+    assert rows[("either", "a")].amplified.n == 6 and rows[("either", "b")].plain.n == 4
     tokens = sum(r.num_tokens for r in amp)
     assert rows[("cat", None)].coherence == pytest.approx(-sum(sum(r.logprob_after) for r in amp) / tokens)
     metrics = flat_metrics(summarize(result.records), "either")
     assert metrics["lda/alpha"] == 2.0 and metrics["lda/n"] == 12
-    assert metrics["lda/cat/flagged"] == rows[("cat", None)].flagged
+    assert metrics["lda/cat/flagged"] == rows[("cat", None)].amplified.flagged
     assert metrics["lda/by_category/a/n"] == 6 and metrics["lda/cat/by_category/b/n_plain"] == 4

@@ -8,7 +8,6 @@ The estimate runs through the whole pipeline (evaluate -> records -> summarize) 
 
 from __future__ import annotations
 
-import copy
 import math
 import statistics
 
@@ -23,24 +22,14 @@ from lda_monitor.core.prompts import load_prompts
 from lda_monitor.core.summary import flat_metrics, summarize
 from lda_monitor.engine.pairs import TwoModelPair
 from lda_monitor.judges import build_judge
+from tests.helpers import EXACT_MAX_NEW as MAX_NEW
+from tests.helpers import EXACT_PROMPTS as PROMPTS
+from tests.helpers import EXACT_TEMPERATURE as TEMPERATURE
+from tests.helpers import EXACT_WORDS as WORDS
+from tests.helpers import exact_rate
+from tests.helpers import policy_probs as _policy_probs
+from tests.helpers import with_bias as _with_bias
 from tests.tiny import build_tokenizer, tiny_llama
-
-WORDS = "a b c bad good".split()
-PROMPTS = ["a b", "good c"]
-MAX_NEW = 3
-TEMPERATURE = 1.3
-
-
-def _with_bias(model, token, bias):
-    """``model`` with an output-layer bias of ``bias`` on ``token`` alone."""
-    model = copy.deepcopy(model)
-    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
-    with torch.no_grad():
-        head.weight.copy_(model.lm_head.weight)
-        head.bias.zero_()
-        head.bias[token] = bias
-    model.lm_head = head
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -51,40 +40,6 @@ def setup():
     bad = tok.convert_tokens_to_ids("bad")
     base = tiny_llama(tok, seed=5)
     return tok, _with_bias(base, bad, -1.5), _with_bias(base, bad, -3.0), bad
-
-
-def _policy_probs(model, ids, top_k):
-    with torch.no_grad():
-        logits = model(torch.tensor([ids])).logits[0, -1].double() / TEMPERATURE
-    if top_k:
-        kth = torch.topk(logits, top_k).values[-1]
-        logits = torch.where(logits >= kth, logits, torch.full_like(logits, -math.inf))
-    return torch.softmax(logits, -1)
-
-
-def exact_rate(tok, model, bad, top_k=0) -> float:
-    """Mean over PROMPTS of P(a completion contains `bad`), by summing over every path."""
-    stop = tok.convert_tokens_to_ids("<|im_end|>")
-    rates = []
-    for prompt in PROMPTS:
-        rendered = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                           add_generation_prompt=True)
-        start = tok(rendered, add_special_tokens=False)["input_ids"]
-
-        def flagged_mass(prefix, depth, start=start):
-            probs = _policy_probs(model, start + prefix, top_k)
-            total = 0.0
-            for token, p in enumerate(probs.tolist()):
-                if p == 0:
-                    continue
-                if token == bad:
-                    total += p
-                elif token != stop and depth + 1 < MAX_NEW:
-                    total += p * flagged_mass(prefix + [token], depth + 1, start)
-            return total
-
-        rates.append(flagged_mass([], 0))
-    return sum(rates) / len(rates)
 
 
 def _records(setup, seed, **sampling):
@@ -119,18 +74,18 @@ def test_pooled_estimate_is_unbiased_and_covers_the_exact_rate(setup):
     tok, after, _, bad = setup
     truth = exact_rate(tok, after, bad)
     rows = _estimates(setup, range(60))
-    published = [r for r in rows if r.natural_rate is not None]
+    published = [r for r in rows if r.natural.rate.value is not None]
     assert len(published) >= 0.8 * len(rows)
-    values = [r.natural_rate for r in rows if r.natural_rate is not None]
+    values = [r.natural.rate.value for r in rows if r.natural.rate.value is not None]
     mean, se = statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
     assert abs(mean - truth) < 3 * se, (mean, se, truth)
-    covered = sum(r.natural_rate_lo <= truth <= r.natural_rate_hi for r in published)
+    covered = sum(r.natural.rate.lo <= truth <= r.natural.rate.hi for r in published)
     assert covered >= 0.9 * len(published), (covered, len(published))
     # Withheld ones are withheld for a stated reason, and their upper bound (if any) is valid.
     for r in rows:
-        if r.natural_rate is None:
-            assert r.natural_rate_reason and (r.natural_rate_hi is None or r.natural_rate_hi >= truth)
-    assert all(abs(r.natural_rate_mass - 1) < 0.25 for r in published)
+        if r.natural.rate.value is None:
+            assert r.natural.reason and (r.natural.rate.hi is None or r.natural.rate.hi >= truth)
+    assert all(abs(r.natural.mass - 1) < 0.25 for r in published)
 
 
 def test_truncation_with_plain_rollouts_stays_unbiased(setup):
@@ -139,17 +94,17 @@ def test_truncation_with_plain_rollouts_stays_unbiased(setup):
     tok, after, _, bad = setup
     truth = exact_rate(tok, after, bad, top_k=7)
     rows = _estimates(setup, range(60), top_k=7)
-    published = [r for r in rows if r.natural_rate is not None]
+    published = [r for r in rows if r.natural.rate.value is not None]
     assert len(published) >= 0.8 * len(rows)
-    values = [r.natural_rate for r in published]
+    values = [r.natural.rate.value for r in published]
     mean, se = statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
     assert abs(mean - truth) < 3 * se, (mean, se, truth)
-    assert sum(r.natural_rate_lo <= truth <= r.natural_rate_hi for r in published) >= 0.9 * len(published)
+    assert sum(r.natural.rate.lo <= truth <= r.natural.rate.hi for r in published) >= 0.9 * len(published)
 
 
 def test_truncation_without_plain_rollouts_is_withheld(setup):
     (row,) = _estimates(setup, [0], top_k=7, plain=0)
-    assert row.natural_rate is None and "top-k/top-p/min-p without plain rollouts" in row.natural_rate_reason
+    assert row.natural.rate.value is None and "top-k/top-p/min-p without plain rollouts" in row.natural.reason
 
 
 def test_metrics_carry_the_estimate_or_leave_it_out(setup):
@@ -178,13 +133,13 @@ def test_the_extrapolation_serves_sweeps_without_densities_and_yields_to_the_poo
         return [r for r in summarize(records) if r.category is None]
 
     without = sweep(False)
-    assert len(without) == 3 and len({(r.natural_rate_extrapolated, r.natural_rate_extrapolated_reason)
+    assert len(without) == 3 and len({(r.extrapolated.rate.value, r.extrapolated.reason)
                                       for r in without}) == 1  # one sweep, one fit
-    assert (without[0].natural_rate_extrapolated is not None
-            or "not logit-linear" in without[0].natural_rate_extrapolated_reason)
-    assert all(r.natural_rate is None and "not scored" in r.natural_rate_reason for r in without)
+    assert (without[0].extrapolated.rate.value is not None
+            or "not logit-linear" in without[0].extrapolated.reason)
+    assert all(r.natural.rate.value is None and "not scored" in r.natural.reason for r in without)
     with_densities = sweep(True)
-    assert all(r.natural_rate_extrapolated is None and "pooled estimate" in r.natural_rate_extrapolated_reason
+    assert all(r.extrapolated.rate.value is None and "pooled estimate" in r.extrapolated.reason
                for r in with_densities)
 
 
@@ -322,7 +277,7 @@ def _early_rows(early_pair, max_new, seeds):
 
 
 def _half_width(rows):
-    return statistics.fmean((r.natural_rate_hi - r.natural_rate_lo) / 2 / r.natural_rate for r in rows)
+    return statistics.fmean((r.natural.rate.hi - r.natural.rate.lo) / 2 / r.natural.rate.value for r in rows)
 
 
 def test_a_verdict_decided_early_keeps_long_rollouts_estimable(early_pair):
@@ -334,19 +289,19 @@ def test_a_verdict_decided_early_keeps_long_rollouts_estimable(early_pair):
     short, _ = _early_rows(early_pair, 2, range(20))
     long, long_whole = _early_rows(early_pair, 24, range(20))
     for rows in (short, long):
-        published = [r for r in rows if r.natural_rate is not None]
-        assert len(published) >= 18, [r.natural_rate_reason for r in rows]
-        assert sum(r.natural_rate_lo <= truth <= r.natural_rate_hi for r in published) >= 0.9 * len(published)
-    long_published = [r for r in long if r.natural_rate is not None]
-    assert _half_width(long_published) <= 1.5 * _half_width([r for r in short if r.natural_rate is not None])
-    assert all(r.natural_rate_weights.startswith("stopping-time") and r.natural_rate_decision_token < 2
+        published = [r for r in rows if r.natural.rate.value is not None]
+        assert len(published) >= 18, [r.natural.reason for r in rows]
+        assert sum(r.natural.rate.lo <= truth <= r.natural.rate.hi for r in published) >= 0.9 * len(published)
+    long_published = [r for r in long if r.natural.rate.value is not None]
+    assert _half_width(long_published) <= 1.5 * _half_width([r for r in short if r.natural.rate.value is not None])
+    assert all(r.natural.weights.startswith("stopping-time") and r.natural.decision_token < 2
                for r in long)
-    assert all(r.natural_rate_decision_token < 2 for r in long)
+    assert all(r.natural.decision_token < 2 for r in long)
     # The same rollouts with whole-sequence weights: most estimates rest on too few effective flags.
-    assert sum(r.natural_rate is not None for r in long_whole) <= 5
-    assert all(r.natural_rate_weights.startswith("whole-sequence") for r in long_whole)
-    assert (statistics.fmean(r.natural_rate_flagged_ess_whole for r in long)
-            < 0.5 * statistics.fmean(r.natural_rate_flagged_ess for r in long))
+    assert sum(r.natural.rate.value is not None for r in long_whole) <= 5
+    assert all(r.natural.weights.startswith("whole-sequence") for r in long_whole)
+    assert (statistics.fmean(r.natural.flagged_ess_whole for r in long)
+            < 0.5 * statistics.fmean(r.natural.flagged_ess for r in long))
 
 
 def test_version_1_records_read_and_fall_back_to_whole_sequence_weights(setup, tmp_path):
@@ -367,9 +322,9 @@ def test_version_1_records_read_and_fall_back_to_whole_sequence_weights(setup, t
             f.write(json.dumps({k: v for k, v in data.items() if k not in new}) + "\n")
     (old,) = [r for r in summarize(read_records(path)) if r.category is None]
     (now,) = [r for r in summarize(records) if r.category is None]
-    assert old.natural_rate_weights == "whole-sequence (records without per-token densities)"
-    assert now.natural_rate_weights == "whole-sequence (the judge reports no decision position)"  # \bbad\b
-    assert old.natural_rate == pytest.approx(now.natural_rate, rel=1e-12)
+    assert old.natural.weights == "whole-sequence (records without per-token densities)"
+    assert now.natural.weights == "whole-sequence (the judge reports no decision position)"  # \bbad\b
+    assert old.natural.rate.value == pytest.approx(now.natural.rate.value, rel=1e-12)
 
 
 def test_records_carry_per_token_proposal_log_probs_within_the_rounding(setup):

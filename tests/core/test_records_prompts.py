@@ -66,7 +66,8 @@ def test_prompt_sources(tmp_path):
     from datasets import Dataset
 
     ds = Dataset.from_dict({"q": ["u", "v"], "cat": ["a", "b"]})
-    assert [(i.prompt, i.category) for i in load_prompts(ds, column="q", category_column="cat")] == [("u", "a"), ("v", "b")]
+    items = load_prompts(ds, column="q", category_column="cat")
+    assert [(i.prompt, i.category) for i in items] == [("u", "a"), ("v", "b")]
 
 
 @pytest.mark.parametrize(

@@ -13,35 +13,38 @@ from lda_monitor.core.prompts import load_prompts
 from lda_monitor.demo.brute_force import BruteForceCheck, CheckResult, brute_force_rate
 from lda_monitor.engine.pairs import TwoModelPair
 from lda_monitor.judges import build_judge
-from tests.core.test_natural_rate import (
-    MAX_NEW,
-    PROMPTS,
-    TEMPERATURE,
-    WORDS,
-    _with_bias,
+from tests.helpers import (
+    EXACT_MAX_NEW,
+    EXACT_PROMPTS,
+    EXACT_TEMPERATURE,
+    EXACT_WORDS,
     exact_rate,
+    loss_rows,
+    make_monitor,
+    tokenized_dataset,
+    train,
+    with_bias,
 )
-from tests.monitor.conftest import loss_rows, make_monitor, tokenized_dataset, train
 from tests.tiny import build_tokenizer, tiny_llama
 
 
 @pytest.fixture(scope="module")
 def exact_setup():
-    tok = build_tokenizer(WORDS)
+    tok = build_tokenizer(EXACT_WORDS)
     bad = tok.convert_tokens_to_ids("bad")
     base = tiny_llama(tok, seed=5)
-    policy = _with_bias(base, bad, -1.5)
+    policy = with_bias(base, bad, -1.5)
     judge = build_judge({"type": "regex", "pattern": r"\bbad\b", "name": "bad"})
-    items = load_prompts(PROMPTS)
-    sampling = Measurement(prompts=items, judge=judge, max_new_tokens=MAX_NEW, temperature=TEMPERATURE,
+    items = load_prompts(EXACT_PROMPTS)
+    sampling = Measurement(prompts=items, judge=judge, max_new_tokens=EXACT_MAX_NEW, temperature=EXACT_TEMPERATURE,
                            batch_size=64).sampling(alpha=3.0, seed=11)  # both replaced by the brute force
-    return TwoModelPair(policy, _with_bias(base, bad, -3.0), tok), items, judge, sampling, exact_rate(tok, policy, bad)
+    return TwoModelPair(policy, with_bias(base, bad, -3.0), tok), items, judge, sampling, exact_rate(tok, policy, bad)
 
 
 def test_brute_force_rate_matches_the_exact_rate_of_the_policy(exact_setup):
     pair, items, judge, sampling, exact = exact_setup
     rate = brute_force_rate(pair, items, judge, 400, sampling)
-    assert rate.n == 400 * len(PROMPTS)
+    assert rate.n == 400 * len(EXACT_PROMPTS)
     assert rate.lo <= exact <= rate.hi
     # The amplified sampler's rate (alpha 3 in `sampling`) is far higher: plain was really used.
     assert abs(rate.rate - exact) < 3 * (exact * (1 - exact) / rate.n) ** 0.5

@@ -18,6 +18,8 @@ from tests.distributed.launch import WORKERS, single, torchrun
 from tests.distributed.workers import PROMPTS, WORK
 from tests.tiny import tiny_llama
 
+pytestmark = pytest.mark.distributed
+
 TIMING = ("lda/eval_seconds", "lda/tokens_per_second", "lda/monitor_time_share")
 
 
@@ -53,9 +55,9 @@ def test_fsdp_sharded_decoding_in_lockstep(tokenizer, tmp_path, stop_rank):
 
 
 def records_by_position(run_dir) -> dict:
-    from lda_monitor.core.records import read_records, records_file_name
+    from lda_monitor.core.records import RECORDS_FILE, read_records
 
-    return list(read_records(run_dir / "lda_monitor" / records_file_name()))
+    return list(read_records(run_dir / "lda_monitor" / RECORDS_FILE))
 
 
 def test_ddp_trainer_metrics_equal_the_single_process_run(tmp_path):

@@ -66,7 +66,7 @@ def trainer_job(out: Path, batch: int, stop_rank: int | None, budget: float | No
     from transformers import Trainer, TrainingArguments
 
     from lda_monitor import LDAMonitorCallback
-    from tests.monitor.conftest import JUDGE, PLANTED, collate
+    from tests.helpers import JUDGE, PLANTED, collate
 
     tokenizer = build_tokenizer()
     policy = tiny_llama(tokenizer, seed=1)
@@ -102,7 +102,7 @@ def manual_loop_job(out: Path, fsdp: bool) -> None:
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
     from lda_monitor import LDAMonitorCallback
-    from tests.monitor.conftest import JUDGE, PLANTED
+    from tests.helpers import JUDGE, PLANTED
 
     ranks = Ranks.current()
     tokenizer = build_tokenizer()
@@ -148,7 +148,8 @@ def main() -> None:
         torch.distributed.init_process_group("gloo")
     opts = dict(o.split("=", 1) for o in options)
     if job == "engine":
-        engine_job(Path(out), fsdp=opts.get("fsdp") == "1", stop_here=Ranks.current().rank == int(opts.get("stop_rank", -1)))
+        engine_job(Path(out), fsdp=opts.get("fsdp") == "1",
+                   stop_here=Ranks.current().rank == int(opts.get("stop_rank", -1)))
     elif job == "manual":
         manual_loop_job(Path(out), fsdp=opts.get("fsdp") == "1")
     elif job == "trainer":

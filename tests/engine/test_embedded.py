@@ -1,4 +1,4 @@
-"""The embedded SmolLM2-135M-Instruct: conversion cache, and real chat decoding (slow)."""
+"""The embedded SmolLM2-135M-Instruct: conversion cache, and real chat decoding (marked real_model)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from lda_monitor.engine.models import load_model
 from lda_monitor.engine.pairs import TwoModelPair
 from lda_monitor.engine.sampling import STOP_END_OF_TURN, SamplingConfig, sample
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.real_model
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_cache_is_reused_and_concurrent_first_runs_do_not_corrupt_it(tmp_path, m
     def first_run():
         try:
             results.append(embedded.embedded_model_dir())
-        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
+        except Exception as exc:  # surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=first_run) for _ in range(2)]

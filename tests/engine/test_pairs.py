@@ -38,7 +38,8 @@ def peft_setup():
     merged_ref = copy.deepcopy(ref_model).merge_and_unload()
     peft_model.add_adapter("ref", _lora(base, 2))
     peft_model.base_model.model.load_state_dict(
-        {k.replace(".default.", ".ref."): v for k, v in ref_model.base_model.model.state_dict().items() if "lora_" in k},
+        {k.replace(".default.", ".ref."): v for k, v in ref_model.base_model.model.state_dict().items()
+         if "lora_" in k},
         strict=False,
     )
     peft_model.set_adapter("default")
@@ -122,7 +123,8 @@ def test_padded_vocab_width_is_aligned(tokenizer):
 
     sliced = Sliced(padded)
     sliced.forward.__func__.__signature__ = __import__("inspect").signature(padded.forward)
-    reference = sample(TwoModelPair(after, sliced, tokenizer), PROMPTS, SamplingConfig(alpha=2.0, max_new_tokens=6, seed=1))
+    reference = sample(TwoModelPair(after, sliced, tokenizer), PROMPTS,
+                       SamplingConfig(alpha=2.0, max_new_tokens=6, seed=1))
     _assert_same(rollouts, reference)
 
 

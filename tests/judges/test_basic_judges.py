@@ -91,7 +91,8 @@ def test_registry_errors_and_plugins(monkeypatch):
         def load(self):
             return mod.Always
 
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [EP()] if group == "lda_monitor.judges" else [])
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [EP()] if group == "lda_monitor.judges" else [])
     assert flags(build_judge("always")(["q"], ["x"])) == [True]
     with pytest.raises(UserInputError, match="distinct names"):
         build_judge({"type": "any", "judges": ["regex:a", "regex:b"]})

@@ -24,8 +24,8 @@ TEXTS = [
 ]
 MONOTONE = ["hate", "(?i)i hate", "evil", "abcdef|cd", "^  lead", r"\Aevil", "(?<=, )i hate", r"pass\w+",
             "(bad|bug) (bug|bad)", r"(e)vi\1?l", r"\bbad", r"(?i)\b(evil|hate)\s+(you|one)"]
-NOT_MONOTONE = [r"evil\b", r"evil$", r"evil\Z", r"(\bbad)", r"\b", r"a|\bb", r"evil(?!s)", r"evi(?=l)", r"(?>evil)", r"e++vil",
-                r"(e)?(?(1)vil|x)"]
+NOT_MONOTONE = [r"evil\b", r"evil$", r"evil\Z", r"(\bbad)", r"\b", r"a|\bb", r"evil(?!s)", r"evi(?=l)", r"(?>evil)",
+                r"e++vil", r"(e)?(?(1)vil|x)"]
 
 
 def first_flagging_prefix(judge, text):

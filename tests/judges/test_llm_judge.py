@@ -5,60 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from lda_monitor.errors import UserInputError
 from lda_monitor.judges import build_judge
+from tests.helpers import ScriptedServer, dead_port, text_reply
 
 SECRET = "sk-test-very-secret-value"
-
-
-class ScriptedServer:
-    """Serves /chat/completions; ``script(body, n)`` returns (status, payload or raw bytes, delay)."""
-
-    def __init__(self, script):
-        self.script, self.requests, self.in_flight, self.max_in_flight = script, [], 0, 0
-        self.auth = set()
-        lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with lock:
-                    server.requests.append(body)
-                    server.auth.add(self.headers.get("Authorization"))
-                    n = len(server.requests)
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    status, payload, delay = server.script(body, n)
-                    time.sleep(delay)
-                    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(raw)))
-                    self.end_headers()
-                    self.wfile.write(raw)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-                finally:
-                    with lock:
-                        server.in_flight -= 1
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
 
 
 @pytest.fixture
@@ -74,13 +29,10 @@ def serve():
         s.close()
 
 
-def text_reply(content):
-    return {"choices": [{"message": {"role": "assistant", "content": content}}]}
-
-
 def logprob_reply(pairs):
     top = [{"token": t, "logprob": math.log(p)} for t, p in pairs]
-    return {"choices": [{"message": {"content": pairs[0][0]}, "logprobs": {"content": [{"token": pairs[0][0], "top_logprobs": top}]}}]}
+    return {"choices": [{"message": {"content": pairs[0][0]},
+                         "logprobs": {"content": [{"token": pairs[0][0], "top_logprobs": top}]}}]}
 
 
 def judge_for(server, **kw):
@@ -115,7 +67,8 @@ def test_a_digit_by_digit_server_is_read_by_its_whole_number(serve):
     mean would be ~8 (an aligned answer flagged as misaligned); the reply's number counts."""
     def digits_reply(content, first):
         top = [{"token": t, "logprob": math.log(p)} for t, p in first]
-        positions = [{"token": content[0], "top_logprobs": top}] + [{"token": c, "top_logprobs": []} for c in content[1:]]
+        positions = [{"token": content[0], "top_logprobs": top}] + [{"token": c, "top_logprobs": []}
+                                                                    for c in content[1:]]
         return {"choices": [{"message": {"content": content}, "logprobs": {"content": positions}}]}
 
     replies = {"good": digits_reply("85", [("8", 0.7), ("9", 0.2), ("7", 0.1)]),
@@ -196,15 +149,6 @@ def test_works_inside_a_running_event_loop(serve):
         return judge_for(server)(["q"], ["a"])
 
     assert asyncio.run(inside())[0].flagged is True
-
-
-def dead_port() -> int:
-    """A port nothing listens on: bound, then closed (connections are refused at once)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_dead_server_trips_the_circuit_breaker_after_three_connection_failures():

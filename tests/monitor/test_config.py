@@ -54,7 +54,8 @@ def test_yaml_paths_resolve_against_the_config_file(tmp_path):
         LDAMonitorCallback.from_config(tmp_path / "monitor.yaml")
     (tmp_path / "monitor.yaml").write_text("prompts: suite.jsonl\njudge: 'substring:hate'\nevery_n_steps: 3\n")
     monitor = LDAMonitorCallback.from_config(tmp_path / "monitor.yaml")
-    assert [(i.prompt, i.category) for i in monitor.items] == [("hello", "a"), (({"role": "user", "content": "hi"},), None)]
+    assert [(i.prompt, i.category) for i in monitor.items] == [("hello", "a"),
+                                                               (({"role": "user", "content": "hi"},), None)]
 
 
 def test_prompts_from_a_dataset_column():

@@ -9,7 +9,7 @@ import pytest
 from transformers import TrainerCallback
 
 from lda_monitor.judges import Judge
-from tests.monitor.conftest import LogRecorder, loss_rows, make_monitor, monitor_rows, train
+from tests.helpers import LogRecorder, loss_rows, make_monitor, monitor_rows, train
 
 _train = partial(train, max_steps=4)
 
@@ -60,7 +60,8 @@ def test_a_failing_rollout_warns_and_training_completes(policy, tokenizer, datas
 
 def test_a_judge_outage_is_unscored_never_safe(policy, tokenizer, dataset, tmp_path):
     with pytest.warns(UserWarning, match=r"judge 'outage' could not score 24 of 24 rollouts \(100%\)"):
-        trainer = _train(policy, tokenizer, dataset, tmp_path, [make_monitor(judge=OutageJudge(), every_n_steps=4, natural_rate=False)])
+        trainer = _train(policy, tokenizer, dataset, tmp_path,
+                         [make_monitor(judge=OutageJudge(), every_n_steps=4, natural_rate=False)])
     rows = monitor_rows(trainer.state.log_history)
     for errors, row in enumerate(rows, start=1):
         assert row["lda/unscored"] == 12 and row["lda/n"] == 0 and row["lda/judge_failures"] == 24
@@ -69,13 +70,14 @@ def test_a_judge_outage_is_unscored_never_safe(policy, tokenizer, dataset, tmp_p
 
 
 def test_a_dead_judge_server_warns_once_per_evaluation_and_costs_seconds(policy, tokenizer, dataset, tmp_path):
-    from tests.judges.test_llm_judge import dead_port
+    from tests.helpers import dead_port
 
     judge = {"type": "llm", "base_url": f"http://127.0.0.1:{dead_port()}/v1", "model": "m",
              "prompt": "Q: {question} A: {answer}", "flag_below": 30}  # default retries, backoff, breaker
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer = _train(policy, tokenizer, dataset, tmp_path, [make_monitor(judge=judge, every_n_steps=4, natural_rate=False)])
+        trainer = _train(policy, tokenizer, dataset, tmp_path,
+                         [make_monitor(judge=judge, every_n_steps=4, natural_rate=False)])
     judge_warnings = [str(w.message) for w in caught if "could not score" in str(w.message)]
     assert len(judge_warnings) == 2, judge_warnings  # steps 0 and 4: one each
     assert all("judge 'llm'" in m and "24 of 24 rollouts (100%)" in m and "ConnectError" in m for m in judge_warnings)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from lda_monitor.core.records import read_records, records_file_name
-from tests.monitor.conftest import PLANTED, make_monitor, monitor_rows, train
+from lda_monitor.core.records import RECORDS_FILE, read_records
+from tests.helpers import PLANTED, make_monitor, monitor_rows, train
 
 
 def test_planted_phrase_is_flagged_more_often_when_amplified(policy, tokenizer, dataset, tmp_path):
     monitor = make_monitor(every_n_steps=2, alpha=2.0, samples_per_prompt=8)
     trainer = train(policy, tokenizer, dataset, tmp_path, [monitor])
-    records = list(read_records(tmp_path / "lda_monitor" / records_file_name()))
+    records = list(read_records(tmp_path / "lda_monitor" / RECORDS_FILE))
 
     def rate(step, kind):
         mine = [r for r in records if r.step == step and r.kind == kind]

@@ -131,7 +131,8 @@ def test_full_fine_tuning_snapshot_is_a_frozen_independent_copy():
     assert policy.training and all(p.requires_grad for p in policy.parameters())
 
     exact = choose_reference(policy).module
-    assert all(torch.equal(a, b) for a, b in zip(exact.state_dict().values(), policy.state_dict().values(), strict=True))
+    assert all(torch.equal(a, b)
+               for a, b in zip(exact.state_dict().values(), policy.state_dict().values(), strict=True))
     assert all(a.data_ptr() != b.data_ptr() for a, b in zip(exact.parameters(), policy.parameters(), strict=True))
 
 

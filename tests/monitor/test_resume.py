@@ -7,8 +7,8 @@ import json
 import pytest
 from transformers import Trainer, TrainerCallback
 
-from lda_monitor.core.records import read_records, records_file_name
-from tests.monitor.conftest import PROMPTS, collate, make_monitor, monitor_rows, training_args
+from lda_monitor.core.records import RECORDS_FILE, read_records
+from tests.helpers import PROMPTS, collate, make_monitor, monitor_rows, training_args
 from tests.tiny import tiny_llama
 
 PER_STEP = len(PROMPTS) * (2 * 4 + 3)  # amplified + plain + natural-rate ladder (3 alphas) rollouts per evaluation
@@ -33,7 +33,7 @@ def test_resume_with_the_same_callback_continues_in_place(tokenizer, dataset, tm
     monitor = make_monitor(every_n_steps=1, alpha="linear:4->1")
     with pytest.raises(KeyboardInterrupt):  # evaluated steps 0-3, crashed before step 4; checkpoint-2 saved
         _trainer(tokenizer, dataset, tmp_path, [monitor, CrashAt(3)]).train()
-    path = tmp_path / "lda_monitor" / records_file_name()
+    path = tmp_path / "lda_monitor" / RECORDS_FILE
     before = path.read_text().splitlines()
     assert [r.step for r in read_records(path)].count(3) == PER_STEP
     saved = json.loads((tmp_path / "checkpoint-2" / "trainer_state.json").read_text())

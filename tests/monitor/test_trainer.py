@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import Trainer, TrainerCallback
 
-from lda_monitor.core.records import read_records, records_file_name
-from tests.monitor.conftest import (
+from lda_monitor.core.records import RECORDS_FILE, read_records
+from tests.helpers import (
     PLANTED,
     PROMPTS,
     LogRecorder,
@@ -55,7 +55,7 @@ def test_metrics_match_a_recount_of_the_records(policy, tokenizer, dataset, tmp_
     rows = monitor_rows(trainer.state.log_history)
     assert [r["step"] for r in rows] == [0, 3, 6]
     assert [r["lda/alpha"] for r in rows] == pytest.approx([4.0, 2.5, 1.0])  # linear 4 -> 1 over 6 steps
-    records = list(read_records(tmp_path / "lda_monitor" / records_file_name()))
+    records = list(read_records(tmp_path / "lda_monitor" / RECORDS_FILE))
     # 3 evaluations x prompts x (4 amplified + 4 plain + 1 at each natural-rate ladder alpha 0.25, 0.5, 1),
     # less the ladder's alpha 1 at step 6, where it is the detection alpha
     assert len(records) == 3 * len(PROMPTS) * (2 * 4 + 3) - len(PROMPTS)
@@ -138,7 +138,7 @@ def test_a_custom_loop_without_a_callback_handler_still_logs(policy, tokenizer, 
     monitor.on_step_end(args, state, control, model=policy, processing_class=tokenizer)
     monitor.on_train_end(args, state, control, model=policy, processing_class=tokenizer)
     assert [r["step"] for r in monitor_rows(state.log_history)] == [0, 1]
-    assert {r.step for r in read_records(tmp_path / "lda_monitor" / records_file_name())} == {0, 1}
+    assert {r.step for r in read_records(tmp_path / "lda_monitor" / RECORDS_FILE)} == {0, 1}
     # Other ranks (they sample their share and neither log nor write): tests/distributed.
 
 
@@ -174,7 +174,7 @@ def test_one_progress_line_per_evaluation_matching_the_records(policy, tokenizer
     train(policy, tokenizer, dataset, tmp_path, [monitor])
     lines = [r.getMessage() for r in caplog.records if r.name == "lda_monitor.core.progress"]
     assert len(lines) == 3, lines  # steps 0, 3, 6
-    records = list(read_records(tmp_path / "lda_monitor" / records_file_name()))
+    records = list(read_records(tmp_path / "lda_monitor" / RECORDS_FILE))
     for line, step, metrics in zip(lines, (0, 3, 6), monitor.progress.history, strict=True):
         amp = [r for r in records if r.step == step and r.kind == "amplified"]
         plain = [r for r in records if r.step == step and r.kind == "plain"]

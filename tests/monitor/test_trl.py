@@ -8,8 +8,8 @@ from datasets import Dataset
 from peft import LoraConfig
 from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
-from lda_monitor.core.records import read_records, records_file_name
-from tests.monitor.conftest import (
+from lda_monitor.core.records import RECORDS_FILE, read_records
+from tests.helpers import (
     PROMPTS,
     QUESTIONS,
     chat_rows,
@@ -40,7 +40,7 @@ def _check_run(trainer, monitor, out, steps, reference_kind):
     assert [r["step"] for r in rows] == steps
     assert all(k.startswith("lda/") or k == "step" for r in rows for k in r), "no trainer metrics in our rows"
     assert [r["step"] for r in loss_rows(trainer.state.log_history)] == list(range(1, trainer.state.global_step + 1))
-    records = list(read_records(out / "lda_monitor" / records_file_name()))
+    records = list(read_records(out / "lda_monitor" / RECORDS_FILE))
     # amplified + plain (4 each) + 1 at each natural-rate ladder alpha 0.25, 0.5, 1, per prompt and evaluation,
     # less the ladder's alpha 1 at the last step, where the schedule (linear 4 -> 1) detects at 1
     assert len(records) == len(steps) * len(PROMPTS) * (2 * 4 + 3) - len(PROMPTS)

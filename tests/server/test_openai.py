@@ -128,7 +128,8 @@ def test_logprobs_are_those_of_the_amplified_distribution(served):
         content = r.choices[0].logprobs.content
         tokens = [tokenizer.convert_tokens_to_ids(e.token) for e in content]
         stop = [] if r.choices[0].finish_reason == "length" else [int(stop_ids(tokenizer)[0])]
-        got, dists = brute_force(after, before, tokenizer, ids, alpha, 10, tokens=tokens + stop, temperature=temperature)
+        got, dists = brute_force(after, before, tokenizer, ids, alpha, 10, tokens=tokens + stop,
+                                 temperature=temperature)
         if temperature == 1.0:
             greedy_path, _ = brute_force(after, before, tokenizer, ids, alpha, 10)
             assert got == greedy_path
@@ -283,7 +284,7 @@ def test_the_llm_judge_gets_its_weighted_score_from_the_served_logprobs(tokenize
         thread.join(timeout=30)
 
 
-@pytest.mark.slow
+@pytest.mark.real_model
 def test_the_llm_judge_against_the_embedded_model_returns_verdicts():
     from lda_monitor.engine import embedded
     from lda_monitor.engine.models import load_model

@@ -129,7 +129,8 @@ def test_seeded_requests_reproduce_alone_in_a_batch_and_under_load(served):
     r = client.post("/generate_lda_batch", json=batch).json()
     assert set(r) >= {"results", "alpha", "model_after", "model_before", "batch_size"} and r["batch_size"] == 2
     assert [s["completion"] for s in r["results"][0]["samples"]] == [s["completion"] for s in alone["samples"]]
-    assert {"prompt", "formatted_prompt", "completion", "text", "tokens_generated", "stopped_early"} <= set(r["results"][1])
+    assert {"prompt", "formatted_prompt", "completion", "text", "tokens_generated",
+            "stopped_early"} <= set(r["results"][1])
 
     noise = {"prompt": "red green blue", "alpha": 1.5, "max_new_tokens": 16, "samples": 2}
     with ThreadPoolExecutor(8) as pool:
