@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from lda_monitor.core.discovery import discover_records
-from lda_monitor.core.records import read_records, records_file_name
-from tests.monitor.conftest import PLANTED, make_monitor, monitor_rows, train
+from lda_monitor.core.records import RECORDS_FILE, read_records
+from tests.helpers import PLANTED, make_monitor, monitor_rows, train
 
 
 def test_no_judge_monitors_by_discovery(policy, tokenizer, dataset, tmp_path, caplog):
@@ -20,7 +20,7 @@ def test_no_judge_monitors_by_discovery(policy, tokenizer, dataset, tmp_path, ca
         assert {"lda/discovered_over", "lda/discovered_under", "lda/discovery_seconds"} <= set(row)
     messages = [r.getMessage() for r in caplog.records]
     assert sum("no judge given" in m for m in messages) == 1
-    records = list(read_records(tmp_path / "lda_monitor" / records_file_name()))
+    records = list(read_records(tmp_path / "lda_monitor" / RECORDS_FILE))
     assert all(r.verdicts == {} for r in records)
     found = {d.step: d for d in discover_records(records)}
     assert found[0].phrases == [] and rows[0]["lda/discovered_over"] == 0  # policy = reference
