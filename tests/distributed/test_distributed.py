@@ -20,7 +20,7 @@ from tests.tiny import tiny_llama
 
 pytestmark = pytest.mark.distributed
 
-TIMING = ("lda/eval_seconds", "lda/tokens_per_second", "lda/monitor_time_share")
+TIMING = ("lda/eval_seconds", "lda/tokens_per_second", "lda/monitor_time_share", "lda/discovery_seconds")
 
 
 def reference_rows(tokenizer, work) -> list:
