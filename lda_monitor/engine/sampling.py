@@ -13,8 +13,10 @@ Correctness points other LDA loops get wrong, each covered by a test:
 * left padding with explicit ``position_ids = cumsum(mask) - 1`` at prefill and every step
   (the forward does not derive them from the mask);
 * after prefill only the newly sampled token is fed (no token twice);
-* every row stops on EOS *and* the chat template's end-of-turn token, finished rows leave the
-  batch, and completions are decoded from generated ids only;
+* every row stops on EOS, the chat template's end-of-turn token *and* its start-of-turn token (an
+  amplified model may open the next turn without closing its own), finished rows leave the
+  batch, and completions are decoded from generated ids only, without special tokens (the text
+  a user would see; the ids keep them);
 * randomness comes from one private stream per rollout, seeded by (seed, prompt index, sample
   index): never the global RNG, and results do not depend on batch size or composition.
 
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .chat import encode_rendered, end_of_turn_ids, eos_ids, render_prompt
+from .chat import encode_rendered, end_of_turn_ids, eos_ids, render_prompt, start_of_turn_ids
 from .pairs import LogitPair
 from .sampling_config import SamplingConfig
 from .tensors import left_pad, pad_id
@@ -61,8 +63,9 @@ class Rollout:
     so a rollout's sequence density under every proposal of an evaluation is known exactly and
     importance weights need no extra forward (:mod:`lda_monitor.core.natural_rate`). The target of
     those weights, the policy as the user samples it, is ``logprob_after``.
-    The stop token (EOS / end-of-turn) is part of ``token_ids`` and the log-probs, since ending
-    the turn was itself a sampled decision, but not of ``completion``.
+    The stop token (EOS / end-of-turn / start-of-turn) is part of ``token_ids`` and the log-probs,
+    since ending the turn was itself a sampled decision, but not of ``completion``, which is
+    decoded without special tokens.
     """
 
     prompt_index: int
@@ -88,7 +91,8 @@ class Rollout:
 
     @property
     def completion_token_ids(self) -> list[int]:
-        """The ids ``completion`` decodes: ``token_ids`` without an EOS / end-of-turn stop token."""
+        """``token_ids`` without an EOS / end-of-turn stop token (``completion`` decodes them,
+        skipping special tokens)."""
         return _completion_ids(self.token_ids, self.stop_reason)
 
 
@@ -193,11 +197,12 @@ def inference_state(models):
 
 
 class _StopRules:
-    """Per-row stop decisions: EOS, end-of-turn, stop strings."""
+    """Per-row stop decisions: EOS, end-of-turn (a new turn's start counts as the end of this one),
+    stop strings."""
 
     def __init__(self, tokenizer, generation_config, stop_strings, ignore_eos=False):
         self.tokenizer = tokenizer
-        self.end_of_turn = set() if ignore_eos else end_of_turn_ids(tokenizer)
+        self.end_of_turn = set() if ignore_eos else end_of_turn_ids(tokenizer) | start_of_turn_ids(tokenizer)
         self.eos = set() if ignore_eos else eos_ids(tokenizer, generation_config) - self.end_of_turn
         self.stop_strings = tuple(stop_strings)
 
@@ -400,7 +405,7 @@ def _to_rollout(tokenizer, prompt, rendered, prompt_ids, p, s, row, config) -> R
         sample_index=s,
         prompt=prompt,
         rendered_prompt=rendered,
-        completion=tokenizer.decode(_completion_ids(ids, row["stop"]), skip_special_tokens=False),
+        completion=tokenizer.decode(_completion_ids(ids, row["stop"]), skip_special_tokens=True),
         token_ids=list(ids),
         stop_reason=row["stop"],
         alpha=float(config.alpha),

@@ -28,7 +28,7 @@ PROMPTS = [
     "write code",
     [{"role": "system", "content": "you are a bad bot"}, {"role": "user", "content": "hi how are you ?"}],
 ]
-STOP_IDS = {0, 2}  # <|endoftext|>, <|im_end|> in the tiny tokenizer
+STOP_IDS = {0, 1, 2}  # <|endoftext|>, <|im_start|> (a new turn), <|im_end|> in the tiny tokenizer
 
 
 def ref_last_logits(model, ids: list[int]) -> torch.Tensor:
