@@ -111,7 +111,8 @@ class DecodeSession(ABC):
 
     @abstractmethod
     def keep_rows(self, rows: torch.Tensor) -> None:
-        """Drop every row not listed in ``rows`` (indices into the current batch) from the caches."""
+        """Keep the rows listed in ``rows`` (indices into the current batch), in that order, and drop
+        the others from the caches; a repeated index copies its row (one prefill, many samples)."""
 
 
 class LogitPair(ABC):
