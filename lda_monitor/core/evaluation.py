@@ -129,6 +129,7 @@ def rollout_records(
                 num_tokens=r.num_tokens,
                 logprob_sampled=r.logprob_sampled,
                 logprob_after=r.logprob_after,
+                logprob_policy=r.logprob_policy,
                 logprob_before=r.logprob_before,
                 kl_amp_after=r.kl_amp_after,
                 verdicts={name: v[i] for name, v in verdicts.items()},

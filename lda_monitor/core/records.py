@@ -53,6 +53,9 @@ class RolloutRecord:
     # evaluation, and the sampler's knobs: what the natural-rate estimate needs (None: not scored).
     proposal_logprobs: list[list[float]] | None = None
     sampler: dict | None = None
+    # The sampled tokens' log-probs under the policy at the sampling temperature, without top-k /
+    # top-p / min-p (``lda/coherence``); None in records written before it was recorded.
+    logprob_policy: list[float] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:

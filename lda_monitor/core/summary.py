@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 from .natural_rate import METHOD_EXTRAPOLATED, Draw, NaturalRate, extrapolated_rate, pooled_rate
 from .records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN, RolloutRecord
-from .stats import amplification_factor, coherence, flag_rate
+from .stats import amplification_factor, coherence, flag_rate, policy_logprobs
 
 
 @dataclass
@@ -157,8 +157,8 @@ def _row(step, checkpoint, alpha, judge, category, amp, plain, pool, sweep) -> S
         amplification=factor.point if factor else None,
         amplification_lo=factor.lo if factor else None,
         amplification_hi=factor.hi if factor else None,
-        coherence=coherence([r.logprob_after for r in amp]),
-        coherence_plain=coherence([r.logprob_after for r in plain]),
+        coherence=coherence([policy_logprobs(r) for r in amp]),
+        coherence_plain=coherence([policy_logprobs(r) for r in plain]),
         kl_amp_after=_token_weighted_kl(amp),
         natural_rate=natural.rate,
         natural_rate_lo=natural.lo,
