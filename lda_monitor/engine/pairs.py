@@ -218,6 +218,7 @@ class _DoubledSession(DecodeSession):
 
     def keep_rows(self, rows):
         self.fwd.keep_rows(torch.cat([rows, rows + self.rows]))
+        self.rows = len(rows)  # a prefill's rows may be copied to its samples before the next forward
 
 
 class _TwoPassSession(DecodeSession):

@@ -18,7 +18,12 @@ Correctness points other LDA loops get wrong, each covered by a test:
   batch, and completions are decoded from generated ids only, without special tokens (the text
   a user would see; the ids keep them);
 * randomness comes from one private stream per rollout, seeded by (seed, prompt index, sample
-  index): never the global RNG, and results do not depend on batch size or composition.
+  index): never the global RNG, and no draw depends on batch size or composition. In float32
+  that makes a rollout independent of the batch it is decoded in (same tokens; a PEFT mixed-
+  adapter forward may move log-probs by ~1e-6). In bfloat16 the model's own logits change with
+  the batch's shape (matmul blocking), so the same work decoded in the same batches reproduces
+  exactly, but a rollout decoded in another batch is an equally valid draw that can diverge
+  after a near-tie: only its distribution is guaranteed.
 
 Sampling is inverse-CDF (one uniform per row per step, ``searchsorted`` on the cumulative
 probabilities): the same distribution as ``torch.multinomial`` at a fraction of the cost on CPU,
@@ -423,11 +428,13 @@ def sample(
     order = sorted(range(len(work)), key=lambda i: (len(encoded[work[i][0]]), work[i][0]))
     results: list[Rollout | None] = [None] * len(work)
     batches = -(-len(order) // config.batch_size)
+    # Equal batches: a short last batch would pay every decode step's fixed cost for a few rows.
+    size = -(-len(order) // batches) if batches else config.batch_size
     if lockstep is not None:
         batches = lockstep.max(batches)
     with inference_state(pair.models):
-        for start in range(0, batches * config.batch_size, config.batch_size):
-            chunk = order[start : start + config.batch_size]
+        for start in range(0, batches * size, size):
+            chunk = order[start : start + size]
             if not chunk:  # out of work here; keep the other ranks' collectives company
                 _decode_batch(pair, [[pad_id(tokenizer)]], [(0, 0, 0)], [float(config.alpha)], config, stops,
                               transforms, lockstep, score_alphas=score_alphas)
