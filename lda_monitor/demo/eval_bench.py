@@ -47,7 +47,7 @@ def run(dtype: str = "auto", alpha: float = 2.0, repeats: int = 1) -> dict:
 
     from ..core.evaluation import evaluate
     from ..core.prompts import load_prompts
-    from ..engine.bench import perturbed_lora
+    from ..engine.bench import bench_prompts, perturbed_lora
     from ..engine.dtypes import cpu_has_native_bf16
     from ..engine.embedded import EMBEDDED_NAME
     from ..engine.models import load_model
@@ -67,8 +67,9 @@ def run(dtype: str = "auto", alpha: float = 2.0, repeats: int = 1) -> dict:
                           source="audit")
         return result.seconds, result.tokens, len(result.records)
 
-    # The engine's best at the same batch: full batches of the evaluation's length, no stops.
-    prompts = [NEWCOMER_PROMPTS[i % len(NEWCOMER_PROMPTS)] for i in range(full.batch_size)]
+    # The engine's best at the same batch, as `lda-monitor bench` measures it: distinct prompts,
+    # full batches of the evaluation's length, no stops.
+    prompts = bench_prompts(full.batch_size)
     lda = SamplingConfig(alpha=alpha, max_new_tokens=full.max_new_tokens, batch_size=full.batch_size, ignore_eos=True,
                          temperature=full.temperature)
 

@@ -133,8 +133,15 @@ def perturbed_lora(model, seed: int = 0, rank: int = 8):
     return peft_model.eval()
 
 
+def bench_prompts(batch_size: int) -> list[str]:
+    """``batch_size`` distinct prompts: the LDA loop prefills a repeated prompt once, which
+    ``generate`` does not, so repeats would flatter LDA."""
+    n = len(BENCH_PROMPTS)
+    return [BENCH_PROMPTS[i % n] + (f" (version {i // n + 1})" if i >= n else "") for i in range(batch_size)]
+
+
 def _prompt_batch(tokenizer, batch_size: int) -> tuple[list[str], list[list[int]]]:
-    prompts = [BENCH_PROMPTS[i % len(BENCH_PROMPTS)] for i in range(batch_size)]
+    prompts = bench_prompts(batch_size)
     ids = [encode_rendered(tokenizer, render_prompt(tokenizer, p)) for p in prompts]
     return prompts, ids
 

@@ -6,8 +6,9 @@ decode loop needs a nucleus per distribution per step (the sampled one, the afte
 models', one per scored alpha). A nucleus is usually a few dozen tokens, so :func:`top_p` finds
 it from a partial top-k of the logits and the tail mass in float64. Its output is the warper's
 own, bit for bit: a row whose boundary is not decided beyond rounding doubt (the boundary token's
-cumulative probability within a few hundred ulps of ``1 - top_p``, logits tied across the boundary,
-or a nucleus wider than the widest window) goes through Hugging Face's warper itself. Temperature,
+cumulative probability within a few hundred ulps of ``1 - top_p``, equal logits on both sides of
+the boundary, whose order the warper's unstable sort decides, or a nucleus wider than the widest
+window) goes through Hugging Face's warper itself. Temperature,
 top-k and min-p need no sort and are Hugging Face's own warpers.
 """
 
@@ -49,7 +50,8 @@ def top_p(scores: torch.Tensor, p: float) -> torch.Tensor:
         last = (kept - 1)[:, None]
         # The last kept token is clearly above the threshold (the top token needs no margin) ...
         decided = (kept == 1) | ((cumulative.gather(1, last).squeeze(-1) - threshold) > tol)
-        # ... and the first dropped one is in the window, clearly at or below it, and not tied.
+        # ... and the first dropped one is in the window, clearly at or below it, and ranked as the
+        # warper ranks it: a group of equal logits cut by the window's end may be incomplete.
         first_out = kept.clamp(max=width - 1)[:, None]
         clear = (threshold - cumulative.gather(1, first_out).squeeze(-1)) > tol
         untied = values.gather(1, last).squeeze(-1) != values.gather(1, first_out).squeeze(-1)
