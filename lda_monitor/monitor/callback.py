@@ -122,6 +122,7 @@ from ..judges import build_judge
 from ..judges.health import failing_judges, warn_judge_failures
 from ..sinks.wandb_sink import WandbSink
 from .config import MonitorConfig
+from .cost import forecast
 from .hygiene import preserved_training_state
 from .reference import choose_reference
 from .trainer_logging import MetricEmitter, find_callback_handler
@@ -171,6 +172,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         self._writer: RecordWriter | None = None
         self._session_start: float | None = None
         self._time_share_warned = False
+        self._first_evaluation: tuple[int, float, float] | None = None  # (step, seconds, end): cost forecast
         self._ranks = SINGLE  # the process group, found at train begin
 
     @classmethod
@@ -248,10 +250,22 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             self._evaluate(args, state, control, model, processing_class)
 
     def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+        self._forecast_cost(state)
         last = state.global_step >= state.max_steps or control.should_training_stop
         periodic = self.config.trigger == "steps" and state.global_step % self.config.every_n_steps == 0
         if periodic or last:
             self._evaluate(args, state, control, model, processing_class)
+
+    def _forecast_cost(self, state) -> None:
+        """Once, at the first step end after the first evaluation: see :mod:`.cost`."""
+        first = self._first_evaluation
+        if first is None or first[1] < 0 or self.config.trigger != "steps" or state.global_step <= first[0]:
+            return
+        self._first_evaluation = (first[0], -1.0, first[2])  # said once
+        step_seconds = (time.perf_counter() - first[2]) / (state.global_step - first[0])
+        if self._ranks.is_main and self.config.log_progress:
+            progress_logger().info(forecast(first[1], step_seconds, self.config.every_n_steps, state.max_steps,
+                                            self.config.warn_time_share).message())
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
         if self.config.trigger == "evaluate":
@@ -349,6 +363,8 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
                 warn_judge_failures(failures, f"step {step}")
         metrics = evaluation.metrics()
         metrics["lda/eval_seconds"] = time.perf_counter() - start
+        if self._first_evaluation is None:
+            self._first_evaluation = (step, metrics["lda/eval_seconds"], time.perf_counter())
         if self.config.log_progress and self._ranks.is_main:
             progress_logger().info(evaluation_line(step, metrics))
         self._finish(args, state, control, metrics, start, evaluation)
