@@ -124,7 +124,9 @@ def perturbed_lora(model, seed: int = 0, rank: int = 8):
     from peft import LoraConfig, get_peft_model
 
     generator = torch.Generator().manual_seed(seed)
-    peft_model = get_peft_model(model, LoraConfig(r=rank, target_modules=["q_proj", "v_proj", "o_proj"]))
+    with torch.random.fork_rng():  # PEFT draws lora_A from the global RNG: seed it, and leave it as it was
+        torch.manual_seed(seed)
+        peft_model = get_peft_model(model, LoraConfig(r=rank, target_modules=["q_proj", "v_proj", "o_proj"]))
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:

@@ -21,9 +21,9 @@ Correctness points other LDA loops get wrong, each covered by a test:
   index): never the global RNG, and no draw depends on batch size or composition. In float32
   that makes a rollout independent of the batch it is decoded in (same tokens; a PEFT mixed-
   adapter forward may move log-probs by ~1e-6). In bfloat16 the model's own logits change with
-  the batch's shape (matmul blocking), so the same work decoded in the same batches reproduces
-  exactly, but a rollout decoded in another batch is an equally valid draw that can diverge
-  after a near-tie: only its distribution is guaranteed.
+  the batch's shape (matmul blocking): the same work in the same batches reproduces, but a
+  rollout decoded in another batch is an equally valid draw that can diverge after a near-tie;
+  only its distribution is guaranteed across batch shapes.
 
 Sampling is inverse-CDF (one uniform per row per step, ``searchsorted`` on the cumulative
 probabilities): the same distribution as ``torch.multinomial`` at a fraction of the cost on CPU,

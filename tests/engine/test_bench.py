@@ -32,3 +32,28 @@ def test_peak_memory_sees_a_buffer_freed_before_the_end():
 
 def test_bench_prompts_are_distinct():
     assert len(set(bench_prompts(32))) == 32
+
+
+def test_perturbed_lora_is_seeded_and_leaves_the_global_rng(tokenizer):
+    from lda_monitor.engine.bench import perturbed_lora
+    from tests.tiny import tiny_llama
+
+    state = torch.get_rng_state()
+    one, two = perturbed_lora(tiny_llama(tokenizer, 1)), perturbed_lora(tiny_llama(tokenizer, 1))
+    torch.set_rng_state(state)
+    first = perturbed_lora(tiny_llama(tokenizer, 1))
+    assert torch.equal(torch.get_rng_state(), _after_tiny_llama(state, tokenizer))
+    assert all(torch.equal(x, y) for x, y in zip(one.parameters(), two.parameters(), strict=True))
+    assert all(torch.equal(x, y) for x, y in zip(one.parameters(), first.parameters(), strict=True))
+
+
+def _after_tiny_llama(state, tokenizer):
+    """The global RNG state after tiny_llama alone (which seeds and draws itself)."""
+    from tests.tiny import tiny_llama
+
+    saved = torch.get_rng_state()
+    torch.set_rng_state(state)
+    tiny_llama(tokenizer, 1)
+    out = torch.get_rng_state()
+    torch.set_rng_state(saved)
+    return out
