@@ -2,13 +2,14 @@
 
 Needs only torch, transformers, peft and accelerate (trl for the last part), and no network:
 every model is randomly initialised and the tokenizer (256 byte tokens and ChatML's specials) is
-built in code. Three parts, about 3-5 minutes on one recent GPU:
+built in code. Three parts, sized to finish well within 8 minutes on one recent GPU (not yet run on one):
 
-1. correctness on the device: greedy LDA from the engine (KV caches, left padding, rows leaving
-   the batch) against a brute-force loop of cache-free full-sequence forwards, in float32 and
-   bfloat16. In bfloat16 the cached and the cache-free forward round differently, so a row may
-   leave the brute-force path where its top two amplified logits are within rounding of each
-   other (a near-tie); any other difference fails;
+1. correctness on the device: the sort-free top-p against Hugging Face's warper (bit for bit),
+   and greedy LDA from the engine (KV caches, left padding, rows leaving the batch) against a
+   brute-force loop of cache-free full-sequence forwards, in float32 and bfloat16. In bfloat16
+   the cached and the cache-free forward round differently, so a row may leave the brute-force
+   path where its top two amplified logits are within rounding of each other (a near-tie); any
+   other difference fails;
 2. ``lda-monitor bench --config-preset`` at 1B and 8B (generate and each LDA strategy, 256
    tokens): tokens/s and peak ``torch.cuda.max_memory_allocated``;
 3. a short LoRA SFT run with :class:`~lda_monitor.monitor.callback.LDAMonitorCallback` when trl
@@ -105,12 +106,37 @@ def check_greedy(after, before, tokenizer, *, alpha: float, max_new_tokens: int,
             "tokens": sum(r.num_tokens for r in rollouts)}
 
 
+def check_transforms(device: str, tiny: bool) -> dict:
+    """The sort-free top-p (and the other transforms) equal Hugging Face's warpers on the device,
+    bit for bit, on random logits: float32, bf16-valued, and with many ties."""
+    import torch
+
+    from ..engine.sampling_config import SamplingConfig
+    from ..engine.truncation import Transforms
+
+    generator = torch.Generator().manual_seed(0)
+    checked = 0
+    for vocab in (300, 49152) if tiny else (300, 49152, 128256):
+        for kind in ("fp32", "bf16-valued", "ties"):
+            x = torch.randn(16, vocab, generator=generator) * 4
+            x = x.bfloat16().float() if kind == "bf16-valued" else (x * 2).round() / 2 if kind == "ties" else x
+            x = x.to(device)
+            for knobs in (dict(top_p=0.95), dict(top_p=0.5, temperature=0.8), dict(top_k=50, top_p=0.9, min_p=0.05)):
+                config = SamplingConfig(**knobs)
+                if not torch.equal(Transforms(config)(x), config.warpers()(None, x)):
+                    raise AssertionError(f"transforms differ from the warpers on {device}: {kind}, {vocab}, {knobs}")
+                checked += 1
+    return {"cases": checked}
+
+
 def check_correctness(device: str, tiny: bool) -> dict:
     import torch
 
     tokenizer = byte_tokenizer()
-    out = {}
-    for dtype, near_tie in ((torch.float32, 1e-3), (torch.bfloat16, 0.25)):
+    out = {"transforms": check_transforms(device, tiny)}
+    # bf16 logits of magnitude ~20 are spaced 0.125 apart, and the amplified logit combines two of
+    # them with weights 2.5 and 1.5: a near-tie is a gap of a few such steps.
+    for dtype, near_tie in ((torch.float32, 1e-3), (torch.bfloat16, 1.0)):
         after = small_llama(tokenizer, 1, tiny=tiny, dtype=dtype, device=device)
         before = copy.deepcopy(after)
         with torch.no_grad():

@@ -16,6 +16,7 @@ def test_gpu_check_tiny_runs_every_part(tmp_path):
     assert report["tiny"] and report["device"] == "cpu"
     assert report["correctness"]["float32"]["equal"] == report["correctness"]["float32"]["rows"] == len(gpu_check.PROMPTS)
     assert report["correctness"]["bfloat16"]["rows"] == len(gpu_check.PROMPTS)
+    assert report["correctness"]["transforms"]["cases"] == 18
     for preset in ("llama-1b", "llama-8b"):
         speeds = report["bench"][preset]["tokens_per_second"]
         assert set(speeds) == {"generate", "lda-doubled", "lda-two-pass"} and all(v > 0 for v in speeds.values())
