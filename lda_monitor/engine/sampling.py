@@ -121,17 +121,20 @@ def rollout_uniforms(streams: Sequence[tuple[int, int, int]], steps: int) -> tor
     return torch.stack(rows)
 
 
-def combine(after: torch.Tensor, before: torch.Tensor | None, alpha: float) -> torch.Tensor:
+def combine(after: torch.Tensor, before: torch.Tensor | None, alpha: float | Sequence[float]) -> torch.Tensor:
     """Amplified logits in float32; ids impossible under either model stay impossible.
 
-    ``torch.lerp(before, after, 1 + alpha)`` is ``after + alpha * (after - before)`` in one fused
-    kernel, and its two-sided formula returns ``after`` exactly at alpha 0 and ``before`` exactly
-    at alpha -1.
+    ``alpha`` is one number, or one per row. ``torch.lerp(before, after, 1 + alpha)`` is
+    ``after + alpha * (after - before)`` in one fused kernel, and its two-sided formula returns
+    ``after`` exactly at alpha 0 and ``before`` exactly at alpha -1; a per-row weight gives each row
+    what its own alpha alone gives.
     """
-    if before is None or alpha == 0:
+    per_row = not isinstance(alpha, int | float)
+    if before is None or (not per_row and alpha == 0):
         return after.float()
     after, before = after.float(), before.float()
-    amp = torch.lerp(before, after, 1.0 + alpha)
+    weight = torch.tensor([1.0 + a for a in alpha], device=after.device)[:, None] if per_row else 1.0 + alpha
+    amp = torch.lerp(before, after, weight)
     if not torch.isfinite(amp).all():
         impossible = torch.isneginf(after) | torch.isneginf(before)
         amp = amp.masked_fill(impossible, float("-inf"))
@@ -228,19 +231,6 @@ class _StopRules:
         return None
 
 
-def _amplify(after, before, alphas: list[float]) -> torch.Tensor:
-    """Amplified logits with one alpha per row; rows that share an alpha are combined together,
-    so a row's values do not depend on which other alphas share its batch."""
-    groups = dict.fromkeys(alphas)
-    if len(groups) == 1:
-        return combine(after, before, alphas[0])
-    amp = torch.empty_like(after)
-    for a in groups:
-        rows = torch.tensor([i for i, x in enumerate(alphas) if x == a], device=after.device)
-        amp[rows] = combine(after[rows], before[rows] if before is not None else None, a)
-    return amp
-
-
 def _decode_batch(pair, prompt_ids, streams, alphas, config, stops, transforms, lockstep=None, top_logprobs=0,
                   score_alphas=(), prompt_keys=None):
     """Decode one batch; returns per-row dicts in the order of ``streams``.
@@ -281,7 +271,7 @@ def _decode_batch(pair, prompt_ids, streams, alphas, config, stops, transforms, 
     idle = False  # every local row has stopped; running one along for the other ranks
     for step in range(config.max_new_tokens):
         live_alphas = [alphas[i] for i in live.tolist()]
-        amp = _amplify(after, before, live_alphas)
+        amp = combine(after, before, live_alphas[0] if len(set(live_alphas)) == 1 else live_alphas)
         sampled_from = transforms(amp)
         if config.greedy:
             tokens = sampled_from.argmax(-1)
