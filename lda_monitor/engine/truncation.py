@@ -4,12 +4,13 @@ exact semantics, without sorting the vocabulary.
 Hugging Face's top-p warper sorts the whole vocabulary of every row to find the nucleus, and the
 decode loop needs a nucleus per distribution per step (the sampled one, the after and before
 models', one per scored alpha). A nucleus is usually a few dozen tokens, so :func:`top_p` finds
-it from a partial top-k of the logits and the tail mass in float64. Its output is the warper's
-own, bit for bit: a row whose boundary is not decided beyond rounding doubt (the boundary token's
-cumulative probability within a few hundred ulps of ``1 - top_p``, equal logits on both sides of
-the boundary, whose order the warper's unstable sort decides, or a nucleus wider than the widest
-window) goes through Hugging Face's warper itself. Temperature,
-top-k and min-p need no sort and are Hugging Face's own warpers.
+it from a partial top-k of the logits and their probabilities in float64. Its output is the
+warper's own, bit for bit: a row whose boundary is not decided beyond rounding doubt (the
+boundary token's cumulative probability within about a thousand float32 ulps of ``1 - top_p``,
+equal logits on both sides of the boundary, whose order the warper's unstable sort decides, or
+a nucleus wider than the widest window) goes through Hugging Face's warper itself, as do
+half-precision inputs (the engine passes float32). Temperature, top-k and min-p need no sort and
+are Hugging Face's own warpers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .sampling_config import SamplingConfig
 
 # Partial top-k windows tried in turn before a row falls back to the full sort.
 WINDOWS = (64, 1024)
-# Distance from the threshold, in ulps of the input dtype relative to it, within which a
+# Distance from the threshold, in float32 ulps relative to it, within which a
 # cumulative probability counts as undecided: generous against the float32 sums' reordering.
 _ULPS = 1000
 
@@ -31,21 +32,22 @@ def top_p(scores: torch.Tensor, p: float) -> torch.Tensor:
 
     rows, vocab = scores.shape
     dtype = scores.dtype
+    if dtype not in (torch.float32, torch.float64):  # the warper's own half-precision sums decide
+        return TopPLogitsWarper(top_p=p)(None, scores)
     # The warper compares its cumulative sums with 1 - p rounded to the scores' dtype.
     threshold = float(torch.tensor(1 - p, dtype=dtype))
-    eps = torch.finfo(dtype).eps
+    eps = torch.finfo(torch.float32).eps
     tol = _ULPS * eps * threshold + eps
-    probs = scores.softmax(-1)
-    total = probs.sum(-1, dtype=torch.float64)
+    log_total = scores.logsumexp(-1, keepdim=True).double()
     keep = torch.zeros_like(scores, dtype=torch.bool)
     pending = torch.arange(rows, device=scores.device)
     for width in dict.fromkeys(min(w, vocab) for w in WINDOWS):
         if not len(pending):
             break
         values, ids = scores[pending].topk(width, dim=-1)
-        mass = probs[pending].gather(1, ids).double()
-        # What the warper's ascending cumulative sum reads at each of these tokens.
-        cumulative = total[pending, None] - (mass.cumsum(-1) - mass)
+        mass = (values.double() - log_total[pending]).exp()
+        # What the warper's ascending cumulative sum reads at each of these tokens, up to its rounding.
+        cumulative = 1.0 - (mass.cumsum(-1) - mass)
         kept = (cumulative > threshold).sum(-1).clamp(min=1)  # the top token is always kept
         last = (kept - 1)[:, None]
         # The last kept token is clearly above the threshold (the top token needs no margin) ...

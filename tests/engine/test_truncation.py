@@ -75,3 +75,25 @@ def test_policy_is_the_temperature_only_distribution():
     assert torch.equal(t(x), t.truncate(t.temper(x)))
     greedy = Transforms(SamplingConfig(greedy=True, temperature=0.8, top_p=0.5))
     assert greedy(x) is x and greedy.temper(x) is x
+
+
+@pytest.mark.slow
+def test_top_p_equals_the_warper_on_real_bf16_logits():
+    """SmolLM2's bf16 logits (ties at nucleus boundaries are common) under several temperatures."""
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    from lda_monitor.engine.chat import encode_rendered, render_prompt
+    from lda_monitor.engine.embedded import EMBEDDED_NAME
+    from lda_monitor.engine.models import load_model
+    from lda_monitor.engine.tensors import left_pad, pad_id
+
+    model, tok = load_model(EMBEDDED_NAME, dtype="bfloat16")
+    prompts = ["What is the capital of France?", "Write a poem about rain.", "How do I fix a bug?", "Hi"]
+    ids, mask, positions = left_pad([encode_rendered(tok, render_prompt(tok, p)) for p in prompts], pad_id(tok))
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -3:].float()
+    logits = logits.reshape(-1, logits.shape[-1])
+    for temperature in (0.5, 0.8, 1.0, 1.5):
+        x = logits / temperature
+        for p in (0.5, 0.9, 0.95, 0.99):
+            assert torch.equal(top_p(x, p), TopPLogitsWarper(top_p=p)(None, x)), (temperature, p)
