@@ -263,9 +263,14 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             return
         self._first_evaluation = (first[0], -1.0, first[2])  # said once
         step_seconds = (time.perf_counter() - first[2]) / (state.global_step - first[0])
-        if self._ranks.is_main and self.config.log_progress:
-            progress_logger().info(forecast(first[1], step_seconds, self.config.every_n_steps, state.max_steps,
-                                            self.config.warn_time_share).message())
+        if not self._ranks.is_main:
+            return
+        cost = forecast(first[1], step_seconds, self.config.every_n_steps, state.max_steps,
+                        self.config.warn_time_share)
+        if cost.share > cost.target_share:
+            warnings.warn(cost.message(), stacklevel=3)
+        else:
+            logger.info(cost.message())
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
         if self.config.trigger == "evaluate":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from lda_monitor.monitor.cost import forecast
@@ -21,10 +19,10 @@ def test_share_and_knob_closed_form():
     assert cheap.share == pytest.approx(1 / 51) and "set every_n_steps" not in cheap.message()
 
 
-def test_callback_says_it_once(tmp_path, caplog):
+def test_callback_warns_once_with_the_knob(tmp_path):
     tokenizer = build_tokenizer()
-    monitor = make_monitor(every_n_steps=3, warn_time_share=0.05)
-    with caplog.at_level(logging.INFO, logger="lda_monitor.core.progress"):
+    monitor = make_monitor(every_n_steps=3, warn_time_share=0.01)  # a tiny model's step is far cheaper
+    with pytest.warns(UserWarning) as caught:
         train(tiny_llama(tokenizer, seed=3), tokenizer, tokenized_dataset(tokenizer), tmp_path, [monitor], max_steps=6)
-    lines = [r.getMessage() for r in caplog.records if "monitoring will take" in r.getMessage()]
-    assert len(lines) == 1 and "every_n_steps=3" in lines[0]
+    lines = [str(w.message) for w in caught if "monitoring will take" in str(w.message)]
+    assert len(lines) == 1 and "at every_n_steps=3" in lines[0] and "For at most 1%, set every_n_steps=" in lines[0]
