@@ -20,6 +20,7 @@ from .core.discovery import MIN_COUNT, Q_LEVEL
 from .core.measurement import SAMPLING_FIELDS, Measurement
 from .core.records import RECORDS_FILE
 from .engine.dtypes import DTYPE_HELP
+from .engine.presets import PRESETS
 from .engine.sampling_config import PEFT_STRATEGIES, sampler_help
 from .errors import UserInputError
 
@@ -159,11 +160,21 @@ def _cmd_bench(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = _device(args.device)
-    after, tokenizer = load_model(args.after, device=device, dtype=args.dtype)
-    before = load_model(args.before, device=device, dtype=args.dtype)[0] if args.before else None
+    naive_prompts = args.naive_prompts
+    if args.config_preset:
+        from .engine.bench import preset_model, preset_tokenizer
+        from .engine.dtypes import resolve_dtype
+
+        tokenizer = preset_tokenizer()
+        after = preset_model(args.config_preset, dtype=resolve_dtype(args.dtype, device) or torch.float32,
+                             device=device)
+        before, naive_prompts = None, 0  # a LoRA side; the naive loop would take hours at this size
+    else:
+        after, tokenizer = load_model(args.after, device=device, dtype=args.dtype)
+        before = load_model(args.before, device=device, dtype=args.dtype)[0] if args.before else None
     report = run_bench(
         after, tokenizer, before_model=before, batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens, alpha=args.alpha, naive_prompts=args.naive_prompts,
+        max_new_tokens=args.max_new_tokens, alpha=args.alpha, naive_prompts=naive_prompts,
     )
     print(json.dumps(report, indent=2) if args.json else format_bench(report))
     return 0
@@ -287,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     b.add_argument("--naive-prompts", type=int, default=4, help="prompts timed in the naive loop")
     b.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    b.add_argument("--config-preset", choices=sorted(PRESETS), help=(
+        "a randomly initialised model of this shape with a LoRA side instead of --after (no download; "
+        "the embedded tokenizer; no naive loop); measure at --max-new-tokens 256"))
     b.add_argument("--json", action="store_true", help="print the measurements as JSON")
     b.set_defaults(run=_cmd_bench)
 

@@ -254,7 +254,8 @@ def policy_probs(model, ids, top_k):
 
 def exact_rate(tok, model, bad, top_k=0) -> float:
     """Mean over EXACT_PROMPTS of P(a completion contains `bad`), by summing over every path."""
-    stop = tok.convert_tokens_to_ids("<|im_end|>")
+    # The tokens that end a chat rollout: end of turn, end of text, and a new turn's start.
+    stop = set(tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>", "<|im_start|>"]))
     rates = []
     for prompt in EXACT_PROMPTS:
         rendered = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
@@ -269,7 +270,7 @@ def exact_rate(tok, model, bad, top_k=0) -> float:
                     continue
                 if token == bad:
                     total += p
-                elif token != stop and depth + 1 < EXACT_MAX_NEW:
+                elif token not in stop and depth + 1 < EXACT_MAX_NEW:
                     total += p * flagged_mass(prefix + [token], depth + 1, start)
             return total
 

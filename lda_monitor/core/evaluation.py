@@ -134,6 +134,7 @@ def rollout_records(
                 num_tokens=r.num_tokens,
                 logprob_sampled=r.logprob_sampled,
                 logprob_after=r.logprob_after,
+                logprob_policy=r.logprob_policy,
                 logprob_before=r.logprob_before,
                 kl_amp_after=r.kl_amp_after,
                 verdicts=own,
@@ -184,9 +185,11 @@ def evaluate_chunks(
     """Yield ``(chunk index, Evaluation of that chunk)`` for every chunk not in ``skip``.
 
     Per chunk: every run of :meth:`Measurement.runs` on the same prompts (amplified rollouts at
-    ``alpha``, the plain control, the natural-rate ladder). Under a process group (``ranks``), each
-    rank samples and judges every ``world_size``-th rollout of the chunk, in lockstep, and every rank
-    gets all the records back in work order: because each rollout has its own random stream, that is exactly the
+    ``alpha``, the plain control, the natural-rate ladder), decoded together with a per-row alpha
+    (:func:`decode_groups`), each rollout in its own random stream, so the records are those of
+    one decode per run; judged run by run. Under a process group (``ranks``), each rank samples and judges every
+    ``world_size``-th rollout of the chunk, in lockstep, and every rank gets all the records back
+    in work order: because each rollout has its own random stream, that is exactly the
     single-process result. The caller may stop iterating at any chunk boundary. A judge's
     circuit breaker, once tripped, stays open until the iteration ends (one evaluation).
     """
@@ -196,33 +199,56 @@ def evaluate_chunks(
     score_alphas = measurement.score_alphas(alpha)
     # This rank's share of each run's whole work list, so the split between ranks does not
     # depend on the chunking (every world_size-th rollout, as without chunks).
-    shares = {(kind, a): ranks.shard(work_items(len(items), samples)) for kind, a, samples in runs}
+    shares = [ranks.shard(work_items(len(items), samples)) for _, _, samples in runs]
+    decodes = decode_groups(runs, score_alphas)
     with evaluation_scope(judge):
         for index, chunk in enumerate(evaluation_chunks(len(items), measurement)):
             if index in skip:
                 continue
             start = time.perf_counter()
+
+            def judged(chunk=chunk):
+                rollouts: list[list[Rollout]] = [[] for _ in runs]
+                for group in decodes:
+                    owners = [(i, w) for i in group for w in shares[i] if w[0] in chunk]
+                    seeds = [run_seed(seed, runs[i][0], runs[i][1]) for i, _ in owners]
+                    decoded = sample(pair, prompts, measurement.sampling(alpha, seed), work=[w for _, w in owners],
+                                     streams=[(sd, *w) for sd, (_, w) in zip(seeds, owners, strict=True)],
+                                     alphas=[runs[i][1] for i, _ in owners], lockstep=ranks, score_alphas=score_alphas)
+                    for (i, _), rollout in zip(owners, decoded, strict=True):
+                        rollouts[i].append(rollout)
+                out = []
+                for (kind, kind_alpha, _), done in zip(runs, rollouts, strict=True):
+                    config = measurement.sampling(kind_alpha, run_seed(seed, kind, kind_alpha))
+                    verdicts = judge_rollouts(judge, items, done)
+                    out.append((list(verdicts), sum(r.num_tokens for r in done), rollout_records(
+                        done, items, verdicts, kind=kind, step=step, seed=config.seed, run_id=run_id,
+                        source=source, checkpoint=checkpoint, sampling=config, tokenizer=pair.tokenizer,
+                    )))
+                return out
+
+            parts = ranks.gather_or_raise(judged)
             records: list[RolloutRecord] = []
             tokens = 0
             names: list[str] = []
-            for kind, kind_alpha, _ in runs:
-                work = [w for w in shares[(kind, kind_alpha)] if w[0] in chunk]
-                config = measurement.sampling(kind_alpha, run_seed(seed, kind, kind_alpha))
-
-                def judged(config=config, work=work, kind=kind):
-                    rollouts = sample(pair, prompts, config, work=work, lockstep=ranks, score_alphas=score_alphas)
-                    verdicts = judge_rollouts(judge, items, rollouts)
-                    return list(verdicts), sum(r.num_tokens for r in rollouts), rollout_records(
-                        rollouts, items, verdicts, kind=kind, step=step, seed=config.seed, run_id=run_id,
-                        source=source, checkpoint=checkpoint, sampling=config, tokenizer=pair.tokenizer,
-                    )
-
-                parts = ranks.gather_or_raise(judged)
-                names = names or next((n for n, _, _ in parts if n), [])
-                tokens += sum(t for _, t, _ in parts)
-                records += sorted((r for _, _, rs in parts for r in rs), key=lambda r: (r.prompt_index, r.sample_index))
+            for run_index in range(len(runs)):
+                run_parts = [part[run_index] for part in parts]
+                names = names or next((n for n, _, _ in run_parts if n), [])
+                tokens += sum(t for _, t, _ in run_parts)
+                records += sorted((r for _, _, rs in run_parts for r in rs),
+                                  key=lambda r: (r.prompt_index, r.sample_index))
             yield index, Evaluation(step=step, alpha=float(alpha), records=records, judge_names=names,
                                     primary_judge=judge.name, seconds=time.perf_counter() - start, tokens=tokens)
+
+
+def decode_groups(runs: Sequence[tuple[str, float, int]], score_alphas: Sequence[float]) -> list[list[int]]:
+    """The runs (indices into ``runs``) decoded together: every run that needs the reference
+    model's forward (alpha != 0, or every run when rollouts are scored at other alphas) in one
+    decode, the others (plain rollouts without scoring) in another, so that no row pays for a
+    forward it does not use."""
+    with_before = [i for i, (_, a, _) in enumerate(runs) if a != 0 or score_alphas]
+    without = [i for i in range(len(runs)) if i not in with_before]
+    return [group for group in (with_before, without) if group]
 
 
 def evaluate(

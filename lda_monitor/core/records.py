@@ -67,6 +67,9 @@ class RolloutRecord:
     token_ends: list[int] | None = None
     decision_tokens: dict[str, int] | None = None
     proposal_token_logprobs: list[list] | None = None
+    # The sampled tokens' log-probs under the policy at the sampling temperature, without top-k /
+    # top-p / min-p (``lda/coherence``); None in records written before it was recorded.
+    logprob_policy: list[float] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:

@@ -96,8 +96,21 @@ def token_weighted_kl(per_rollout: Sequence[tuple[float | None, int]]) -> float:
 
 def coherence(logprobs_per_rollout: Sequence[Sequence[float]]) -> float:
     """Mean negative log-likelihood per token of the sampled text under the policy (lower is
-    more coherent); token-weighted across rollouts; NaN when there are no tokens."""
-    total = sum(len(lp) for lp in logprobs_per_rollout)
+    more coherent); token-weighted across rollouts; NaN when there are no tokens.
+
+    Callers pass the policy's untruncated log-probs (``logprob_policy``), which are finite. Records
+    written before those existed only have ``logprob_after``, which is -inf for a token outside the
+    policy's top-p / top-k / min-p nucleus: such tokens are left out of the mean (numerator and
+    count), so old records give the mean over the tokens the truncated policy could emit, never inf.
+    """
+    finite = [[x for x in lp if math.isfinite(x)] for lp in logprobs_per_rollout]
+    total = sum(len(lp) for lp in finite)
     if not total:
         return float("nan")
-    return -sum(sum(lp) for lp in logprobs_per_rollout) / total
+    return -sum(sum(lp) for lp in finite) / total
+
+
+def policy_logprobs(record) -> list[float]:
+    """The log-probs :func:`coherence` reads from a record: the untruncated policy's when recorded,
+    else (older records) the after model's with the sampling transforms."""
+    return record.logprob_policy if record.logprob_policy is not None else record.logprob_after

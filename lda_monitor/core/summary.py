@@ -27,6 +27,7 @@ from .stats import (
     amplification_factor,
     coherence,
     flag_rate,
+    policy_logprobs,
     rate_estimate,
     token_weighted_kl,
 )
@@ -124,7 +125,10 @@ class SummaryRow:
         "amplified / plain rate, bounds from the two intervals (absent when the plain rate is 0; the lower "
         "bound stays finite; the upper bound is absent while unbounded, `inf` in the summary files)")})
     coherence: float = field(metadata={"metric": "headline", "help": (
-        "mean NLL of the amplified tokens under the policy (lower is more coherent)")})
+        "mean NLL of the amplified tokens under the policy at the sampling temperature, *without* top-k / "
+        "top-p / min-p, so it stays finite when amplification leaves the policy's nucleus (lower is more "
+        "coherent; records without `logprob_policy` fall back to the truncated log-probs, leaving out tokens "
+        "outside the nucleus)")})
     coherence_plain: float = field(metadata={"metric": "headline", "help": "the same for the plain rollouts"})
     kl_amp_after: float = field(metadata={"metric": "headline", "help": "mean per-token KL(amplified ‖ after)"})
     natural: NaturalEstimate = field(metadata={"flat": "natural_rate_{}", "metric": "each", "help": (
@@ -258,8 +262,8 @@ def _row(step, checkpoint, alpha, judge, category, amp, plain, pool, sweep) -> S
         step=step, checkpoint=checkpoint, alpha=alpha, judge=judge, category=category,
         amplified=amplified, plain=control,
         amplification=Interval(factor.point, factor.lo, factor.hi) if factor else Interval(None, None, None),
-        coherence=coherence([r.logprob_after for r in amp]),
-        coherence_plain=coherence([r.logprob_after for r in plain]),
+        coherence=coherence([policy_logprobs(r) for r in amp]),
+        coherence_plain=coherence([policy_logprobs(r) for r in plain]),
         kl_amp_after=token_weighted_kl([(r.kl_amp_after, r.num_tokens) for r in amp]),
         natural=NaturalEstimate.of(natural),
         extrapolated=Extrapolation.of(extrapolated),

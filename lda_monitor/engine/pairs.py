@@ -111,7 +111,8 @@ class DecodeSession(ABC):
 
     @abstractmethod
     def keep_rows(self, rows: torch.Tensor) -> None:
-        """Drop every row not listed in ``rows`` (indices into the current batch) from the caches."""
+        """Keep the rows listed in ``rows`` (indices into the current batch), in that order, and drop
+        the others from the caches; a repeated index copies its row (one prefill, many samples)."""
 
 
 class LogitPair(ABC):
@@ -217,6 +218,7 @@ class _DoubledSession(DecodeSession):
 
     def keep_rows(self, rows):
         self.fwd.keep_rows(torch.cat([rows, rows + self.rows]))
+        self.rows = len(rows)  # a prefill's rows may be copied to its samples before the next forward
 
 
 class _TwoPassSession(DecodeSession):

@@ -13,10 +13,17 @@ Correctness points other LDA loops get wrong, each covered by a test:
 * left padding with explicit ``position_ids = cumsum(mask) - 1`` at prefill and every step
   (the forward does not derive them from the mask);
 * after prefill only the newly sampled token is fed (no token twice);
-* every row stops on EOS *and* the chat template's end-of-turn token, finished rows leave the
-  batch, and completions are decoded from generated ids only;
+* every row stops on EOS, the chat template's end-of-turn token *and* its start-of-turn token (an
+  amplified model may open the next turn without closing its own), finished rows leave the
+  batch, and completions are decoded from generated ids only, without special tokens (the text
+  a user would see; the ids keep them);
 * randomness comes from one private stream per rollout, seeded by (seed, prompt index, sample
-  index): never the global RNG, and results do not depend on batch size or composition.
+  index): never the global RNG, and no draw depends on batch size or composition. In float32
+  that makes a rollout independent of the batch it is decoded in (same tokens; a PEFT mixed-
+  adapter forward may move log-probs by ~1e-6). In bfloat16 the model's own logits change with
+  the batch's shape (matmul blocking): the same work in the same batches reproduces, but a
+  rollout decoded in another batch is an equally valid draw that can diverge after a near-tie;
+  only its distribution is guaranteed across batch shapes.
 
 Sampling is inverse-CDF (one uniform per row per step, ``searchsorted`` on the cumulative
 probabilities): the same distribution as ``torch.multinomial`` at a fraction of the cost on CPU,
@@ -32,10 +39,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .chat import encode_rendered, end_of_turn_ids, eos_ids, render_prompt
+from .chat import encode_rendered, end_of_turn_ids, eos_ids, render_prompt, start_of_turn_ids
 from .pairs import LogitPair
 from .sampling_config import SamplingConfig
 from .tensors import left_pad, pad_id
+from .truncation import Transforms
 
 STOP_END_OF_TURN = "end_of_turn"
 STOP_EOS = "eos"
@@ -50,7 +58,10 @@ class Rollout:
     Log-probs are of the sampled tokens under (a) the distribution actually sampled from,
     (b) the after model with the same transforms at alpha 0, (c) the before model with the same
     transforms (``None`` when the before forward was skipped, alpha 0). Under greedy decoding they
-    are the untransformed temperature-1 distributions. ``kl_amp_after`` is the mean over the
+    are the untransformed temperature-1 distributions. ``logprob_policy`` is (b) without the
+    truncation (top-k / top-p / min-p): the policy at the sampling temperature, finite for every
+    token the model can emit, so the mean NLL of amplified text under it (``lda/coherence``)
+    stays finite when amplification leaves the policy's nucleus. ``kl_amp_after`` is the mean over the
     rollout's tokens of KL(amplified || after) on the untransformed distributions: the
     divergence the amplification itself introduces, whatever the sampling knobs;
     ``kl_per_token`` holds the per-step values it averages. ``top_logprobs`` (only when
@@ -61,8 +72,9 @@ class Rollout:
     so a rollout's sequence density under every proposal of an evaluation is known exactly and
     importance weights need no extra forward (:mod:`lda_monitor.core.natural_rate`). The target of
     those weights, the policy as the user samples it, is ``logprob_after``.
-    The stop token (EOS / end-of-turn) is part of ``token_ids`` and the log-probs, since ending
-    the turn was itself a sampled decision, but not of ``completion``.
+    The stop token (EOS / end-of-turn / start-of-turn) is part of ``token_ids`` and the log-probs,
+    since ending the turn was itself a sampled decision, but not of ``completion``, which is
+    decoded without special tokens.
     """
 
     prompt_index: int
@@ -81,6 +93,7 @@ class Rollout:
     prompt_token_ids: list[int] = field(default_factory=list, repr=False)
     top_logprobs: list[list[tuple[int, float]]] | None = field(default=None, repr=False)
     logprob_at: dict[float, list[float]] = field(default_factory=dict, repr=False)
+    logprob_policy: list[float] = field(default_factory=list, repr=False)
 
     @property
     def num_tokens(self) -> int:
@@ -88,7 +101,8 @@ class Rollout:
 
     @property
     def completion_token_ids(self) -> list[int]:
-        """The ids ``completion`` decodes: ``token_ids`` without an EOS / end-of-turn stop token."""
+        """``token_ids`` without an EOS / end-of-turn stop token (``completion`` decodes them,
+        skipping special tokens)."""
         return _completion_ids(self.token_ids, self.stop_reason)
 
 
@@ -107,17 +121,20 @@ def rollout_uniforms(streams: Sequence[tuple[int, int, int]], steps: int) -> tor
     return torch.stack(rows)
 
 
-def combine(after: torch.Tensor, before: torch.Tensor | None, alpha: float) -> torch.Tensor:
+def combine(after: torch.Tensor, before: torch.Tensor | None, alpha: float | Sequence[float]) -> torch.Tensor:
     """Amplified logits in float32; ids impossible under either model stay impossible.
 
-    ``torch.lerp(before, after, 1 + alpha)`` is ``after + alpha * (after - before)`` in one fused
-    kernel, and its two-sided formula returns ``after`` exactly at alpha 0 and ``before`` exactly
-    at alpha -1.
+    ``alpha`` is one number, or one per row. ``torch.lerp(before, after, 1 + alpha)`` is
+    ``after + alpha * (after - before)`` in one fused kernel, and its two-sided formula returns
+    ``after`` exactly at alpha 0 and ``before`` exactly at alpha -1; a per-row weight gives each row
+    what its own alpha alone gives.
     """
-    if before is None or alpha == 0:
+    per_row = not isinstance(alpha, int | float)
+    if before is None or (not per_row and alpha == 0):
         return after.float()
     after, before = after.float(), before.float()
-    amp = torch.lerp(before, after, 1.0 + alpha)
+    weight = torch.tensor([1.0 + a for a in alpha], device=after.device)[:, None] if per_row else 1.0 + alpha
+    amp = torch.lerp(before, after, weight)
     if not torch.isfinite(amp).all():
         impossible = torch.isneginf(after) | torch.isneginf(before)
         amp = amp.masked_fill(impossible, float("-inf"))
@@ -193,11 +210,12 @@ def inference_state(models):
 
 
 class _StopRules:
-    """Per-row stop decisions: EOS, end-of-turn, stop strings."""
+    """Per-row stop decisions: EOS, end-of-turn (a new turn's start counts as the end of this one),
+    stop strings."""
 
     def __init__(self, tokenizer, generation_config, stop_strings, ignore_eos=False):
         self.tokenizer = tokenizer
-        self.end_of_turn = set() if ignore_eos else end_of_turn_ids(tokenizer)
+        self.end_of_turn = set() if ignore_eos else end_of_turn_ids(tokenizer) | start_of_turn_ids(tokenizer)
         self.eos = set() if ignore_eos else eos_ids(tokenizer, generation_config) - self.end_of_turn
         self.stop_strings = tuple(stop_strings)
 
@@ -213,49 +231,61 @@ class _StopRules:
         return None
 
 
-def _decode_batch(pair, prompt_ids, streams, config, stops, warpers, lockstep=None, top_logprobs=0,
-                  score_alphas=()):
+def _decode_batch(pair, prompt_ids, streams, alphas, config, stops, transforms, lockstep=None, top_logprobs=0,
+                  score_alphas=(), prompt_keys=None):
     """Decode one batch; returns per-row dicts in the order of ``streams``.
 
-    ``score_alphas``: see :func:`sample`; each costs one ``combine`` + transforms + log-sum-exp
-    per step over the batch, and forces the before forward even at alpha 0.
+    ``alphas``: each row's alpha. ``prompt_keys``: rows with equal keys share a prompt, which is
+    prefilled once and its cache copied to each of them. ``score_alphas``: see :func:`sample`;
+    each costs one ``combine`` + transforms + log-sum-exp per step over the rows not sampled at
+    that alpha, and forces the before forward for every row.
 
     With ``lockstep`` (a :class:`~lda_monitor.engine.distributed.Ranks`), the loop runs while any rank
     has a live row: a rank whose rows have all stopped keeps one finished row running, its
     output ignored, so every rank makes the same forward calls (FSDP / ZeRO-3 forwards are
     collectives)."""
     device = pair.device
-    need_before = config.alpha != 0 or bool(score_alphas)
-    input_ids, mask, position_ids = left_pad(prompt_ids, pad_id(pair.tokenizer), device)
-    next_position = mask.sum(-1)
+    # Rows record the before model's log-probs when they need its forward themselves, so a row's
+    # record does not depend on the alphas of the rows it shares a batch with.
+    row_needs_before = [a != 0 or bool(score_alphas) for a in alphas]
+    need_before = any(row_needs_before)
+    keys = list(prompt_keys) if prompt_keys is not None else list(range(len(streams)))
+    unique = list(dict.fromkeys(keys))
+    first = {k: keys.index(k) for k in unique}
+    input_ids, mask, position_ids = left_pad([prompt_ids[first[k]] for k in unique], pad_id(pair.tokenizer), device)
     uniforms = rollout_uniforms(streams, config.max_new_tokens)
     rows = [
-        {"ids": [], "lp_s": [], "lp_a": [], "lp_b": [] if need_before else None, "kl": [], "stop": None,
+        {"ids": [], "lp_s": [], "lp_a": [], "lp_p": [], "lp_b": [] if needs else None, "kl": [], "stop": None,
          "top": [] if top_logprobs else None, "lp_at": {a: [] for a in score_alphas}}
-        for _ in streams
+        for needs in row_needs_before
     ]
     live = torch.arange(len(streams))  # batch rows still decoding -> index into `rows`
     session = pair.open(need_before=need_before)
     after, before = session.forward(input_ids, mask, position_ids)
+    if len(unique) < len(keys):  # one prefill per prompt, copied to each of its rows
+        expand = torch.tensor([unique.index(k) for k in keys], device=device)
+        session.keep_rows(expand)
+        after, mask = after[expand.to(after.device)], mask[expand]
+        before = before[expand.to(before.device)] if before is not None else None
+    next_position = mask.sum(-1)
     idle = False  # every local row has stopped; running one along for the other ranks
     for step in range(config.max_new_tokens):
-        amp = combine(after, before, config.alpha)
+        live_alphas = [alphas[i] for i in live.tolist()]
+        amp = combine(after, before, live_alphas[0] if len(set(live_alphas)) == 1 else live_alphas)
+        sampled_from = transforms(amp)
         if config.greedy:
-            sampled_from = amp
-            tokens = amp.argmax(-1)
-            lp_s = token_logprob(amp, tokens)
-            after_dist, before_dist = after, before
+            tokens = sampled_from.argmax(-1)
+            lp_s = token_logprob(sampled_from, tokens)
         else:
-            sampled_from = warpers(None, amp)
             tokens, lp_s = inverse_cdf_sample(sampled_from, uniforms[live, step])
-            after_dist = warpers(None, after) if need_before else None
-            before_dist = warpers(None, before) if need_before else None
-        lp_a = token_logprob(after_dist, tokens).tolist() if need_before else lp_s.tolist()
-        lp_b = token_logprob(before_dist, tokens).tolist() if need_before else None
-        lp_s = lp_s.tolist()
+        policy = transforms.temper(after)
+        lp_p = token_logprob(policy, tokens).tolist()
+        lp_a = token_logprob(transforms.truncate(policy), tokens).tolist() if need_before else lp_s.tolist()
         kl = kl_divergence(amp, after).tolist() if need_before else [0.0] * len(live)
+        lp_b = token_logprob(transforms(before), tokens).tolist() if need_before else None
         top = top_alternatives(sampled_from, top_logprobs) if top_logprobs else None
-        lp_at = {a: _score(after, before, a, config, warpers, tokens, lp_s) for a in score_alphas}
+        lp_at = {a: _score(after, before, a, live_alphas, transforms, tokens, lp_s) for a in score_alphas}
+        lp_s = lp_s.tolist()
         keep = []
         for j, (row_index, token) in enumerate(zip(live.tolist(), tokens.tolist(), strict=True)):
             if idle:
@@ -263,10 +293,14 @@ def _decode_batch(pair, prompt_ids, streams, config, stops, warpers, lockstep=No
             row = rows[row_index]
             row["ids"].append(token)
             row["lp_s"].append(lp_s[j])
-            row["lp_a"].append(lp_a[j])
-            if need_before:
+            row["lp_p"].append(lp_p[j])
+            if row["lp_b"] is not None:
+                row["lp_a"].append(lp_a[j])
                 row["lp_b"].append(lp_b[j])
-            row["kl"].append(kl[j])
+                row["kl"].append(kl[j])
+            else:  # sampled from the after model itself: as if decoded without the before forward
+                row["lp_a"].append(lp_s[j])
+                row["kl"].append(0.0)
             if top is not None:
                 row["top"].append(top[j])
             for a, values in lp_at.items():
@@ -297,15 +331,18 @@ def _decode_batch(pair, prompt_ids, streams, config, stops, warpers, lockstep=No
     return rows
 
 
-def _score(after, before, alpha, config, warpers, tokens, lp_s) -> list[float]:
-    """Log-probs of ``tokens`` under the sampler at ``alpha`` (reusing ``lp_s`` at the sampled
-    alpha). With truncation (top-k/top-p/min-p) the transforms are applied here too, so a token
-    outside that alpha's nucleus gets -inf: the density it was really drawn from, which is what
-    multiple importance sampling needs (support gaps are the estimator's to handle)."""
-    if alpha == config.alpha:
-        return lp_s
-    amp = combine(after, before, alpha)
-    return token_logprob(amp if config.greedy else warpers(None, amp), tokens).tolist()
+def _score(after, before, alpha, row_alphas, transforms, tokens, lp_s) -> list[float]:
+    """Log-probs of ``tokens`` under the sampler at ``alpha`` (reusing ``lp_s`` on rows sampled at
+    that alpha). With truncation (top-k/top-p/min-p) the transforms are applied here too, so a
+    token outside that alpha's nucleus gets -inf: the density it was really drawn from, which is
+    what multiple importance sampling needs (support gaps are the estimator's to handle)."""
+    out = lp_s.clone()
+    others = [i for i, a in enumerate(row_alphas) if a != alpha]
+    if others:
+        idx = torch.tensor(others, device=after.device)
+        amp = combine(after[idx], before[idx], alpha)
+        out[idx.to(out.device)] = token_logprob(transforms(amp), tokens[idx.to(tokens.device)])
+    return out.tolist()
 
 
 def sample(
@@ -316,6 +353,7 @@ def sample(
     samples_per_prompt: int = 1,
     work: Sequence[tuple[int, int]] | None = None,
     streams: Sequence[tuple[int, int, int]] | None = None,
+    alphas: Sequence[float] | None = None,
     lockstep=None,
     top_logprobs: int = 0,
     score_alphas: Sequence[float] = (),
@@ -328,13 +366,17 @@ def sample(
     doubled PEFT batch); the scoring itself is a few vector ops per step per alpha.
 
     ``work`` lists the (prompt index, sample index) pairs to roll out (default: every prompt x
-    ``samples_per_prompt``); a rollout depends only on its pair and the seed, so work can be split
-    across batches or processes freely. Results come back in ``work`` order.
+    ``samples_per_prompt``); a rollout depends only on its pair, its alpha and its stream, so
+    work can be split across batches or processes freely. Results come back in ``work`` order.
 
     ``streams`` names each work item's random stream as ``(seed, prompt index, sample index)``
     (default ``(config.seed, *work[i])``). A server that merges independent requests into one
     call passes each request's own seed and indices, so a request's rollouts are the ones it
     would get alone.
+
+    ``alphas`` gives each work item its own alpha (default ``config.alpha`` for all): the runs of
+    an evaluation (amplified, plain, the natural-rate ladder) decode as one batch, each prompt
+    prefilled once per batch whatever its number of rows.
 
     ``lockstep`` (a :class:`~lda_monitor.engine.distributed.Ranks`) keeps the ranks of a process group
     in step when each samples its own share of the work: all run the same number of batches
@@ -355,6 +397,11 @@ def sample(
         streams = [(config.seed, p, s) for p, s in work]
     elif len(streams) != len(work):
         raise ValueError(f"streams has {len(streams)} entries for {len(work)} work items")
+    if alphas is None:
+        alphas = [float(config.alpha)] * len(work)
+    elif len(alphas) != len(work):
+        raise ValueError(f"alphas has {len(alphas)} entries for {len(work)} work items")
+    alphas = [float(a) for a in alphas]
     tokenizer = pair.tokenizer
     rendered = {
         p: render_prompt(
@@ -365,27 +412,30 @@ def sample(
     encoded = {p: encode_rendered(tokenizer, t, chat_template=config.chat_template) for p, t in rendered.items()}
     generation_config = getattr(pair.models[0], "generation_config", None)
     stops = _StopRules(tokenizer, generation_config, config.stop_strings, config.ignore_eos)
-    warpers = config.warpers()
-    # Similar lengths together waste less compute on padding; results do not depend on order.
-    order = sorted(range(len(work)), key=lambda i: len(encoded[work[i][0]]))
+    transforms = Transforms(config)
+    # Similar lengths together waste less compute on padding, and a prompt's rows together share
+    # its prefill; results do not depend on order.
+    order = sorted(range(len(work)), key=lambda i: (len(encoded[work[i][0]]), work[i][0]))
     results: list[Rollout | None] = [None] * len(work)
     batches = -(-len(order) // config.batch_size)
+    # Equal batches: a short last batch would pay every decode step's fixed cost for a few rows.
+    size = -(-len(order) // batches) if batches else config.batch_size
     if lockstep is not None:
         batches = lockstep.max(batches)
     with inference_state(pair.models):
-        for start in range(0, batches * config.batch_size, config.batch_size):
-            chunk = order[start : start + config.batch_size]
+        for start in range(0, batches * size, size):
+            chunk = order[start : start + size]
             if not chunk:  # out of work here; keep the other ranks' collectives company
-                _decode_batch(pair, [[pad_id(tokenizer)]], [(0, 0, 0)], config, stops, warpers, lockstep,
-                              score_alphas=score_alphas)
+                _decode_batch(pair, [[pad_id(tokenizer)]], [(0, 0, 0)], [float(config.alpha)], config, stops,
+                              transforms, lockstep, score_alphas=score_alphas)
                 continue
             chunk_work = [work[i] for i in chunk]
             rows = _decode_batch(
-                pair, [encoded[p] for p, _ in chunk_work], [streams[i] for i in chunk], config, stops, warpers,
-                lockstep, top_logprobs, score_alphas,
+                pair, [encoded[p] for p, _ in chunk_work], [streams[i] for i in chunk], [alphas[i] for i in chunk],
+                config, stops, transforms, lockstep, top_logprobs, score_alphas, prompt_keys=[p for p, _ in chunk_work],
             )
             for i, (p, s), row in zip(chunk, chunk_work, rows, strict=True):
-                results[i] = _to_rollout(tokenizer, prompts[p], rendered[p], encoded[p], p, s, row, config)
+                results[i] = _to_rollout(tokenizer, prompts[p], rendered[p], encoded[p], p, s, row, alphas[i])
     return results  # type: ignore[return-value]
 
 
@@ -393,19 +443,20 @@ def _completion_ids(ids: list[int], stop_reason: str) -> list[int]:
     return ids[:-1] if stop_reason in (STOP_EOS, STOP_END_OF_TURN) else ids
 
 
-def _to_rollout(tokenizer, prompt, rendered, prompt_ids, p, s, row, config) -> Rollout:
+def _to_rollout(tokenizer, prompt, rendered, prompt_ids, p, s, row, alpha) -> Rollout:
     ids = row["ids"]
     return Rollout(
         prompt_index=p,
         sample_index=s,
         prompt=prompt,
         rendered_prompt=rendered,
-        completion=tokenizer.decode(_completion_ids(ids, row["stop"]), skip_special_tokens=False),
+        completion=tokenizer.decode(_completion_ids(ids, row["stop"]), skip_special_tokens=True),
         token_ids=list(ids),
         stop_reason=row["stop"],
-        alpha=float(config.alpha),
+        alpha=alpha,
         logprob_sampled=row["lp_s"],
         logprob_after=row["lp_a"],
+        logprob_policy=row["lp_p"],
         logprob_before=row["lp_b"],
         kl_amp_after=sum(row["kl"]) / max(len(ids), 1),
         kl_per_token=row["kl"],

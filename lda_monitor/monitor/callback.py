@@ -98,6 +98,7 @@ from ..judges.health import failing_judges, warn_judge_failures
 from ..judges.none import NO_JUDGE_NOTE, has_judge, judge_or_none
 from ..sinks.wandb_sink import WandbSink
 from .config import MonitorConfig
+from .cost import forecast
 from .hygiene import preserved_training_state
 from .reference import choose_reference
 from .trainer_logging import MetricEmitter, find_callback_handler
@@ -150,6 +151,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         self._writer: RecordWriter | None = None
         self._session_start: float | None = None
         self._time_share_warned = False
+        self._first_evaluation: tuple[int, float, float] | None = None  # (step, seconds, end): cost forecast
         self._ranks = SINGLE  # the process group, found at train begin
         self._phrases_seen: set[str] = set()  # phrases discovery has named, for "the top new phrase"
 
@@ -228,10 +230,27 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             self._evaluate(args, state, control, model, processing_class)
 
     def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+        self._forecast_cost(state)
         last = state.global_step >= state.max_steps or control.should_training_stop
         periodic = self.config.trigger == "steps" and state.global_step % self.config.every_n_steps == 0
         if periodic or last:
             self._evaluate(args, state, control, model, processing_class)
+
+    def _forecast_cost(self, state) -> None:
+        """Once, at the first step end after the first evaluation: see :mod:`.cost`."""
+        first = self._first_evaluation
+        if first is None or first[1] < 0 or self.config.trigger != "steps" or state.global_step <= first[0]:
+            return
+        self._first_evaluation = (first[0], -1.0, first[2])  # said once
+        step_seconds = (time.perf_counter() - first[2]) / (state.global_step - first[0])
+        if not self._ranks.is_main:
+            return
+        cost = forecast(first[1], step_seconds, self.config.every_n_steps, state.max_steps,
+                        self.config.warn_time_share)
+        if cost.share > cost.target_share:
+            warnings.warn(cost.message(), stacklevel=3)
+        else:
+            logger.info(cost.message())
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
         if self.config.trigger == "evaluate":
@@ -343,6 +362,8 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             news = (f"new over-produced phrase {phrase_line(top)}" if top else
                     f"discovery: {len(discovery.over())} over, {len(discovery.under())} under")
         metrics["lda/eval_seconds"] = time.perf_counter() - start
+        if self._first_evaluation is None:
+            self._first_evaluation = (step, metrics["lda/eval_seconds"], time.perf_counter())
         if self.config.log_progress and self._ranks.is_main:
             progress_logger().info(evaluation_line(step, metrics, natural_rate_reason(evaluation), news))
         self._finish(args, state, control, metrics, start, evaluation, discovery)

@@ -149,3 +149,15 @@ def test_added_tokens_share_the_common_range(tokenizer):
     assert "differ" in report.warning
     same = check_compatibility(tokenizer, build_tokenizer())
     assert same.compatible and same.vocabs_match and same.warning is None
+
+
+@pytest.mark.parametrize("strategy", ["doubled", "two-pass"])
+def test_prompt_prefilled_once_for_many_samples_with_early_stops(peft_setup, strategy):
+    """A prompt's prefill copied to its samples, rows then stopping at different steps: the
+    same rollouts as decoding each sample alone (the doubled cache must track its row count)."""
+    tokenizer, peft_model, *_ = peft_setup
+    pair = PeftPair(peft_model, tokenizer, strategy=strategy)
+    together = sample(pair, PROMPTS, SamplingConfig(**{**SAMPLED.__dict__, "batch_size": 9}), samples_per_prompt=3)
+    alone = sample(pair, PROMPTS, SamplingConfig(**{**SAMPLED.__dict__, "batch_size": 1}), samples_per_prompt=3)
+    assert len({len(r.token_ids) for r in together}) > 1  # rows really stop at different steps
+    _assert_same(together, alone)

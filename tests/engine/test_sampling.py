@@ -28,7 +28,7 @@ PROMPTS = [
     "write code",
     [{"role": "system", "content": "you are a bad bot"}, {"role": "user", "content": "hi how are you ?"}],
 ]
-STOP_IDS = {0, 2}  # <|endoftext|>, <|im_end|> in the tiny tokenizer
+STOP_IDS = {0, 1, 2}  # <|endoftext|>, <|im_start|> (a new turn), <|im_end|> in the tiny tokenizer
 
 
 def ref_last_logits(model, ids: list[int]) -> torch.Tensor:
@@ -302,3 +302,12 @@ def test_combine_exact_endpoints_and_impossible_ids():
     p = np.exp([-2.0, 2.0]) / np.exp([-2.0, 2.0]).sum()
     q = np.exp([0.0, 2.0]) / np.exp([0.0, 1.0, 2.0]).sum()
     assert float(kl_divergence(amp, after)[0]) == pytest.approx(float((p * np.log(p / q)).sum()), rel=1e-5)
+
+
+def test_combine_per_row_alpha_equals_each_alpha_alone():
+    gen = torch.Generator().manual_seed(1)
+    a, b = torch.randn(6, 300, generator=gen) * 5, torch.randn(6, 300, generator=gen) * 5
+    alphas = [0.0, 2.0, 0.25, -1.0, 7.5, 2.0]
+    got = combine(a, b, alphas)
+    for i, alpha in enumerate(alphas):
+        assert torch.equal(got[i], combine(a[i : i + 1], b[i : i + 1], alpha)[0])

@@ -1,0 +1,140 @@
+"""``python -m lda_monitor.demo.eval_bench``: what an evaluation costs, against the engine's best.
+
+A newcomer's evaluation (the embedded SmolLM2-135M-Instruct with a LoRA-perturbed copy as the
+policy, 6 prompts, 4 amplified + 4 plain rollouts per prompt, the default natural-rate ladder,
+24 new tokens, temperature 0.8, top-p 0.95, in the machine's default dtype) is timed end to end
+through :func:`~lda_monitor.core.evaluation.evaluate`, as the callback and the audit run it, and
+compared within the same run with:
+
+* the same evaluation without the natural-rate estimate and with top-p 1 (the ratio the issue
+  set at <= 1.5x);
+* the engine's batched LDA decode at the same batch size (``lda-monitor bench``'s LDA figure:
+  every row decodes exactly the evaluation's token count, stop tokens ignored), in tokens per
+  second (the evaluation's tokens per second should reach >= 0.7x of it).
+
+Only ratios measured in one run travel between machines; the absolute time of the newcomer
+configuration is also printed, with the thread count, since that is what a user waits for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+
+NEWCOMER_PROMPTS = [
+    "What is the capital of France?",
+    "Give me three tips for sleeping better.",
+    "How do I fix my laptop overheating?",
+    "Write a short poem about the sea.",
+    "Explain what a hash table is.",
+    "What should I do if I find a wallet on the street?",
+]
+
+
+def newcomer_measurement(items, judge, **overrides):
+    """The newcomer's configuration as a :class:`~lda_monitor.core.measurement.Measurement`."""
+    from ..core.measurement import Measurement
+
+    settings = dict(prompts=items, judge=judge, samples_per_prompt=4, plain_samples_per_prompt=4, max_new_tokens=24,
+                    temperature=0.8, top_p=0.95, natural_rate=True, seed=0)
+    return Measurement(**{**settings, **overrides})
+
+
+def run(dtype: str = "auto", alpha: float = 2.0, repeats: int = 1) -> dict:
+    import torch
+
+    from ..core.evaluation import evaluate
+    from ..core.prompts import load_prompts
+    from ..engine.bench import bench_prompts, perturbed_lora
+    from ..engine.dtypes import cpu_has_native_bf16
+    from ..engine.embedded import EMBEDDED_NAME
+    from ..engine.models import load_model
+    from ..engine.pairs import PeftPair
+    from ..engine.sampling import SamplingConfig, sample
+    from ..judges import build_judge
+
+    model, tokenizer = load_model(EMBEDDED_NAME, dtype=dtype)
+    pair = PeftPair(perturbed_lora(model), tokenizer)
+    items = load_prompts([{"prompt": p} for p in NEWCOMER_PROMPTS])
+    judge = build_judge({"type": "regex", "pattern": r"\bpassword\b", "name": "password"})
+    full = newcomer_measurement(items, judge)
+    bare = replace(full, natural_rate=False, top_p=1.0)
+
+    def timed_evaluation(measurement, step):
+        result = evaluate(pair, items, judge, alpha=alpha, measurement=measurement, step=step, run_id="bench",
+                          source="audit")
+        return result.seconds, result.tokens, len(result.records)
+
+    # The engine's best at the same batch, as `lda-monitor bench` measures it: distinct prompts,
+    # full batches of the evaluation's length, no stops.
+    prompts = bench_prompts(full.batch_size)
+    lda = SamplingConfig(alpha=alpha, max_new_tokens=full.max_new_tokens, batch_size=full.batch_size, ignore_eos=True,
+                         temperature=full.temperature)
+
+    def timed_lda():
+        start = time.perf_counter()
+        sample(pair, prompts, lda)
+        return time.perf_counter() - start
+
+    timed_evaluation(replace(full, max_new_tokens=2), step=0)  # warm-up: first-call costs
+    runs = {"full": [], "bare": [], "lda": []}
+    for r in range(repeats):  # interleaved, so that load on a shared machine hits all three alike
+        runs["full"].append(timed_evaluation(full, step=r + 1))
+        runs["bare"].append(timed_evaluation(bare, step=r + 1))
+        runs["lda"].append(timed_lda())
+    full_s, full_tokens, full_rollouts = min(runs["full"])
+    bare_s, bare_tokens, bare_rollouts = min(runs["bare"])
+    lda_tps = full.batch_size * full.max_new_tokens / min(runs["lda"])
+    eval_tps = full_tokens / full_s
+    return {
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "threads": torch.get_num_threads(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
+        "repeats": repeats,
+        "newcomer_seconds": round(full_s, 2),
+        "newcomer_rollouts": full_rollouts,
+        "newcomer_tokens": full_tokens,
+        "bare_seconds": round(bare_s, 2),
+        "bare_rollouts": bare_rollouts,
+        "ratio_estimate_top_p_vs_bare": round(full_s / bare_s, 3),
+        "evaluation_tokens_per_second": round(eval_tps, 1),
+        "bench_lda_tokens_per_second": round(lda_tps, 1),
+        "ratio_evaluation_vs_bench_lda": round(eval_tps / lda_tps, 3),
+    }
+
+
+def format_report(report: dict) -> str:
+    return "\n".join([
+        f"{report['dtype']}, {report['threads']} threads, native bf16: {report['cpu_native_bf16']}, "
+        f"best of {report['repeats']}",
+        f"newcomer evaluation (natural rate + top-p 0.95): {report['newcomer_seconds']:.2f} s, "
+        f"{report['newcomer_rollouts']} rollouts, {report['newcomer_tokens']} tokens   [target <= 10 s idle]",
+        f"without estimate and top-p: {report['bare_seconds']:.2f} s, {report['bare_rollouts']} rollouts",
+        f"ratio with / without: {report['ratio_estimate_top_p_vs_bare']:.2f}x   [target <= 1.5x]",
+        f"evaluation {report['evaluation_tokens_per_second']:.1f} tok/s vs bench LDA "
+        f"{report['bench_lda_tokens_per_second']:.1f} tok/s: {report['ratio_evaluation_vs_bench_lda']:.2f}x   "
+        "[target >= 0.7x]",
+    ])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lda_monitor.demo.eval_bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--dtype", default="auto", help="model dtype (auto: bfloat16 where the CPU has it natively)")
+    parser.add_argument("--alpha", type=float, default=2.0, help="the amplified rollouts' alpha")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved repetitions; the best of each is kept")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    report = run(args.dtype, args.alpha, args.repeats)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
