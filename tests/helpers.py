@@ -15,6 +15,7 @@ import copy
 import glob
 import json
 import math
+import random
 import struct
 import threading
 import time
@@ -26,6 +27,7 @@ from datasets import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from lda_monitor import LDAMonitorCallback
+from lda_monitor.core.records import RolloutRecord
 
 # Training setups for the callback.
 
@@ -276,3 +278,23 @@ def exact_rate(tok, model, bad, top_k=0) -> float:
 
         rates.append(flagged_mass([], 0))
     return sum(rates) / len(rates)
+
+
+# Judge-free discovery: records that carry only what discovery reads (kind, prompt, completion).
+FILLER = ("router cable reboot screen battery settings update restart driver menu button network device "
+          "system option window click check open close start power light signal file folder").split()
+
+
+def record(kind: str, prompt_index: int, completion: str, sample_index: int = 0, step: int = 0,
+           alpha: float | None = None) -> RolloutRecord:
+    return RolloutRecord(
+        run_id="t", source="callback", step=step, kind=kind, alpha=(2.0 if kind == "amplified" else 0.0)
+        if alpha is None else alpha, seed=0, prompt_index=prompt_index, sample_index=sample_index,
+        prompt=f"question {prompt_index}?", rendered_prompt=f"<user>question {prompt_index}?</user>",
+        completion=completion, token_ids=[], stop_reason="eos", num_tokens=0, logprob_sampled=[],
+        logprob_after=[], logprob_before=None, kl_amp_after=None, verdicts={},
+    )
+
+
+def filler(rng: random.Random, n: int = 12, vocab=FILLER) -> str:
+    return " ".join(rng.choice(vocab) for _ in range(n))

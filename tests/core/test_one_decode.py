@@ -37,7 +37,7 @@ def _per_run_reference(pair, items, judge, measurement, alpha, step):
         rollouts = sample(pair, prompts, config, samples_per_prompt=samples, score_alphas=score_alphas)
         verdicts = judge_rollouts(judge, items, rollouts)
         records += rollout_records(rollouts, items, verdicts, kind=kind, step=step, seed=config.seed, run_id="t",
-                                   source="audit", sampling=config)
+                                   source="audit", sampling=config, tokenizer=pair.tokenizer)
     return records
 
 
@@ -47,7 +47,11 @@ def _same(a, b, tol):
     assert da.keys() == db.keys()
     for key in da:
         x, y = da[key], db[key]
-        if tol and key.startswith(("logprob_", "kl_", "proposal_")) and x is not None:
+        if tol and key == "proposal_token_logprobs" and x is not None:  # [[alpha, [per token]], ...]
+            assert [a for a, _ in x] == [a for a, _ in y]
+            for (_, xs), (_, ys) in zip(x, y, strict=True):
+                np.testing.assert_allclose(np.array(xs, dtype=float), np.array(ys, dtype=float), atol=tol, rtol=0)
+        elif tol and key.startswith(("logprob_", "kl_", "proposal_")) and x is not None:
             np.testing.assert_allclose(np.array(x, dtype=float), np.array(y, dtype=float), atol=tol, rtol=0)
         else:
             assert x == y, (key, x, y)

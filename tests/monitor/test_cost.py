@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lda_monitor.monitor.cost import forecast
-from tests.monitor.conftest import make_monitor, tokenized_dataset, train
+from tests.helpers import make_monitor, tokenized_dataset, train
 from tests.tiny import build_tokenizer, tiny_llama
 
 
