@@ -180,7 +180,9 @@ def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tenso
     """KL(softmax(p) || softmax(q)) per row; terms with p = 0 contribute 0.
 
     Written as ``<softmax(p), p - q> - lse(p) + lse(q)`` to keep few [rows, vocab] buffers
-    alive: on CPU each fresh one costs page faults comparable to the arithmetic itself.
+    alive: on CPU each fresh one costs page faults comparable to the arithmetic itself. That sum
+    of large terms rounds to about -1e-7 where the divergence is 0, so it is clamped at 0: a KL is
+    never negative, and equal distributions read exactly 0.
     """
     probs = torch.softmax(p_logits, -1)
     diff = p_logits - q_logits
@@ -188,7 +190,7 @@ def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tenso
     if not torch.isfinite(kl).all():  # -inf logits: 0 * inf terms must count as 0
         diff = torch.where(probs > 0, diff, torch.zeros_like(diff))
         kl = torch.linalg.vecdot(probs, diff) - p_logits.logsumexp(-1) + q_logits.logsumexp(-1)
-    return kl
+    return kl.clamp_min(0.0)
 
 
 @contextmanager

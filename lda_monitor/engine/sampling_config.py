@@ -67,7 +67,9 @@ class SamplingConfig:
     system_prompt: str | None = field(default=None, metadata={"help": "system prompt added to every chat prompt"})
     chat_template: bool = field(default=True, metadata={
         "help": "render prompts with the tokenizer's chat template (off: raw text)"})
-    batch_size: int = field(default=32, metadata={"help": "rollouts decoded together (does not change any result)"})
+    batch_size: int = field(default=32, metadata={"help": (
+        "rollouts decoded together (changes no result in float32; in bfloat16 a batch's shape can change "
+        "sampled tokens, so compare runs at the same batch_size)")})
     ignore_eos: bool = field(default=False, metadata={
         "help": "decode exactly max_new_tokens per row (benchmarks)"})
 
