@@ -34,7 +34,8 @@ class Choice:
 
 def choice(tokenizer, index: int, r: Rollout, stops: tuple[str, ...], with_tokens: bool) -> Choice:
     """One choice: the text cut before a stop string (as OpenAI does), and per token its piece of
-    that text (by incremental decoding), its log-prob and alternatives when asked for. Like
+    that text (by incremental decoding without special tokens, as ``completion`` is decoded), its
+    log-prob and alternatives when asked for. Like
     OpenAI's, the tokens stop before the stop string: a token reaching into it is left out, and
     the text it contributed before the stop string is the choice's ``tail``."""
     full = text = r.completion
@@ -45,7 +46,7 @@ def choice(tokenizer, index: int, r: Rollout, stops: tuple[str, ...], with_token
         return Choice(index, text, finish, [], "")
     ids, tokens, start = r.completion_token_ids, [], 0
     for i, token_id in enumerate(ids):
-        decoded = len(full) if i == len(ids) - 1 else len(tokenizer.decode(ids[: i + 1], skip_special_tokens=False))
+        decoded = len(full) if i == len(ids) - 1 else len(tokenizer.decode(ids[: i + 1], skip_special_tokens=True))
         end = min(max(start, decoded), len(full))
         if end > len(text):
             break
