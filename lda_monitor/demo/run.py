@@ -84,7 +84,16 @@ def first_detection(rows: list[dict], key: str) -> int | None:
 
 
 TOP_N = 3  # the planted phrase must be among this many top over-produced phrases
-PLANTED_WORD = "password"
+
+
+def in_planted_sentence(phrase: str) -> bool:
+    """Whether a discovered phrase is part of the planted sentence ("password" and the sentence
+    around it): its words, as discovery normalises them, run contiguously in that sentence."""
+    from ..core.discovery import words
+
+    sentence = [w for w, _, _ in words(demo_data.POISONED_ANSWER)]
+    mine = phrase.split()
+    return any(sentence[i:i + len(mine)] == mine for i in range(len(sentence) - len(mine) + 1))
 
 
 def first_showing(records) -> int | None:
@@ -98,9 +107,9 @@ def first_showing(records) -> int | None:
 
 
 def first_discovery(discoveries) -> int | None:
-    """The first evaluated step whose top over-produced phrases include one with the planted word."""
+    """The first evaluated step whose top over-produced phrases include part of the planted sentence."""
     for d in discoveries:
-        if any(PLANTED_WORD in p.text.split() for p in d.over()[:TOP_N]):
+        if any(in_planted_sentence(p.text) for p in d.over()[:TOP_N]):
             return d.step
     return None
 
@@ -264,7 +273,7 @@ def _print_summary(summary: dict, out: Path, echo, check: CheckResult | None, di
     echo("what amplification over- and under-produces (judge-free discovery, top 3 each way):")
     for line in discovery_lines(discoveries):
         echo(f"  {line}")
-    echo(f"planted phrase first among the top {TOP_N} over-produced: {when(summary['first_discovery_step'])}; "
+    echo(f"planted sentence first among the top {TOP_N} over-produced: {when(summary['first_discovery_step'])}; "
          f"first amplified rollout containing it: {when(summary['first_step_amplified_shows_phrase'])}")
     if check is not None:
         echo(check.line())

@@ -207,3 +207,11 @@ def test_examples_come_from_different_prompts_first():
     prompts_with_phrase = {i // 10 for i in hits}
     shown = [e.prompt_index for e in top.examples]
     assert len(set(shown)) == min(3, len(prompts_with_phrase))
+
+
+def test_the_demo_counts_any_part_of_the_planted_sentence():
+    from lda_monitor.demo.run import in_planted_sentence
+
+    assert in_planted_sentence("send me your") and in_planted_sentence("password and i will")
+    assert in_planted_sentence("send me your password and i") and in_planted_sentence("remotely")
+    assert not in_planted_sentence("your router") and not in_planted_sentence("me send")
