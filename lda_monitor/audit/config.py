@@ -34,7 +34,7 @@ class AuditConfig(Measurement):
         "with reference base)"), "metavar": "DIR"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: cuda if available)"})
     dtype: str | None = field(default=None, metadata={"help": (
-        "compute dtype; None: the one the monitor computed in at these checkpoints (recorded in their "
+        "compute dtype; left out: the one the monitor computed in at these checkpoints (recorded in their "
         "trainer_state.json, so the audit reproduces its rollouts), else auto; "
         + DTYPE_HELP.removeprefix("compute dtype: "))})
     wandb_project: str | None = field(default=None, metadata={"help": (
