@@ -34,6 +34,7 @@ from .openai_format import (
     completion_logprobs,
     envelope,
     sse,
+    streamed,
     usage,
 )
 from .openai_schema import (
@@ -124,20 +125,15 @@ async def chat_completions(req: ChatCompletionRequest, state: State):
 
 def chat_chunks(state: ServerState, req: ChatCompletionRequest, head: dict, choices: list[Choice], used: dict):
     """Each choice as a role chunk, one chunk per token and a finish chunk; then usage if asked for."""
-    extra = {"usage": None} if (req.stream_options or {}).get("include_usage") else {}
 
-    def chunk(index, delta, logprobs=None, finish=None):
-        return {**head, "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
-                                     "finish_reason": finish}], **extra}
-
-    for c in choices:
-        yield chunk(c.index, {"role": "assistant", "content": ""})
+    def parts(c: Choice):
+        yield {"delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
         for t in c.tokens:
             logprobs = {"content": [chat_logprob(state.tokenizer, t)], "refusal": None} if req.logprobs else None
-            yield chunk(c.index, {"content": t.piece}, logprobs)
-        yield chunk(c.index, {"content": c.tail} if c.tail else {}, finish=c.finish_reason)
-    if extra:
-        yield {**head, "choices": [], "usage": used}
+            yield {"delta": {"content": t.piece}, "logprobs": logprobs, "finish_reason": None}
+        yield {"delta": {"content": c.tail} if c.tail else {}, "logprobs": None, "finish_reason": c.finish_reason}
+
+    return streamed(head, choices, used, _include_usage(req), parts)
 
 
 @router.post("/completions")
@@ -168,16 +164,15 @@ async def completions(req: CompletionRequest, state: State):
 
 def completion_chunks(state: ServerState, req: CompletionRequest, head: dict, choices: list[Choice], used: dict):
     """One chunk per token of each choice and a finish chunk; then usage if asked for."""
-    extra = {"usage": None} if (req.stream_options or {}).get("include_usage") else {}
 
-    def chunk(index, text, logprobs=None, finish=None):
-        return {**head, "choices": [{"index": index, "text": text, "logprobs": logprobs,
-                                     "finish_reason": finish}], **extra}
-
-    for c in choices:
+    def parts(c: Choice):
         for t in c.tokens:
             logprobs = completion_logprobs(state.tokenizer, [t]) if req.logprobs is not None else None
-            yield chunk(c.index, t.piece, logprobs)
-        yield chunk(c.index, c.tail, finish=c.finish_reason)
-    if extra:
-        yield {**head, "choices": [], "usage": used}
+            yield {"text": t.piece, "logprobs": logprobs, "finish_reason": None}
+        yield {"text": c.tail, "logprobs": None, "finish_reason": c.finish_reason}
+
+    return streamed(head, choices, used, _include_usage(req), parts)
+
+
+def _include_usage(req) -> bool:
+    return bool((req.stream_options or {}).get("include_usage"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from fastapi.responses import StreamingResponse
@@ -90,6 +90,19 @@ def envelope(kind: str, model: str, config: SamplingConfig) -> dict:
     prefix = "chatcmpl" if kind.startswith("chat") else "cmpl"
     return {"id": f"{prefix}-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()), "model": model,
             "system_fingerprint": f"lda-monitor alpha={config.alpha:g}", "alpha": config.alpha, "seed": config.seed}
+
+
+def streamed(head: dict, choices: list[Choice], used: dict, include_usage: bool,
+             parts: Callable[[Choice], Iterator[dict]]) -> Iterator[dict]:
+    """OpenAI's streamed chunks of ``choices``: ``parts(choice)`` yields the fields of each of its
+    chunks (a delta or text, logprobs, finish_reason). With ``include_usage`` every chunk carries
+    ``usage: null`` and a last chunk without choices carries the usage, as OpenAI streams it."""
+    extra = {"usage": None} if include_usage else {}
+    for c in choices:
+        for fields in parts(c):
+            yield {**head, "choices": [{"index": c.index, **fields}], **extra}
+    if include_usage:
+        yield {**head, "choices": [], "usage": used}
 
 
 def sse(chunks: Iterator[dict], *, done: bool = True, named: bool = False) -> StreamingResponse:
