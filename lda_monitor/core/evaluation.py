@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..engine.distributed import SINGLE, Ranks
 from ..engine.sampling import Rollout, rollout_seed, sample
@@ -30,7 +30,7 @@ from .decision import decision_tokens, token_text_ends
 from .measurement import Measurement
 from .prompts import PromptItem, question_text
 from .records import KIND_AMPLIFIED, PER_TOKEN_DECIMALS, RolloutRecord
-from .summary import flat_metrics, summarize
+from .summary import SummaryRow, flat_metrics, summarize
 
 
 @dataclass
@@ -45,6 +45,17 @@ class Evaluation:
     seconds: float = 0.0
     tokens: int = 0
     skipped_rollouts: int = 0
+    # summarize(records), kept with the identity and length of the records it was computed from:
+    # the metrics, the progress line's withheld reason and the W&B withheld table all read it.
+    _rows: tuple = field(default=(None, None), init=False, repr=False, compare=False)
+
+    def rows(self) -> list[SummaryRow]:
+        """The summary rows of these records, computed once per set of records (an ``extend`` or a
+        replaced ``records`` list computes them again)."""
+        key = (id(self.records), len(self.records))
+        if self._rows[0] != key:
+            self._rows = (key, summarize(self.records))
+        return self._rows[1]
 
     def extend(self, part: Evaluation) -> Evaluation:
         """Add a later chunk of the same evaluation; returns self."""
@@ -56,7 +67,7 @@ class Evaluation:
 
     def metrics(self) -> dict[str, float]:
         """The ``lda/...`` scalars of this evaluation (see :mod:`lda_monitor.monitor.callback`)."""
-        out = flat_metrics(summarize(self.records), self.primary_judge)
+        out = flat_metrics(self.rows(), self.primary_judge)
         out["lda/alpha"] = float(self.alpha)
         out["lda/eval_seconds"] = self.seconds
         out["lda/tokens_per_second"] = self.tokens / self.seconds if self.seconds > 0 else 0.0

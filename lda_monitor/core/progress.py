@@ -54,9 +54,9 @@ class BarSafeHandler(logging.StreamHandler):
 def natural_rate_reason(evaluation) -> str | None:
     """Why the natural-rate estimate of ``evaluation`` (primary judge, all prompts) was withheld;
     None when it was given or not asked for (``natural_rate`` off)."""
-    from .summary import NOT_SCORED, summarize
+    from .summary import NOT_SCORED
 
-    for row in summarize(evaluation.records):
+    for row in evaluation.rows():
         if row.judge == evaluation.primary_judge and row.category is None and row.natural.rate.value is None:
             return row.natural.reason if row.natural.reason != NOT_SCORED.reason else None
     return None

@@ -62,10 +62,10 @@ def withheld_rows(evaluation) -> list[list]:
     """One row per summary row (judge x category) whose natural-rate estimate was withheld, with
     its upper bound (None when none can be justified) and the reason; none when the estimate was
     not asked for (``natural_rate`` off)."""
-    from ..core.summary import NOT_SCORED, summarize
+    from ..core.summary import NOT_SCORED
 
     return [[r.step, r.alpha, r.judge, r.category or "all", r.natural.rate.hi, r.natural.reason]
-            for r in summarize(evaluation.records)
+            for r in evaluation.rows()
             if r.natural.rate.value is None and r.natural.reason and r.natural.reason != NOT_SCORED.reason]
 
 
