@@ -79,6 +79,12 @@ Untransformed proposals would not help, since the samples were not drawn from th
   magnitude carry the estimate, and the sample variance has not seen that tail;
 * summed effective sample size (sum w)^2 / sum w^2 over prompts at least ``MIN_ESS``.
 
+At the other end, with fewer than ``MIN_FLAGGED`` *unflagged* rollouts in the pool the estimate
+is published but its interval reaches 1 and down to the Clopper-Pearson lower bound of (unflagged
+in the pool) / (plain rollouts): the sample variance has not seen the paths that escape the
+behaviour (rollouts sharing one flagged prefix have equal stopping-time weights, and the normal
+interval would have zero width).
+
 Diagnostics reported with every estimate: per-prompt ESS (their mean is published), the mean
 balance weight, and the mean raw weight p_0 / q_k of each proposal's own rollouts, which is about
 1 when q_k alone covers the policy and falls towards 0 as its overlap with the policy vanishes.
@@ -320,7 +326,16 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
     # Unbiased is not bounded: with weights above 1 a near-certain behaviour can average past 1
     # (the full demo's late steps: 1.015). A probability is at most 1, so clipping to it only
     # moves the estimate and its interval towards the truth.
-    return NaturalRate(min(rate, 1.0), min(rate / spread, 1.0), min(rate * spread, 1.0), METHOD_POOLED, **diagnostics)
+    lo, hi = min(rate / spread, 1.0), min(rate * spread, 1.0)
+    unflagged = len(scored) - flagged
+    if unflagged < MIN_FLAGGED:
+        # The mirror of the rare case: with (almost) every rollout flagged, the sample variance has
+        # not seen the paths that escape the behaviour (with stopping-time weights, rollouts that
+        # share a flagged prefix have equal weights, and the interval would collapse to a point).
+        # The pool escapes at least as often as its plain share, so the Clopper-Pearson bound of
+        # (unflagged in the pool) / (plain rollouts) bounds 1 - rate; and a rate of 1 is not excluded.
+        lo, hi = min(lo, 1.0 - binomial_upper(unflagged, n_plain)), 1.0
+    return NaturalRate(min(rate, 1.0), lo, hi, METHOD_POOLED, **diagnostics)
 
 
 def chi2_sf(x: float, df: int) -> float:

@@ -338,3 +338,45 @@ def test_records_carry_per_token_proposal_log_probs_within_the_rounding(setup):
             assert len(per_token[a]) == r.num_tokens
             assert abs(sum(per_token[a]) - total) <= 5e-6 * r.num_tokens + 1e-9
         assert len(r.token_ends) == len(r.token_ids) - (r.stop_reason in ("eos", "end_of_turn"))
+
+
+def _first_token_draws(rng, rate, q_rate, n_plain, n_amp, prompts=2):
+    """Draws where the first token decides: the policy says the flagged word first with
+    probability ``rate`` (the exact answer), the amplified proposal with ``q_rate``; every flagged
+    rollout shares that one-token prefix, so its stopping-time weight is the same number."""
+    draws = []
+    for prompt in range(prompts):
+        for alpha, p, n in ((0.0, rate, n_plain), (2.0, q_rate, n_amp)):
+            for flag in rng.random(n) < p:
+                tokens_p = [math.log(rate if flag else 1 - rate), -1.0]
+                tokens_q = [math.log(q_rate if flag else 1 - q_rate), -1.5]
+                draws.append(Draw(prompt, alpha, bool(flag), sum(tokens_p), {2.0: sum(tokens_q)},
+                                  token_target=tokens_p, token_q={2.0: tokens_q}, decision=0 if flag else None))
+    return draws
+
+
+def test_a_saturated_behaviour_keeps_an_interval_that_covers_it():
+    """Near saturation (true rate 0.99) most pools hold no unflagged rollout, and equal
+    stopping-time weights would collapse the normal interval to a point beside the truth; the
+    interval must still cover the known rate in >= 90% of 200 simulated evaluations."""
+    rng = np.random.default_rng(0)
+    truth, covered, saturated = 0.99, 0, 0
+    for _ in range(200):
+        est = pooled_rate(_first_token_draws(rng, truth, 0.999, 5, 20), truncated=False)
+        assert est.published and est.lo <= est.rate <= est.hi
+        covered += est.lo <= truth <= est.hi
+        saturated += est.flagged == est.n
+    assert saturated >= 100 and covered >= 180, (saturated, covered)
+
+
+def test_a_rare_behaviour_interval_is_untouched_by_the_saturation_rule():
+    """The rule only acts with fewer than 3 unflagged rollouts: at a 10% rate the interval is the
+    normal log-scale one, which a direct computation from the weights reproduces."""
+    rng = np.random.default_rng(1)
+    draws = _first_token_draws(rng, 0.1, 0.5, 10, 20, prompts=1)
+    est = pooled_rate(draws, truncated=False)
+    w = np.array([math.exp(d.token_target[0]) / (1 / 3 * math.exp(d.token_target[0])
+                                                  + 2 / 3 * math.exp(d.token_q[2.0][0])) * d.flagged for d in draws])
+    rate, se = w.mean(), w.std(ddof=1) / math.sqrt(len(w))
+    assert est.rate == pytest.approx(rate)
+    assert est.hi == pytest.approx(rate * math.exp(1.959963984540054 * se / rate))
