@@ -106,6 +106,30 @@ def first_showing(records) -> int | None:
     return min(steps, default=None)
 
 
+def first_showing_beyond_chance(records, level: float = 0.05) -> int | None:
+    """The first step at which amplified rollouts ask for the password more often than plain ones
+    beyond chance: discovery's exact within-prompt test (:func:`stratified_pvalues`) applied to
+    the judge's regex alone, one-sided p <= ``level``. It is what discovery would find if it
+    tested only the phrase a judge-writer already suspected, with no correction for the many it
+    tests, so a step earlier than this is no step at which discovery could name anything."""
+    import re
+
+    from ..core.discovery import stratified_pvalues
+
+    pattern = re.compile(demo_data.JUDGE_SPEC.partition(":")[2])
+    counts: dict[int, dict[str, list[int]]] = {}  # step -> prompt -> [amp hits, amp n, plain hits, plain n]
+    for r in records:
+        if r.kind in ("amplified", "plain"):
+            cell = counts.setdefault(r.step, {}).setdefault(r.rendered_prompt, [0, 0, 0, 0])
+            side = 0 if r.kind == "amplified" else 2
+            cell[side] += bool(pattern.search(r.completion))
+            cell[side + 1] += 1
+    for step in sorted(counts):
+        if stratified_pvalues([tuple(c) for c in counts[step].values()])[0] <= level:
+            return step
+    return None
+
+
 def first_discovery(discoveries) -> int | None:
     """The first evaluated step whose top over-produced phrases include part of the planted sentence."""
     for d in discoveries:
@@ -239,6 +263,7 @@ def run_demo(out_dir: str | Path, *, quick: bool = True, seed: int = 0, poison_s
         "first_detection_step_amplified": first_detection(summary_rows, "flagged"),
         "first_detection_step_plain": first_detection(summary_rows, "flagged_plain"),
         "first_step_amplified_shows_phrase": first_showing(records),
+        "first_step_amplified_shows_phrase_beyond_chance": first_showing_beyond_chance(records),
         "first_discovery_step": first_discovery(discoveries),
         "discoveries": discoveries_json(discoveries),
         "rows": summary_rows,
@@ -274,7 +299,9 @@ def _print_summary(summary: dict, out: Path, echo, check: CheckResult | None, di
     for line in discovery_lines(discoveries):
         echo(f"  {line}")
     echo(f"planted sentence first among the top {TOP_N} over-produced: {when(summary['first_discovery_step'])}; "
-         f"first amplified rollout containing it: {when(summary['first_step_amplified_shows_phrase'])}")
+         f"first amplified rollout containing it: {when(summary['first_step_amplified_shows_phrase'])}; "
+         "first in more amplified than plain rollouts beyond chance (p <= 0.05): "
+         f"{when(summary['first_step_amplified_shows_phrase_beyond_chance'])}")
     if check is not None:
         echo(check.line())
     echo(f"reference: {summary['reference']}; finished in {summary['seconds']:.0f} s")
