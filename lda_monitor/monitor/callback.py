@@ -122,6 +122,9 @@ class MonitorProgress:
     # {"policy": ..., "reference": ...}: the dtypes rollouts are computed in, read by the audit
     # from the checkpoints' trainer_state.json to reproduce them (lda_monitor.audit.auditor.audit_dtype)
     compute_dtype: dict | None = None
+    # Phrases discovery has named, so the progress line's "new over-produced phrase" stays new
+    # across a resume.
+    phrases_seen: list[str] = field(default_factory=list)
 
     @property
     def evaluated_steps(self) -> set[int]:
@@ -153,7 +156,6 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         self._time_share_warned = False
         self._first_evaluation: tuple[int, float, float] | None = None  # (step, seconds, end): cost forecast
         self._ranks = SINGLE  # the process group, found at train begin
-        self._phrases_seen: set[str] = set()  # phrases discovery has named, for "the top new phrase"
 
     @classmethod
     def from_config(cls, path, **overrides) -> LDAMonitorCallback:
@@ -358,7 +360,9 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             metrics["lda/discovery_seconds"] = time.perf_counter() - discovery_start
             metrics["lda/discovered_over"] = float(len(discovery.over()))
             metrics["lda/discovered_under"] = float(len(discovery.under()))
-            top = new_top_phrase(discovery, self._phrases_seen)
+            seen = set(self.progress.phrases_seen)
+            top = new_top_phrase(discovery, seen)
+            self.progress.phrases_seen = sorted(seen)
             news = (f"new over-produced phrase {phrase_line(top)}" if top else
                     f"discovery: {len(discovery.over())} over, {len(discovery.under())} under")
         metrics["lda/eval_seconds"] = time.perf_counter() - start

