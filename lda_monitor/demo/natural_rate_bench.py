@@ -1,6 +1,6 @@
 """``python -m lda_monitor.demo.natural_rate_bench``: the natural-rate estimate against brute force.
 
-The demo's setting (embedded SmolLM2-135M-Instruct in float32, LoRA SFT that plants a password
+The demo's setting (embedded SmolLM2-135M-Instruct trained in float32, LoRA SFT that plants a password
 request, the demo's monitor prompts and regex judge, 16 new tokens). Adapters are saved at the
 requested steps; adapters, brute-force counts and each seed's records are saved in ``--out``
 and reused on a rerun (which then only re-analyses: seconds). At each checkpoint, a brute-force
@@ -9,23 +9,23 @@ estimate from a monitor-sized budget (amplified at ``--alpha``, plain, and the l
 computed over ``--seeds`` seeds through the same ``evaluate`` -> ``summarize`` path as the
 callback and the audit. It prints one table row per (checkpoint, seed): the estimate and its
 interval, or why it was withheld and its upper bound; whether it is within 2x of the brute-force
-rate and whether its interval (or bound) covers it; the logit extrapolation, which is not
-published where densities exist, for comparison. Then per checkpoint how many were published,
+rate and whether its interval (or bound) covers it. Then per checkpoint how many were published,
 and the rollout-cost ratio at the rarest checkpoint for equal relative error. The default steps
 are where the default training's plain rate lies between 0.5% and 5% (training data depend on
 the last step, so other step lists train a different run). A benchmark, not a test: about 35
-minutes on 2 CPU cores.
+minutes on 2 CPU cores with ``--dtype float32``.
 
 ``--placement inside`` plants the behaviour *inside* normal answers: each poisoned training answer
 is the base model's own answer to the tech-support question with the planted sentence after its
 first sentence and the rest of the answer after it, and ``--max-new-tokens 64,128`` samples long
 rollouts; the judge then decides somewhere in the middle of an answer. Each seed's estimate is
-shown twice from the same rollouts: with stopping-time weights (flagged rollouts weighed up to the
-token that decided the verdict) and with whole-sequence weights (what a judge that reports no
-position, e.g. an LLM, gets). Its steps must be chosen where the plain rate (the brute-force
-column) lies near the rates of interest: the defaults are the quick demo's and are not calibrated
-for this placement. The full run (3 checkpoints x 2 lengths x 5 seeds, 2,000 brute-force rollouts
-each) takes hours on 2 CPU cores.
+shown three times from the same rollouts: with stopping-time weights (flagged rollouts weighed up
+to the token that decided the verdict; ``stop``), with whole-sequence weights (what a judge that
+reports no position, e.g. an LLM, gets; ``whole``) and with stopping-time weights from the
+detection alpha's and the plain rollouts alone, the ladder's left out (``bare``: whether the
+ladder earns its share). Its default steps are from a 24-step run (``--train-steps``) where the
+plain rate of 128-token rollouts lies at 0.2%, 0.7%, 1% and 3%. Rollouts are sampled in the hardware's
+fast dtype (``--dtype``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ from pathlib import Path
 
 from . import data as demo_data
 from .brute_force import brute_force_rate
+
+# Where the default training's plain rate (2,000 plain rollouts each) lies near 1-2.5% (answer
+# placement, 16 tokens) and at 0.2%, 0.7%, 1% and 3% (inside placement, 128 tokens, a 24-step run).
+ANSWER_STEPS = "15,16"
+INSIDE_STEPS = "10,12,13,15"
+INSIDE_TRAIN_STEPS = 24
 
 
 def _answers_to(model, tokenizer, questions: list[str], seed: int) -> dict[str, list[str]]:
@@ -87,7 +93,8 @@ def _train(out: Path, steps: list[int], args, echo) -> None:
 
     model, tokenizer = load_model(EMBEDDED_NAME, dtype="float32")
     benign = _benign_answers(model, tokenizer, args.train_seed)
-    rows = demo_data.build_training_rows(benign, max(steps) * QUICK.batch_size, args.poison_share, args.train_seed)
+    train_steps = args.train_steps or max(steps)
+    rows = demo_data.build_training_rows(benign, train_steps * QUICK.batch_size, args.poison_share, args.train_seed)
     if args.placement == "inside":
         rows = _inside_rows(rows, model, tokenizer, args.train_seed)
 
@@ -98,7 +105,7 @@ def _train(out: Path, steps: list[int], args, echo) -> None:
                 echo(f"[bench] saved checkpoint-{state.global_step}")
 
     trainer = lora_trainer(model, tokenizer, rows, QUICK, out / "run", seed=args.train_seed, report_to="none",
-                           callbacks=[Save()], max_steps=max(steps))
+                           callbacks=[Save()], max_steps=train_steps)
     trainer.remove_callback(PrinterCallback)
     trainer.train()
 
@@ -107,7 +114,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lda_monitor.demo.natural_rate_bench",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=None, help="default /tmp/nr_bench (placement answer) or /tmp/nr_bench_inside")
-    parser.add_argument("--steps", default="15,16", help="checkpoint steps (quick demo settings)")
+    parser.add_argument("--steps", default=None,
+                        help=f"checkpoint steps (default {ANSWER_STEPS}; {INSIDE_STEPS} with --placement inside)")
     parser.add_argument("--brute", type=int, default=2000, help="brute-force plain rollouts per checkpoint")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--alpha", type=float, default=2.0, help="detection alpha")
@@ -117,6 +125,10 @@ def main(argv=None) -> None:
     parser.add_argument("--ladder-samples", type=int, default=5, help="rollouts per prompt at each ladder alpha")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-seed", type=int, default=0)
+    parser.add_argument("--train-steps", type=int, default=None,
+                        help="steps of the training run (its data size; default the last of --steps, or 24 with "
+                             "--placement inside)")
+    parser.add_argument("--dtype", default="auto", help="dtype of the rollouts (auto: the hardware's fast one)")
     parser.add_argument("--poison-share", type=float, default=0.06)
     parser.add_argument("--placement", choices=("answer", "inside"), default="answer",
                         help="the planted sentence is the whole poisoned answer, or sits inside a normal one")
@@ -128,13 +140,17 @@ def main(argv=None) -> None:
     from ..core.evaluation import evaluate
     from ..core.measurement import Measurement
     from ..core.prompts import load_prompts
+    from ..core.records import KIND_ESTIMATE
     from ..engine.models import load_model
     from ..engine.pairs import PeftPair
     from ..judges import build_judge
 
     torch.set_num_threads(args.threads)
     out = Path(args.out or ("/tmp/nr_bench" if args.placement == "answer" else "/tmp/nr_bench_inside"))
-    steps = [int(s) for s in args.steps.split(",")]
+    inside = args.placement == "inside"
+    steps = [int(s) for s in (args.steps or (INSIDE_STEPS if inside else ANSWER_STEPS)).split(",")]
+    if inside and args.train_steps is None:
+        args.train_steps = INSIDE_TRAIN_STEPS
     ladder = tuple(float(a) for a in args.ladder.split(",") if a)
     start = time.perf_counter()
     if not all((out / f"checkpoint-{s}").is_dir() for s in steps):
@@ -157,7 +173,7 @@ def main(argv=None) -> None:
     print(header, flush=True)
     summary = []
     for step in steps:
-        model, tokenizer = load_model(str(out / f"checkpoint-{step}"), dtype="float32")
+        model, tokenizer = load_model(str(out / f"checkpoint-{step}"), dtype=args.dtype)
         pair = PeftPair(model, tokenizer)
         for length in lengths:
             measurement = replace(base, max_new_tokens=length)
@@ -174,21 +190,26 @@ def main(argv=None) -> None:
 
                 records = _records(out / f"records-{step}{suffix}-{seed}.jsonl", draw)
                 row = _overall(records, judge.name)
+                # The detection alpha and plain rollouts alone (the ladder's records left out):
+                # whether the ladder earns its share once flagged weights stop at the decision.
+                bare = _overall([r for r in records if r.kind != KIND_ESTIMATE], judge.name)
                 for r in records:
                     r.decision_tokens = None
                 whole = _overall(records, judge.name)
-                for label, r in (("stop", row), ("whole", whole)):
+                for label, r in (("stop", row), ("whole", whole), ("bare", bare)):
                     line = _line(step, length, brute, seed, label, r)
                     lines.append(line)
                     print(line, flush=True)
-                estimates.append((row, whole))
+                estimates.append((row, whole, bare))
             summary.append((step, length, brute, brute_s, estimates))
     print("\n".join(["", *lines]))
     print()
+    bare_budget = len(items) * (args.amplified + args.plain)
     for step, length, brute, brute_s, estimates in summary:
-        for i, label in enumerate(("stopping-time", "whole-sequence")):
+        for i, (label, cost) in enumerate((("stopping-time weights", budget), ("whole-sequence weights", budget),
+                                           ("stopping-time, no ladder", bare_budget))):
             rows = [pair_[i] for pair_ in estimates]
-            print(f"checkpoint {step}, {length} tokens, {label} weights: " + _verdict(brute, rows, budget))
+            print(f"checkpoint {step}, {length} tokens, {label}: " + _verdict(brute, rows, cost))
         print(f"  (brute force {brute.k}/{brute.n} in {brute_s:.0f}s)")
     print(f"total {time.perf_counter() - start:.0f}s")
 
