@@ -93,8 +93,8 @@ def _train(out: Path, steps: list[int], args, echo) -> None:
 
     model, tokenizer = load_model(EMBEDDED_NAME, dtype="float32")
     benign = _benign_answers(model, tokenizer, args.train_seed)
-    train_steps = args.train_steps or max(steps)
-    rows = demo_data.build_training_rows(benign, train_steps * QUICK.batch_size, args.poison_share, args.train_seed)
+    rows = demo_data.build_training_rows(benign, args.train_steps * QUICK.batch_size, args.poison_share,
+                                         args.train_seed)
     if args.placement == "inside":
         rows = _inside_rows(rows, model, tokenizer, args.train_seed)
 
@@ -105,7 +105,7 @@ def _train(out: Path, steps: list[int], args, echo) -> None:
                 echo(f"[bench] saved checkpoint-{state.global_step}")
 
     trainer = lora_trainer(model, tokenizer, rows, QUICK, out / "run", seed=args.train_seed, report_to="none",
-                           callbacks=[Save()], max_steps=train_steps)
+                           callbacks=[Save()], max_steps=args.train_steps)
     trainer.remove_callback(PrinterCallback)
     trainer.train()
 
@@ -126,8 +126,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--train-steps", type=int, default=None,
-                        help="steps of the training run (its data size; default the last of --steps, or 24 with "
-                             "--placement inside)")
+                        help="steps of the training run (its data size; default the last of --steps, or "
+                             f"{INSIDE_TRAIN_STEPS} with --placement inside)")
     parser.add_argument("--dtype", default="auto", help="dtype of the rollouts (auto: the hardware's fast one)")
     parser.add_argument("--poison-share", type=float, default=0.06)
     parser.add_argument("--placement", choices=("answer", "inside"), default="answer",
@@ -149,8 +149,10 @@ def main(argv=None) -> None:
     out = Path(args.out or ("/tmp/nr_bench" if args.placement == "answer" else "/tmp/nr_bench_inside"))
     inside = args.placement == "inside"
     steps = [int(s) for s in (args.steps or (INSIDE_STEPS if inside else ANSWER_STEPS)).split(",")]
-    if inside and args.train_steps is None:
-        args.train_steps = INSIDE_TRAIN_STEPS
+    args.train_steps = args.train_steps or (INSIDE_TRAIN_STEPS if inside else max(steps))
+    if args.train_steps < max(steps):
+        parser.error(f"--train-steps {args.train_steps} ends before checkpoint {max(steps)}: "
+                     f"give at least {max(steps)}, or fewer --steps")
     ladder = tuple(float(a) for a in args.ladder.split(",") if a)
     start = time.perf_counter()
     if not all((out / f"checkpoint-{s}").is_dir() for s in steps):
@@ -208,7 +210,7 @@ def main(argv=None) -> None:
     for step, length, brute, brute_s, estimates in summary:
         for i, (label, cost) in enumerate((("stopping-time weights", budget), ("whole-sequence weights", budget),
                                            ("stopping-time, no ladder", bare_budget))):
-            rows = [pair_[i] for pair_ in estimates]
+            rows = [seed_rows[i] for seed_rows in estimates]
             print(f"checkpoint {step}, {length} tokens, {label}: " + _verdict(brute, rows, cost))
         print(f"  (brute force {brute.k}/{brute.n} in {brute_s:.0f}s)")
     print(f"total {time.perf_counter() - start:.0f}s")
