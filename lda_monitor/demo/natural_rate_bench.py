@@ -3,8 +3,10 @@
 The demo's setting (embedded SmolLM2-135M-Instruct trained in float32, LoRA SFT that plants a password
 request, the demo's monitor prompts and regex judge, 16 new tokens). Adapters are saved at the
 requested steps; adapters, brute-force counts and each seed's records are saved in ``--out``
-and reused on a rerun (which then only re-analyses: seconds). At each checkpoint, a brute-force
-plain rate from ``--brute`` plain rollouts (:mod:`.brute_force`) is the reference, and the
+and reused on a rerun (which then only re-analyses: seconds). What they were made with (dtype,
+temperature, top-p, budget, training) is saved beside them (``bench.json``), and a rerun under
+other settings is refused rather than silently re-analysing rollouts sampled otherwise. At each
+checkpoint, a brute-force plain rate from ``--brute`` plain rollouts (:mod:`.brute_force`) is the reference, and the
 estimate from a monitor-sized budget (amplified at ``--alpha``, plain, and the ladder) is
 computed over ``--seeds`` seeds through the same ``evaluate`` -> ``summarize`` path as the
 callback and the audit. It prints one table row per (checkpoint, seed): the estimate and its
@@ -25,12 +27,14 @@ reports no position, e.g. an LLM, gets; ``whole``) and with stopping-time weight
 detection alpha's and the plain rollouts alone, the ladder's left out (``bare``: whether the
 ladder earns its share). Its default steps are from a 24-step run (``--train-steps``) where the
 plain rate of 128-token rollouts lies at 0.2%, 0.7%, 1% and 3%. Rollouts are sampled in the hardware's
-fast dtype (``--dtype``).
+fast dtype (``--dtype``), at ``--temperature`` and ``--top-p`` (the rate then measured, by brute force
+and by the estimate alike, is the policy's under that sampling).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import statistics
@@ -129,6 +133,9 @@ def main(argv=None) -> None:
                         help="steps of the training run (its data size; default the last of --steps, or "
                              f"{INSIDE_TRAIN_STEPS} with --placement inside)")
     parser.add_argument("--dtype", default="auto", help="dtype of the rollouts (auto: the hardware's fast one)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of every rollout")
+    parser.add_argument("--top-p", type=float, default=1.0,
+                        help="nucleus of every rollout (the policy's rate is then the rate under top-p)")
     parser.add_argument("--poison-share", type=float, default=0.06)
     parser.add_argument("--placement", choices=("answer", "inside"), default="answer",
                         help="the planted sentence is the whole poisoned answer, or sits inside a normal one")
@@ -141,8 +148,10 @@ def main(argv=None) -> None:
     from ..core.measurement import Measurement
     from ..core.prompts import load_prompts
     from ..core.records import KIND_ESTIMATE
+    from ..engine.dtypes import dtype_name, resolve_dtype
     from ..engine.models import load_model
     from ..engine.pairs import PeftPair
+    from ..errors import UserInputError
     from ..judges import build_judge
 
     torch.set_num_threads(args.threads)
@@ -154,6 +163,14 @@ def main(argv=None) -> None:
         parser.error(f"--train-steps {args.train_steps} ends before checkpoint {max(steps)}: "
                      f"give at least {max(steps)}, or fewer --steps")
     ladder = tuple(float(a) for a in args.ladder.split(",") if a)
+    try:
+        resolved = resolve_dtype(args.dtype)
+    except UserInputError as exc:
+        parser.error(str(exc))
+    if resolved is None:
+        parser.error("--dtype checkpoint: name the rollouts' dtype (auto, float32 or bfloat16)")
+    dtype = dtype_name(resolved)
+    _check_settings(out, _saved_settings(args, dtype, ladder), parser.error)
     start = time.perf_counter()
     if not all((out / f"checkpoint-{s}").is_dir() for s in steps):
         _train(out, steps, args, print)
@@ -164,18 +181,20 @@ def main(argv=None) -> None:
     base = Measurement(prompts=items, judge=judge, samples_per_prompt=args.amplified,
                        plain_samples_per_prompt=args.plain, max_new_tokens=lengths[0],
                        batch_size=64, natural_rate=True, estimate_alphas=list(ladder),
-                       estimate_samples_per_prompt=args.ladder_samples)
+                       estimate_samples_per_prompt=args.ladder_samples, temperature=args.temperature,
+                       top_p=args.top_p)
     budget = len(items) * sum(n for _, _, n in base.runs(args.alpha))
     print(f"monitor budget: {budget} rollouts per estimate ({len(items)} prompts x {args.amplified} amplified at "
           f"alpha {args.alpha:g} + {args.plain} plain + {args.ladder_samples} at each of {ladder}); "
-          f"placement {args.placement}, rollouts of {lengths} tokens")
+          f"placement {args.placement}, rollouts of {lengths} tokens in {dtype}, temperature "
+          f"{args.temperature:g}, top-p {args.top_p:g}")
     header = (f"{'ckpt':>4} {'tok':>4} {'brute-force rate [Wilson 95%]':<30} {'seed':>4} {'weights':<6} "
               f"{'estimate [95%]':<26} {'status':<64} {'2x?':<4} {'cov?':<4} {'flagged ESS':<11} {'dec.tok':<7}")
     lines = [header]
     print(header, flush=True)
     summary = []
     for step in steps:
-        model, tokenizer = load_model(str(out / f"checkpoint-{step}"), dtype=args.dtype)
+        model, tokenizer = load_model(str(out / f"checkpoint-{step}"), dtype=dtype)
         pair = PeftPair(model, tokenizer)
         for length in lengths:
             measurement = replace(base, max_new_tokens=length)
@@ -214,6 +233,37 @@ def main(argv=None) -> None:
             print(f"checkpoint {step}, {length} tokens, {label}: " + _verdict(brute, rows, cost))
         print(f"  (brute force {brute.k}/{brute.n} in {brute_s:.0f}s)")
     print(f"total {time.perf_counter() - start:.0f}s")
+
+
+SETTINGS_FILE = "bench.json"
+
+
+def _saved_settings(args, dtype: str, ladder: tuple[float, ...]) -> dict:
+    """What the adapters, brute-force counts and records saved in ``--out`` depend on, besides the
+    step, length and seed in their file names (and the brute-force count, which extends)."""
+    return {"placement": args.placement, "train_seed": args.train_seed, "train_steps": args.train_steps,
+            "poison_share": args.poison_share, "dtype": dtype, "temperature": args.temperature,
+            "top_p": args.top_p, "alpha": args.alpha, "amplified": args.amplified, "plain": args.plain,
+            "ladder": list(ladder), "ladder_samples": args.ladder_samples}
+
+
+def _check_settings(out: Path, settings: dict, error) -> None:
+    """Refuse to reuse what ``out`` holds under other settings (a rerun would silently re-analyse
+    rollouts sampled otherwise, e.g. bfloat16 counts read as float32's); record them on first use."""
+    path = out / SETTINGS_FILE
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
+        if changed:
+            diff = ", ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in changed.items())
+            error(f"{out} holds adapters and rollouts made with other settings ({diff}): give another --out, "
+                  f"or the settings in {path}")
+        return
+    if any(out.glob("records-*.jsonl")) or any(out.glob("brute-*.json")):
+        print(f"[bench] {out} has saved rollouts but no {SETTINGS_FILE}: they are taken as made with these "
+              f"settings, now recorded there")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=1) + "\n")
 
 
 def _records(path: Path, draw) -> list:
