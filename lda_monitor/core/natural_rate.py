@@ -73,6 +73,19 @@ Untransformed proposals would not help, since the samples were not drawn from th
   raw weight p_0/q_k on their own rollouts >= ``MIN_OVERLAP``; plain always does). Flags seen
   only at a detection alpha, whose raw weights are tiny, rest on weights spread over orders of
   magnitude: estimates from them can be far off while looking precise;
+* with truncation (top-k / top-p / min-p), those flags carry at least ``MIN_OVERLAP_SHARE`` of
+  the estimate. Under a nucleus the proposals exclude much of each other's text (real model, top-p
+  0.95: 27 of 50 plain rollouts hold a token outside the alpha = 0.25 nucleus), so the ladder no
+  longer bridges the policy and the detection alpha: the policy's own paths to the behaviour (the
+  planted sentence after a normal first sentence) are reached by plain and ladder rollouts only,
+  while the detection alpha reaches it by paths amplification favours (the sentence blurted at
+  the start). When the latter carry the estimate, many rollouts sharing one short flagged prefix
+  have equal weights, the effective number below looks large and the interval is tight around
+  a value several times too low (top-p 0.95, 1% and 3%: x0.27, x0.37, x0.33, no interval
+  covering; the share was 26-53% there and 77-90% in every other seed). Without truncation the
+  rule is not applied: where the detection alpha's flagged paths are the policy's own, made
+  likelier (the planted sentence as the whole answer), right estimates carry 36-52% (9 of 10
+  would be withheld), and the share cannot tell the two cases apart;
 * the flagged rollouts' effective number (sum f w)^2 / sum (f w)^2 (per-prompt terms scaled by
   1/N_j) at least ``MIN_FLAGGED_ESS`` (5, the n p >= 5 rule of thumb for a normal interval on a
   sum of counts): with fewer, a few detection-alpha rollouts whose weights vary by orders of
@@ -115,6 +128,10 @@ Z_95 = 1.959963984540054
 MIN_FLAGGED = 3
 MIN_FLAGGED_ESS = 5.0
 MIN_OVERLAP = 0.1  # mean raw weight p_0/q_k for a proposal to count as overlapping the policy
+# With truncation: the share of the estimate that flags from overlapping proposals must carry. Set
+# on the real-model benchmark at top-p 0.95, where the wrong published estimates carried 0.26-0.53
+# and every other 0.77-0.90 (README "At a user's own sampling: top-p 0.95").
+MIN_OVERLAP_SHARE = 2 / 3
 MIN_ESS = 10.0
 MASS_TOLERANCE = 0.25
 METHOD_POOLED = "mis-balance"
@@ -246,7 +263,7 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
     for i, d in enumerate(scored):
         by_prompt[d.prompt].append(i)
     cuts, horizon, how = _weight_plan(scored)
-    rates, variances, ess, mass, flagged_w, flagged_whole = [], [], [], [], [], []
+    rates, variances, ess, mass, flagged_w, flagged_whole, proposal = [], [], [], [], [], [], []
     raw: dict[float, list[float]] = defaultdict(list)
     n_plain = 0
     for prompt, indices in sorted(by_prompt.items()):
@@ -276,6 +293,7 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
         variances.append(float(np.var(f * w, ddof=1)) / len(group))
         ess.append(_effective(w_h))
         flagged_w.append(f * w / len(group))
+        proposal.append(np.array([d.alpha for d in group]))
         flagged_whole.append(f * np.exp(log_w_whole) / len(group))
         mass.append(float(np.mean(w_h)))
         for d, row in zip(group, log_raw, strict=True):
@@ -316,6 +334,14 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
             f"{seen} flagged rollouts from proposals overlapping the policy (mean raw weight >= {MIN_OVERLAP:g}; "
             f"< {MIN_FLAGGED}): the behaviour was seen only far from the policy, where weights are too "
             "heavy-tailed to estimate from")
+    terms, drawn_from = np.concatenate(flagged_w), np.concatenate(proposal)
+    total = terms.sum()  # 0 when every flag lies where the policy has no mass (truncation)
+    share = float(terms[np.isin(drawn_from, list(overlapping))].sum() / total) if total > 0 else 0.0
+    if truncated and share < MIN_OVERLAP_SHARE:
+        return withheld(
+            f"with top-k/top-p/min-p, flags from proposals overlapping the policy carry {share:.0%} of the estimate "
+            f"(< {MIN_OVERLAP_SHARE:.0%}): the rest is amplified paths to the behaviour, the policy's own were "
+            "barely sampled, so the value can be several times too low however tight its interval")
     if flagged_ess < MIN_FLAGGED_ESS:
         return withheld(f"the estimate rests on {flagged_ess:.1f} effective flagged rollouts (< {MIN_FLAGGED_ESS:g}): "
                         "a few heavily weighted rollouts carry it, so its variance is not seen")

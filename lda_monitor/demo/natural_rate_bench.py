@@ -14,8 +14,9 @@ interval, or why it was withheld and its upper bound; whether it is within 2x of
 rate and whether its interval (or bound) covers it. Then per checkpoint how many were published,
 and the rollout-cost ratio at the rarest checkpoint for equal relative error. The default steps
 are where the default training's plain rate lies between 0.5% and 5% (training data depend on
-the last step, so other step lists train a different run). A benchmark, not a test: about 35
-minutes on 2 CPU cores with ``--dtype float32``.
+the last step, so other step lists train a different run). A benchmark, not a test: about 10
+minutes on 2 CPU cores (AMD EPYC) with ``--dtype float32``; ``--placement inside`` at 64 and 128
+tokens about 100 minutes in bfloat16.
 
 ``--placement inside`` plants the behaviour *inside* normal answers: each poisoned training answer
 is the base model's own answer to the tech-support question with the planted sentence after its

@@ -380,3 +380,43 @@ def test_a_rare_behaviour_interval_is_untouched_by_the_saturation_rule():
     rate, se = w.mean(), w.std(ddof=1) / math.sqrt(len(w))
     assert est.rate == pytest.approx(rate)
     assert est.hi == pytest.approx(rate * math.exp(1.959963984540054 * se / rate))
+
+
+def _two_path_draws(rng, prompts=10, n_amp=20, n_plain=5, n_ladder=5):
+    """The real model's failure, one decisive first token: the policy reaches the behaviour mostly
+    by path A (p_0 1%), which amplification does not favour (q_2 0.05%), and rarely by path B
+    (p_0 0.1%), which the detection alpha blurts (q_2 60%); the ladder alpha 0.5 shows both.
+    Normal text N1 is the policy's, outside the detection alpha's nucleus (top-p, as on the real
+    model); N2 only the amplified samplers'. Exact rate: 1.1%."""
+    tokens = ("A", "B", "N1", "N2")
+    probs = {0.0: (0.01, 0.001, 0.989, 0.0), 0.5: (0.01, 0.1, 0.88, 0.01), 2.0: (0.0005, 0.6, 0.0, 0.3995)}
+    log = {a: [math.log(p) if p else -math.inf for p in ps] for a, ps in probs.items()}
+    draws = []
+    for prompt in range(prompts):
+        for alpha, n in ((2.0, n_amp), (0.0, n_plain), (0.5, n_ladder)):
+            for t in rng.choice(len(tokens), size=n, p=probs[alpha]):
+                flag = tokens[t] in ("A", "B")
+                target, q = [log[0.0][t], -1.0], {a: [log[a][t], -1.2] for a in (0.5, 2.0)}
+                draws.append(Draw(prompt, alpha, flag, sum(target), {a: sum(v) for a, v in q.items()},
+                                  token_target=target, token_q=q, decision=0 if flag else None))
+    return draws
+
+
+def test_an_estimate_carried_by_the_detection_alphas_flags_is_withheld():
+    """In the two-path world most pools never sample path A, and the many detection-alpha flags on
+    B (equal stopping-time weights, so a large effective number) give a tight interval around
+    ~0.1%, 11x too low; every other rule passes. Over 200 pools, no published estimate may be more
+    than 2x off or miss the exact rate, and the pools without A are withheld by the share rule."""
+    rng = np.random.default_rng(0)
+    truth, published, by_share = 0.011, 0, 0
+    for _ in range(200):
+        draws = _two_path_draws(rng)
+        est = pooled_rate(draws, truncated=True)
+        if est.published:
+            published += 1
+            assert 0.5 <= est.rate / truth <= 2 and est.lo <= truth <= est.hi, est
+        else:
+            assert est.hi is None or est.hi >= truth
+            if not any(d.flagged and d.token_target[0] == math.log(0.01) for d in draws):
+                by_share += "flags from proposals overlapping the policy carry" in est.reason
+    assert by_share >= 40, by_share  # about a third of the pools sample no A: all withheld for it
