@@ -245,16 +245,24 @@ def with_bias(model, token, bias):
     return model
 
 
-def policy_probs(model, ids, top_k):
+def policy_probs(model, ids, top_k, top_p=1.0):
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0, -1].double() / EXACT_TEMPERATURE
     if top_k:
         kth = torch.topk(logits, top_k).values[-1]
         logits = torch.where(logits >= kth, logits, torch.full_like(logits, -math.inf))
-    return torch.softmax(logits, -1)
+    probs = torch.softmax(logits, -1)
+    if top_p < 1.0:  # the nucleus: most likely tokens until their mass reaches top_p (that one included)
+        order = torch.argsort(probs, descending=True)
+        before = torch.cumsum(probs[order], 0) - probs[order]
+        keep = torch.zeros_like(probs, dtype=torch.bool)
+        keep[order[before < top_p]] = True
+        probs = torch.where(keep, probs, torch.zeros_like(probs))
+        probs = probs / probs.sum()
+    return probs
 
 
-def exact_rate(tok, model, bad, top_k=0) -> float:
+def exact_rate(tok, model, bad, top_k=0, top_p=1.0) -> float:
     """Mean over EXACT_PROMPTS of P(a completion contains `bad`), by summing over every path."""
     # The tokens that end a chat rollout: end of turn, end of text, and a new turn's start.
     stop = set(tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>", "<|im_start|>"]))
@@ -265,7 +273,7 @@ def exact_rate(tok, model, bad, top_k=0) -> float:
         start = tok(rendered, add_special_tokens=False)["input_ids"]
 
         def flagged_mass(prefix, depth, start=start):
-            probs = policy_probs(model, start + prefix, top_k)
+            probs = policy_probs(model, start + prefix, top_k, top_p)
             total = 0.0
             for token, p in enumerate(probs.tolist()):
                 if p == 0:

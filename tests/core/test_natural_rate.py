@@ -88,12 +88,14 @@ def test_pooled_estimate_is_unbiased_and_covers_the_exact_rate(setup):
     assert all(abs(r.natural.mass - 1) < 0.25 for r in published)
 
 
-def test_truncation_with_plain_rollouts_stays_unbiased(setup):
-    """top-k 7 of 10: the amplified nucleus differs from the policy's, so amplified rollouts alone miss
-    policy completions; with the plain rollouts in the pool the estimate stays unbiased."""
+@pytest.mark.parametrize("truncation", [{"top_k": 7}, {"top_p": 0.95}], ids=["top-k", "top-p"])
+def test_truncation_with_plain_rollouts_stays_unbiased(setup, truncation):
+    """top-k 7 of 10, or a nucleus of 0.95: the amplified nucleus differs from the policy's, so amplified
+    rollouts alone miss policy completions; with the plain rollouts in the pool the estimate stays
+    unbiased (and the truncation-only share rule does not withhold it where it is right)."""
     tok, after, _, bad = setup
-    truth = exact_rate(tok, after, bad, top_k=7)
-    rows = _estimates(setup, range(60), top_k=7)
+    truth = exact_rate(tok, after, bad, **truncation)
+    rows = _estimates(setup, range(60), **truncation)
     published = [r for r in rows if r.natural.rate.value is not None]
     assert len(published) >= 0.8 * len(rows)
     values = [r.natural.rate.value for r in published]
