@@ -48,20 +48,20 @@ def build_tokenizer(words=WORDS) -> PreTrainedTokenizerFast:
 
 def tiny_llama(tokenizer, seed: int, vocab_size: int | None = None, **overrides) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size or len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        tie_word_embeddings=False,
+    config = LlamaConfig(**{
+        "vocab_size": vocab_size or len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "tie_word_embeddings": False,
         **overrides,
-    )
+    })
     model = LlamaForCausalLM(config).eval()
     # Random init is near-uniform; scaling the head makes distributions peaked like real models.
     with torch.no_grad():

@@ -29,8 +29,9 @@ from ..core.progress import RolloutProgress
 from ..core.prompts import load_prompts
 from ..core.records import RECORDS_FILE, RecordWriter, read_records, rewrite_records
 from ..core.schedules import ConstantSchedule, parse_schedule
+from ..engine.autocast import SIDES, autocast_forward, observed_autocast, pair_compute_dtype
 from ..engine.distributed import Ranks, rank_device
-from ..engine.dtypes import AUTO, dtype_name, model_dtype_name, resolve_dtype
+from ..engine.dtypes import AUTO, dtype_name, resolve_dtype
 from ..engine.models import (
     adapter_base,
     load_causal_lm,
@@ -45,7 +46,7 @@ from ..judges.health import warn_judge_failures
 from ..judges.none import NO_JUDGE_NOTE, has_judge, judge_or_none
 from ..sinks.wandb_sink import WandbSink
 from .checkpoints import Checkpoint, NoCheckpointsFound, discover, recorded_compute_dtype
-from .config import AuditConfig
+from .config import AUTOCAST_OFF, AuditConfig
 from .outputs import write_outputs
 from .report import sampling_info
 
@@ -58,13 +59,16 @@ def _weights_identity(path: Path) -> list:
                   if p.suffix in (".safetensors", ".bin", ".json"))
 
 
-def unit_key(checkpoint: Checkpoint, alpha: float, config: AuditConfig, items, judge_name: str) -> str:
-    """Hash of what determines a unit's result (paths, weights' identity, measurement, prompts)."""
+def unit_key(checkpoint: Checkpoint, alpha: float, config: AuditConfig, items, judge_name: str,
+             autocast: dict | None = None) -> str:
+    """Hash of what determines a unit's result (paths, weights' identity, measurement, prompts, the
+    dtype and any autocast; without autocast the hash is the one earlier versions wrote, so their
+    audits resume)."""
     content = {
         "checkpoint": str(checkpoint.path.resolve()), "weights": _weights_identity(checkpoint.path),
         "alpha": alpha, "reference": config.reference, "base_model": config.base_model,
         "prompts": [[i.id, i.prompt, i.category] for i in items], "judge_name": judge_name,
-        "dtype": config.dtype, **config.fingerprint(),
+        "dtype": config.dtype, **config.fingerprint(), **({"autocast": autocast} if autocast else {}),
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -72,8 +76,10 @@ def unit_key(checkpoint: Checkpoint, alpha: float, config: AuditConfig, items, j
 class _Models:
     """Loads what each checkpoint needs, reusing the base for adapter checkpoints."""
 
-    def __init__(self, config: AuditConfig, checkpoints: list[Checkpoint], reference_dtype: str | None = None):
+    def __init__(self, config: AuditConfig, checkpoints: list[Checkpoint], reference_dtype: str | None = None,
+                 autocast: dict | None = None):
         self.s, self.first = config, checkpoints[0]
+        self.autocast = autocast or {}  # {side: dtype}: the forward wrapper a mixed-precision run had
         self.options = dict(device=config.device, dtype=config.dtype, allow_pickle=config.allow_pickle,
                             trust_remote_code=config.trust_remote_code)
         # A separate reference (full checkpoints) is loaded in the dtype the monitor held it in.
@@ -88,7 +94,7 @@ class _Models:
 
     def _base_dir(self, checkpoint: Checkpoint) -> Path:
         if checkpoint.kind == "adapter":
-            return adapter_base(checkpoint.path, self.s.base_model)
+            return adapter_base(checkpoint.path, self.s.base_model, trust_remote_code=self.s.trust_remote_code)
         if self.s.base_model is None:
             raise UserInputError(self._NO_BASE)
         return resolve_model_dir(self.s.base_model)
@@ -97,13 +103,19 @@ class _Models:
         if checkpoint.kind == "adapter":
             return self._adapter_pair(checkpoint)
         after, tokenizer = load_model(checkpoint.path, **self.options)
+        self._mixed_precision(after, "policy")
         if self.reference_model is None:
             kind = self.s.reference_kind
             spec = self._base_dir(checkpoint) if kind == "base" else (
                 self.first.path if kind == "first" else self.s.reference)
             self.reference_model, ref_tokenizer = load_model(spec, **self.reference_options)
             self.reference_tokenizer = ref_tokenizer
+            self._mixed_precision(self.reference_model, "reference")
         return TwoModelPair(after, self.reference_model, tokenizer, self.reference_tokenizer)
+
+    def _mixed_precision(self, model, side: str) -> None:
+        if self.autocast.get(side):
+            autocast_forward(model, self.autocast[side])
 
     def _adapter_pair(self, checkpoint: Checkpoint):
         """Swap the checkpoint's adapter in place on the one loaded base model."""
@@ -114,6 +126,7 @@ class _Models:
             base_dir = self._base_dir(checkpoint)
             base = load_causal_lm(base_dir, **self.options)
             self.peft = PeftModel.from_pretrained(base, str(checkpoint.path), adapter_name=name)
+            self._mixed_precision(self.peft, "policy")  # one model computes both sides of a PEFT pair
             has_tok = (checkpoint.path / "tokenizer_config.json").is_file()
             self.tokenizer = load_tokenizer(checkpoint.path if has_tok else base_dir)
             if self.s.reference_kind != "base":
@@ -129,32 +142,59 @@ class _Models:
         return PeftPair(self.peft.eval(), self.tokenizer, before_adapter=before)
 
 
-def audit_dtype(config: AuditConfig, checkpoints: list[Checkpoint], echo) -> tuple[str, str | None]:
-    """The dtype to compute in, and the reference's when the monitor held it in another one.
-
-    The dtype is part of the measurement: the monitor records the one it computed in with its state
-    in every checkpoint, and an audit without ``dtype`` uses it, so it reproduces the monitor's
-    rollouts on any machine (``auto`` would pick bfloat16 on bf16 hardware for a float32 run). A
-    ``dtype`` that differs from the recorded one is honoured and said once."""
+def _recorded(checkpoints: list[Checkpoint], echo) -> dict | None:
+    """The one ``compute_dtype`` the monitor recorded at these checkpoints, or None (none recorded,
+    or several, which is said)."""
     recorded = {json.dumps(d, sort_keys=True): d for c in checkpoints if (d := recorded_compute_dtype(c.path))}
     if len(recorded) > 1:
         echo(f"note: the monitor computed in different dtypes across these checkpoints ({', '.join(recorded)}); "
-             "set --dtype to choose one")
-    record = next(iter(recorded.values())) if len(recorded) == 1 else None
+             "set --dtype and --autocast to choose one")
+    return next(iter(recorded.values())) if len(recorded) == 1 else None
+
+
+def _autocast_words(autocast: dict | None) -> str:
+    return f" under {autocast.get('policy') or autocast.get('reference')} autocast" if autocast else ""
+
+
+def audit_dtype(config: AuditConfig, checkpoints: list[Checkpoint], echo) -> tuple[str, str | None, dict | None]:
+    """The dtype to compute in, the reference's when the monitor held it in another one, and the
+    autocast to wrap each side's forward in (``{side: dtype}``, None for none).
+
+    The dtype and the mixed precision are part of the measurement: the monitor records what it
+    computed in with its state in every checkpoint, and an audit without ``dtype`` (``autocast``)
+    uses it, so it reproduces the monitor's rollouts on any machine (``auto`` would pick bfloat16 on
+    bf16 hardware for a float32 run; a ``bf16=True`` Trainer computed under autocast). A setting
+    that differs from the recorded one is honoured and said once, before the audit starts."""
+    record = _recorded(checkpoints, echo)
+    recorded_autocast = (record or {}).get("autocast")
+    autocast = _chosen_autocast(config, recorded_autocast, echo)
     if config.dtype is None:
         if record is None:
-            return AUTO, None
+            return AUTO, None, autocast
         policy, reference = record.get("policy"), record.get("reference")
-        echo(f"computing in {policy} as the monitor did at these checkpoints (recorded in trainer_state.json; "
-             "--dtype overrides)")
-        return policy, reference if reference != policy else None
+        echo(f"computing in {policy}{_autocast_words(autocast)} as the monitor did at these checkpoints "
+             "(recorded in trainer_state.json; --dtype and --autocast override)")
+        return policy, reference if reference != policy else None, autocast
     if record is not None:
         chosen = resolve_dtype(config.dtype, config.device, announce=False)
         if chosen is not None and dtype_name(chosen) != record.get("policy"):
             echo(f"note: the monitor computed in {record.get('policy')} at these checkpoints; auditing in "
                  f"{dtype_name(chosen)} as --dtype asks, so rollouts will differ from the monitor's records "
                  "(leave --dtype out to reproduce them)")
-    return config.dtype, None
+    return config.dtype, None, autocast
+
+
+def _chosen_autocast(config: AuditConfig, recorded: dict | None, echo) -> dict | None:
+    """``autocast`` left out: the recorded one; ``off``: none; a dtype: that one on both sides.
+    One that differs from the record is said: the rollouts then differ from the monitor's."""
+    if config.autocast is None:
+        return recorded
+    chosen = None if config.autocast == AUTOCAST_OFF else {side: config.autocast for side in SIDES}
+    if recorded != chosen and recorded is not None:
+        echo(f"note: the monitor computed{_autocast_words(recorded)} at these checkpoints; auditing "
+             f"{_autocast_words(chosen).strip() or 'without autocast'} as --autocast asks, so rollouts will "
+             "differ from the monitor's records (leave --autocast out to reproduce them)")
+    return chosen
 
 
 def run_horizon(config: AuditConfig, checkpoints: list[Checkpoint]) -> tuple[int | None, str]:
@@ -228,9 +268,9 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
     done = DoneLedger.load(out / DONE_FILE, ranks)
     if ranks.is_main:  # records of a chunk interrupted between its two writes
         rewrite_records(records_path, lambda r: r.extra.get("audit_key") in done)
-    dtype, reference_dtype = audit_dtype(config, checkpoints, echo)
+    dtype, reference_dtype, autocast = audit_dtype(config, checkpoints, echo)
     config = replace(config, dtype=dtype)
-    models = _Models(replace(config, device=rank_device(config.device)), checkpoints, reference_dtype)
+    models = _Models(replace(config, device=rank_device(config.device)), checkpoints, reference_dtype, autocast)
     sink = None
     if config.wandb_project and ranks.is_main:
         sink = WandbSink.start(config.wandb_project, out, {**_run_config(config), "judge": describe_judge(judge)},
@@ -248,20 +288,21 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
                                        ranks=ranks),)
             else:
                 alphas = config.alphas
-            keys = {a: unit_key(checkpoint, a, config, items, judge.name) for a in alphas}
+            keys = {a: unit_key(checkpoint, a, config, items, judge.name, autocast) for a in alphas}
             if all(k in done for k in keys.values()):
                 echo(f"step {checkpoint.step}: already audited, skipped")
                 continue
             pair = pair or models.pair(checkpoint)
-            compute_dtype = pair_dtypes(pair)
             for alpha, key in keys.items():
                 if key not in done:
-                    run.unit(pair, checkpoint, alpha, key, f"checkpoint {number}/{len(checkpoints)}", compute_dtype)
+                    run.unit(pair, checkpoint, alpha, key, f"checkpoint {number}/{len(checkpoints)}")
     if sink is not None:
         sink.finish()
     if not ranks.is_main:
         return ranks.broadcast(None)
-    rows = write_outputs(out, list(read_records(records_path)), run_info=_run_info(paths, config, checkpoints, judge),
+    info = {**_run_info(paths, config, checkpoints, judge), "mixed precision": _mixed_precision_info(
+        autocast, (_recorded(checkpoints, _silent) or {}).get("autocast"))}
+    rows = write_outputs(out, list(read_records(records_path)), run_info=info,
                          primary_judge=judge.name if has_judge(judge) else None)
     return ranks.broadcast(rows)
 
@@ -304,7 +345,7 @@ class _UnitRunner:
         self.done, self.writer, self.sink, self.records_path, self.echo = done, writer, sink, records_path, echo
         self.chunks = evaluation_chunks(len(items), config)
 
-    def unit(self, pair, checkpoint: Checkpoint, alpha: float, key: str, where: str, compute_dtype: dict) -> None:
+    def unit(self, pair, checkpoint: Checkpoint, alpha: float, key: str, where: str) -> None:
         start = time.perf_counter()
         skip = self.done.finished_chunks(key, len(self.chunks))
         per_prompt = self.config.rollouts_per_prompt(alpha)
@@ -312,19 +353,15 @@ class _UnitRunner:
             len(self.items) * per_prompt, f"{where} (step {checkpoint.step}), alpha {alpha:g}",
             done=sum(len(self.chunks[i]) * per_prompt for i in skip), enabled=self.ranks.is_main)
         unit = None
-        for index, part in evaluate_chunks(
-            pair, self.items, self.judge, alpha=alpha, measurement=self.config, step=checkpoint.step,
-            run_id=f"audit-{key[:6]}", source="audit", checkpoint=str(checkpoint.path), skip=skip, ranks=self.ranks,
-        ):
-            chunk_key = f"{key}:{index}"
-            for record in part.records:
-                record.extra["audit_key"] = chunk_key
-                record.compute_dtype = compute_dtype
-            if self.writer is not None:
-                self.writer.write(part.records)
-            self.done.mark(chunk_key, checkpoint, alpha)
-            unit = part if unit is None else unit.extend(part)
-            progress.update(len(self.chunks[index]) * per_prompt)
+        with observed_autocast(pair) as autocast:  # what the records say is what was observed, as in the callback
+            for index, part in evaluate_chunks(
+                pair, self.items, self.judge, alpha=alpha, measurement=self.config, step=checkpoint.step,
+                run_id=f"audit-{key[:6]}", source="audit", checkpoint=str(checkpoint.path), skip=skip,
+                ranks=self.ranks,
+            ):
+                self._write(part, f"{key}:{index}", pair_compute_dtype(pair, autocast), checkpoint, alpha)
+                unit = part if unit is None else unit.extend(part)
+                progress.update(len(self.chunks[index]) * per_prompt)
         progress.close()
         if self.ranks.is_main and unit is not None:
             warn_judge_failures(unit.judge_failures(), f"step {checkpoint.step}, alpha {alpha:g}")
@@ -341,6 +378,15 @@ class _UnitRunner:
         top = f"; top over-produced: {phrase_line(found.over()[0])}" if found and found.over() else ""
         self.echo(f"step {checkpoint.step}, alpha {alpha:g}: {new} new rollouts in "
                   f"{time.perf_counter() - start:.1f} s{top}")
+
+    def _write(self, part, chunk_key: str, compute_dtype: dict, checkpoint: Checkpoint, alpha: float) -> None:
+        """Write a finished chunk's records, then mark it done (the order a resume relies on)."""
+        for record in part.records:
+            record.extra["audit_key"] = chunk_key
+            record.compute_dtype = compute_dtype
+        if self.writer is not None:
+            self.writer.write(part.records)
+        self.done.mark(chunk_key, checkpoint, alpha)
 
 
 def _run_config(config: AuditConfig) -> dict:
@@ -379,10 +425,14 @@ def _run_info(paths, config: AuditConfig, checkpoints, judge) -> dict:
     }
 
 
-def pair_dtypes(pair) -> dict:
-    """What a record says it was computed in (the callback's ``Reference.compute_dtype`` shape)."""
-    policy = model_dtype_name(pair.models[0])
-    return {"policy": policy, "reference": model_dtype_name(pair.models[1]) if len(pair.models) > 1 else policy}
+def _mixed_precision_info(used: dict | None, recorded: dict | None) -> str:
+    """The summary's word on autocast: what the audit computed under, and loudly when it is not what
+    the monitor recorded (its rollouts then are not the monitor's)."""
+    words = _autocast_words(used).strip() or "none (no autocast)"
+    if used == recorded:
+        return f"{words}, as the monitor recorded" if recorded else words
+    monitor = _autocast_words(recorded).strip() or "without autocast"
+    return f"{words}; NOT as the monitor computed ({monitor}): these rollouts differ from its records"
 
 
 def _dtype_info(config: AuditConfig) -> str:

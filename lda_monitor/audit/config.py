@@ -16,6 +16,9 @@ from ..core.measurement import Measurement, is_real
 from ..engine.dtypes import DTYPE_HELP
 from ..monitor.config import MonitorConfig
 
+AUTOCAST_OFF = "off"
+AUTOCAST_CHOICES = (None, AUTOCAST_OFF, "bfloat16", "float16")  # engine.autocast.AUTOCAST_DTYPES, without torch
+
 
 @dataclass
 class AuditConfig(Measurement):
@@ -37,6 +40,11 @@ class AuditConfig(Measurement):
         "compute dtype; left out: the one the monitor computed in at these checkpoints (recorded in their "
         "trainer_state.json, so the audit reproduces its rollouts), else auto; "
         + DTYPE_HELP.removeprefix("compute dtype: "))})
+    autocast: str | None = field(default=None, metadata={"help": (
+        "mixed precision: left out, the autocast the monitor computed under at these checkpoints (a Trainer "
+        "with bf16=True or fp16=True; recorded in their trainer_state.json), else none; 'off', or "
+        "bfloat16 / float16 to wrap the models' forward in that autocast as accelerate does"),
+        "metavar": "DTYPE"})
     wandb_project: str | None = field(default=None, metadata={"help": (
         "log the audit as one W&B run (offline unless logged in / WANDB_MODE)")})
     allow_pickle: bool = field(default=False, metadata={"help": "allow pickle (.bin) weights"})
@@ -46,6 +54,9 @@ class AuditConfig(Measurement):
         problems = super().problems()
         if not self.out:
             problems.append("out: required; give an output directory (--out DIR)")
+        if self.autocast not in AUTOCAST_CHOICES:
+            problems.append(f"autocast: one of {', '.join(c for c in AUTOCAST_CHOICES if c)} or left out, "
+                            f"got {self.autocast!r}")
         if self.alphas is not None:
             values = tuple(self.alphas) if isinstance(self.alphas, list | tuple) else None
             if not values or not all(is_real(a) for a in values):

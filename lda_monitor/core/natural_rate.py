@@ -317,7 +317,9 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
         rollouts (valid whatever failed: they are draws from the policy itself)."""
         if not n_plain:
             return _withheld(reason, **diagnostics)
-        return _withheld(f"{reason}; upper bound from {k}/{n_plain} plain", hi=binomial_upper(k, n_plain),
+        counted = f"{k}/{n_plain} plain" if k == flagged_plain else (
+            f"{k} flagged in the whole pool over {n_plain} plain rollouts (plain alone: {flagged_plain}/{n_plain})")
+        return _withheld(f"{reason}; upper bound from {counted}", hi=binomial_upper(k, n_plain),
                          method=METHOD_BOUND, **diagnostics)
 
     if flagged < MIN_FLAGGED:

@@ -15,6 +15,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 
 from ..errors import UserInputError
+from .adapter_fit import check_adapter_fits
 from .dtypes import DEFAULT_DTYPE, resolve_dtype
 from .embedded import EMBEDDED_NAME, embedded_model_dir
 
@@ -105,17 +106,21 @@ def load_causal_lm(
     return model
 
 
-def adapter_base(path: Path, base: str | Path | None) -> Path:
-    """The base model directory for an adapter: ``base`` if given, else adapter_config.json's."""
+def adapter_base(path: Path, base: str | Path | None, *, trust_remote_code: bool = False) -> Path:
+    """The base model directory for an adapter: ``base`` if given, else adapter_config.json's;
+    checked to fit the adapter's layers before any weight is loaded (a given base may be another model)."""
     if base is not None:
-        return resolve_model_dir(base)
-    declared = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    if declared and (declared == EMBEDDED_NAME or Path(declared).expanduser().is_dir()):
-        return resolve_model_dir(declared)
-    raise UserInputError(
-        f"the adapter in {path} names base model {declared!r}, which is not a local directory; "
-        "pass the base explicitly (--base-model PATH, or base=...)"
-    )
+        found = resolve_model_dir(base)
+    else:
+        declared = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        if not (declared and (declared == EMBEDDED_NAME or Path(declared).expanduser().is_dir())):
+            raise UserInputError(
+                f"the adapter in {path} names base model {declared!r}, which is not a local directory; "
+                "pass the base explicitly (--base-model PATH, or base=...)"
+            )
+        found = resolve_model_dir(declared)
+    check_adapter_fits(path, found, trust_remote_code=trust_remote_code)
+    return found
 
 
 def load_model(
@@ -135,7 +140,7 @@ def load_model(
     if is_adapter_dir(path):
         from peft import PeftModel
 
-        base_dir = adapter_base(path, base)
+        base_dir = adapter_base(path, base, trust_remote_code=trust_remote_code)
         model = load_causal_lm(
             base_dir, device=device, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
         )

@@ -89,6 +89,7 @@ from ..core.progress import evaluation_line, natural_rate_reason, progress_logge
 from ..core.prompts import load_prompts
 from ..core.records import RecordWriter, drop_records_after, records_path
 from ..core.schedules import parse_schedule
+from ..engine.autocast import observed_autocast, pair_compute_dtype
 from ..engine.distributed import SINGLE, Ranks
 from ..engine.dtypes import resolve_dtype
 from ..engine.sharding import refuse_fsdp1
@@ -119,8 +120,9 @@ class MonitorProgress:
     monitor_seconds: float = 0.0
     wall_seconds: float = 0.0  # training wall time before the current session
     reference: dict | None = None  # Reference.info() of the reference in use
-    # {"policy": ..., "reference": ...}: the dtypes rollouts are computed in, read by the audit
-    # from the checkpoints' trainer_state.json to reproduce them (lda_monitor.audit.auditor.audit_dtype)
+    # {"policy": ..., "reference": ...[, "autocast": {...}]}: the dtypes rollouts are computed in and
+    # the mixed precision observed in force (lda_monitor.engine.autocast), read by the audit from the
+    # checkpoints' trainer_state.json to reproduce them (lda_monitor.audit.auditor.audit_dtype)
     compute_dtype: dict | None = None
     # Phrases discovery has named, so the progress line's "new over-produced phrase" stays new
     # across a resume.
@@ -328,7 +330,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         tokenizer = self._tokenizer(processing_class)
         try:
             with preserved_training_state([model, self.reference.module], tokenizer):
-                with self.reference.pair(model, tokenizer) as pair:
+                with self.reference.pair(model, tokenizer) as pair, observed_autocast(pair) as autocast:
                     horizon, _ = self.config.horizon(state.max_steps or None)
                     alpha = choose_alpha(self.schedule, pair, self.items, self.config, step=step, horizon=horizon,
                                          probe_prompts=self.config.probe_prompts, ranks=self._ranks)
@@ -337,6 +339,9 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
                         run_id=self.run_id, source=RECORD_SOURCE, max_seconds=self.config.max_eval_seconds,
                         started=start, ranks=self._ranks,
                     )
+                    # Mixed precision (a Trainer's bf16=True) is observed, not assumed: the audit
+                    # reads it from the checkpoint's state to compute the same way.
+                    self.progress.compute_dtype = pair_compute_dtype(pair, autocast)
             for record in evaluation.records:
                 record.extra["reference"] = self.reference.kind
                 record.compute_dtype = self.progress.compute_dtype

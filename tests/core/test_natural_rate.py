@@ -422,3 +422,17 @@ def test_an_estimate_carried_by_the_detection_alphas_flags_is_withheld():
             if not any(d.flagged and d.token_target[0] == math.log(0.01) for d in draws):
                 by_share += "flags from proposals overlapping the policy carry" in est.reason
     assert by_share >= 40, by_share  # about a third of the pools sample no A: all withheld for it
+
+
+def test_a_withheld_bound_from_pool_flags_names_the_counts_it_used():
+    """One amplified rollout flagged, no plain one: the bound counts the pool's flag over the 24 plain
+    rollouts, and the reason says so (it said "1/24 plain" when plain was 0/24). The bound is
+    checked against Clopper-Pearson's closed form (scipy's beta quantile)."""
+    from scipy.stats import beta
+
+    draws = [Draw(p, 0.0, False, math.log(0.5), {2.0: math.log(0.4)}) for p in range(3) for _ in range(8)]
+    draws += [Draw(p, 2.0, p == 0 and i == 0, math.log(0.5), {2.0: math.log(0.4)}) for p in range(3) for i in range(8)]
+    est = pooled_rate(draws, truncated=False)
+    assert est.rate is None
+    assert "upper bound from 1 flagged in the whole pool over 24 plain rollouts (plain alone: 0/24)" in est.reason
+    assert est.hi == pytest.approx(beta.ppf(0.95, 2, 23), rel=1e-6)
