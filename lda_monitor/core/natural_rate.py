@@ -1,5 +1,5 @@
 """How often the policy itself (alpha = 0, sampled as the user samples it) shows the flagged
-behaviour, estimated from the rollouts an evaluation already draws. Pure numpy; no I/O.
+behaviour, estimated from the rollouts an evaluation already draws. numpy and scipy; no I/O.
 
 **Pooled estimate (multiple importance sampling, balance heuristic).** Every rollout's sequence
 density is exact under any alpha (each decode step is normalised), so an evaluation's rollouts
@@ -124,7 +124,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-Z_95 = 1.959963984540054
+from .stats import clopper_pearson_upper, effective_size, log_scale_interval, weighted_line
+
 MIN_FLAGGED = 3
 MIN_FLAGGED_ESS = 5.0
 MIN_OVERLAP = 0.1  # mean raw weight p_0/q_k for a proposal to count as overlapping the policy
@@ -193,29 +194,6 @@ class NaturalRate:
         return self.rate is not None
 
 
-def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
-    peak = np.max(a, axis=axis, keepdims=True)
-    peak = np.where(np.isfinite(peak), peak, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.squeeze(peak, axis) + np.log(np.sum(np.exp(a - peak), axis=axis))
-
-
-def binomial_upper(k: int, n: int, level: float = 0.95) -> float:
-    """Clopper-Pearson one-sided upper bound: the largest p with P(Bin(n, p) <= k) >= 1 - level."""
-    if n == 0 or k >= n:
-        return 1.0
-
-    def cdf(p: float) -> float:
-        return sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-                            + i * math.log(p) + (n - i) * math.log1p(-p)) for i in range(k + 1))
-
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cdf(mid) > 1 - level else (lo, mid)
-    return hi
-
-
 def _withheld(reason: str, **diagnostics) -> NaturalRate:
     return NaturalRate(None, None, diagnostics.pop("hi", None), diagnostics.pop("method", None), reason,
                        **diagnostics)
@@ -238,15 +216,13 @@ def _weight_plan(scored: Sequence[Draw]) -> tuple[dict[int, int | None], int | N
 def _balance_log_weights(group: Sequence[Draw], alphas: list[float], share: np.ndarray,
                          tokens: Sequence[int | None]) -> tuple[np.ndarray, np.ndarray]:
     """(log balance weight, [log p_0 - log q_a]) of each draw over its first ``tokens`` tokens."""
+    from scipy import special  # here, not at the top: importing scipy takes seconds (see core.stats)
+
     dens = [d.log_densities(alphas, t) for d, t in zip(group, tokens, strict=True)]
     logp = np.array([p for p, _ in dens])
     logq = np.array([q for _, q in dens])
     with np.errstate(invalid="ignore"):  # -inf - -inf under proposals that are not the draw's own
-            return logp - _logsumexp(logq + share, axis=1), logp[:, None] - logq
-
-
-def _effective(terms: np.ndarray) -> float:
-    return float(terms.sum() ** 2 / (terms * terms).sum()) if terms.any() else 0.0
+        return logp - special.logsumexp(logq + share, axis=1), logp[:, None] - logq
 
 
 def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False) -> NaturalRate:
@@ -291,7 +267,7 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
         w, w_h = np.exp(log_w), np.exp(log_w_h)
         rates.append(float(np.mean(f * w)))
         variances.append(float(np.var(f * w, ddof=1)) / len(group))
-        ess.append(_effective(w_h))
+        ess.append(effective_size(w_h))
         flagged_w.append(f * w / len(group))
         proposal.append(np.array([d.alpha for d in group]))
         flagged_whole.append(f * np.exp(log_w_whole) / len(group))
@@ -302,13 +278,13 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
     decisions = [d.decision for i, d in enumerate(scored) if d.flagged and cuts[i] is not None]
     # Effective number of flagged rollouts the estimate rests on (the prompts' terms scaled as in
     # the equal-weight mean): a few heavy weights mean the sample variance has not seen the tail.
-    flagged_ess = _effective(np.concatenate(flagged_w))
+    flagged_ess = effective_size(np.concatenate(flagged_w))
     diagnostics = dict(
         ess=float(np.mean(ess)), mass=float(np.mean(mass)),
         raw_weights={a: float(np.mean(v)) for a, v in sorted(raw.items())},
         flagged=flagged, n=len(scored), prompts=len(by_prompt), weights=how,
         decision_token=float(np.mean(decisions)) if decisions else None,
-        flagged_ess=flagged_ess, flagged_ess_whole=_effective(np.concatenate(flagged_whole)),
+        flagged_ess=flagged_ess, flagged_ess_whole=effective_size(np.concatenate(flagged_whole)),
     )
     flagged_plain = sum(1 for d in scored if d.flagged and d.alpha == 0.0)
 
@@ -317,7 +293,7 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
         rollouts (valid whatever failed: they are draws from the policy itself)."""
         if not n_plain:
             return _withheld(reason, **diagnostics)
-        return _withheld(f"{reason}; upper bound from {k}/{n_plain} plain", hi=binomial_upper(k, n_plain),
+        return _withheld(f"{reason}; upper bound from {k}/{n_plain} plain", hi=clopper_pearson_upper(k, n_plain),
                          method=METHOD_BOUND, **diagnostics)
 
     if flagged < MIN_FLAGGED:
@@ -348,11 +324,11 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
     if sum(ess) < MIN_ESS:
         return withheld(f"effective sample size {sum(ess):.1f} < {MIN_ESS:g}: a few rollouts carry the estimate")
     rate = float(np.mean(rates))
-    spread = math.exp(Z_95 * math.sqrt(sum(variances)) / len(rates) / rate)  # rate > 0: >= 1 flagged
+    lo, hi = log_scale_interval(rate, math.sqrt(sum(variances)) / len(rates))  # rate > 0: >= 1 flagged
     # Unbiased is not bounded: with weights above 1 a near-certain behaviour can average past 1
     # (the full demo's late steps: 1.015). A probability is at most 1, so clipping to it only
     # moves the estimate and its interval towards the truth.
-    lo, hi = min(rate / spread, 1.0), min(rate * spread, 1.0)
+    lo, hi = min(lo, 1.0), min(hi, 1.0)
     unflagged = len(scored) - flagged
     if unflagged < MIN_FLAGGED:
         # The mirror of the rare case: with (almost) every rollout flagged, the sample variance has
@@ -360,28 +336,8 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
         # share a flagged prefix have equal weights, and the interval would collapse to a point).
         # The pool escapes at least as often as its plain share, so the Clopper-Pearson bound of
         # (unflagged in the pool) / (plain rollouts) bounds 1 - rate; and a rate of 1 is not excluded.
-        lo, hi = min(lo, 1.0 - binomial_upper(unflagged, n_plain)), 1.0
+        lo, hi = min(lo, 1.0 - clopper_pearson_upper(unflagged, n_plain)), 1.0
     return NaturalRate(min(rate, 1.0), lo, hi, METHOD_POOLED, **diagnostics)
-
-
-def chi2_sf(x: float, df: int) -> float:
-    """P(X > x) for X ~ chi-squared with integer ``df`` >= 1 (closed forms; no scipy at run time)."""
-    if x <= 0:
-        return 1.0
-    half = x / 2
-    if df % 2 == 0:  # exp(-x/2) sum_{i < df/2} (x/2)^i / i!
-        term = total = 1.0
-        for i in range(1, df // 2):
-            term *= half / i
-            total += term
-        return math.exp(-half) * total
-    # erfc(sqrt(x/2)) + sqrt(2x/pi) exp(-x/2) sum_{i=1}^{(df-1)/2} x^(i-1) / (1*3*...*(2i-1))
-    term, total = 1.0, 0.0
-    for i in range(1, (df - 1) // 2 + 1):
-        if i > 1:
-            term *= x / (2 * i - 1)
-        total += term
-    return math.erfc(math.sqrt(half)) + math.sqrt(2 * x / math.pi) * math.exp(-half) * total
 
 
 def extrapolated_rate(points: Sequence[tuple[float, int, int]], *, boot: int = 2000, seed: int = 0) -> NaturalRate:
@@ -399,6 +355,8 @@ def extrapolated_rate(points: Sequence[tuple[float, int, int]], *, boot: int = 2
     read at alpha 0 is far off with an interval that excludes the truth (README "Reading the
     results" has the benchmark).
     """
+    from scipy import special, stats
+
     points = [(float(a), int(k), int(n)) for a, k, n in points if a > 0 and n > 0]
     alphas = len({a for a, _, _ in points})
     if alphas < 3:
@@ -412,17 +370,14 @@ def extrapolated_rate(points: Sequence[tuple[float, int, int]], *, boot: int = 2
 
     def fit(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(intercept, slope) of the logit-linear fit for each row of counts ``k`` ([..., alphas])."""
-        y = np.log((k + 0.5) / (n - k + 0.5))
-        w = (k + 0.5) * (n - k + 0.5) / (n + 1)
-        sw, sx, sy = w.sum(-1), (w * alpha).sum(-1), (w * y).sum(-1)
-        sxx, sxy = (w * alpha * alpha).sum(-1), (w * alpha * y).sum(-1)
-        slope = (sw * sxy - sx * sy) / (sw * sxx - sx * sx)
-        return (sy - slope * sx) / sw, slope
+        y = np.log((k + 0.5) / (n - k + 0.5))  # the empirical logit
+        return weighted_line(alpha, y, (k + 0.5) * (n - k + 0.5) / (n + 1))
 
     intercept, slope = fit(k)
-    fitted = 1 / (1 + np.exp(-(intercept + slope * alpha)))
+    fitted = special.expit(intercept + slope * alpha)
+    # Pearson's statistic over the alphas' binomial cells (scipy's chisquare takes one multinomial).
     lack_of_fit = float(np.sum((k - n * fitted) ** 2 / (n * fitted * (1 - fitted))))
-    p_fit = chi2_sf(lack_of_fit, len(points) - 2)
+    p_fit = float(stats.chi2.sf(lack_of_fit, len(points) - 2))
     if p_fit < 0.05:
         return _withheld(f"the flag rate is not logit-linear in alpha (lack of fit chi2 {lack_of_fit:.1f} on "
                          f"{len(points) - 2} df, p = {p_fit:.2g}), so a line read at alpha 0 would mislead",
@@ -430,6 +385,6 @@ def extrapolated_rate(points: Sequence[tuple[float, int, int]], *, boot: int = 2
     rng = np.random.default_rng(seed)
     # Resampling at (k + 1/2) / (n + 1), not k / n: a count of 0 would otherwise never vary.
     resampled = rng.binomial(n.astype(int), (k + 0.5) / (n + 1), size=(boot, len(n))).astype(float)
-    lo, hi = np.percentile(1 / (1 + np.exp(-fit(resampled)[0])), [2.5, 97.5])
-    return NaturalRate(float(1 / (1 + np.exp(-intercept))), float(lo), float(hi), METHOD_EXTRAPOLATED,
+    lo, hi = np.percentile(special.expit(fit(resampled)[0]), [2.5, 97.5])
+    return NaturalRate(float(special.expit(intercept)), float(lo), float(hi), METHOD_EXTRAPOLATED,
                        flagged=int(k.sum()), n=int(n.sum()))
