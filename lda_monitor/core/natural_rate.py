@@ -165,15 +165,19 @@ def _weight_plan(scored: Sequence[Draw]) -> tuple[dict[int, int | None], int | N
 
 
 def _balance_log_weights(group: Sequence[Draw], alphas: list[float], share: np.ndarray,
-                         tokens: Sequence[int | None]) -> tuple[np.ndarray, np.ndarray]:
-    """(log balance weight, [log p_0 - log q_a]) of each draw over its first ``tokens`` tokens."""
+                         *cuts: Sequence[int | None]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per list of ``cuts`` (the tokens each draw's weight uses; None: all), the (log balance weight,
+    [log p_0 - log q_a]) of each draw. One logsumexp call for all of them: scipy's call has a fixed
+    cost (its array-API checks) that dominates at these sizes, and a summary needs three per prompt."""
     from scipy import special  # here, not at the top: importing scipy takes seconds (see core.stats)
 
-    dens = [d.log_densities(alphas, t) for d, t in zip(group, tokens, strict=True)]
+    dens = [d.log_densities(alphas, t) for tokens in cuts for d, t in zip(group, tokens, strict=True)]
     logp = np.array([p for p, _ in dens])
     logq = np.array([q for _, q in dens])
     with np.errstate(invalid="ignore"):  # -inf - -inf under proposals that are not the draw's own
-        return logp - special.logsumexp(logq + share, axis=1), logp[:, None] - logq
+        log_w, log_raw = logp - special.logsumexp(logq + share, axis=1), logp[:, None] - logq
+    n = len(group)
+    return [(log_w[i * n:(i + 1) * n], log_raw[i * n:(i + 1) * n]) for i in range(len(cuts))]
 
 
 # ----- the reliability rules: each returns why the estimate must be withheld, or None ------------
@@ -330,9 +334,8 @@ def _prompt_terms(group: Sequence[Draw], cuts: Sequence[int | None], horizon: in
     alphas = sorted(counts)
     share = np.log(np.array([counts[a] for a in alphas], dtype=float) / len(group))
     f = np.array([bool(d.flagged) for d in group], dtype=float)
-    log_w, _ = _balance_log_weights(group, alphas, share, cuts)
-    log_w_h, log_raw = _balance_log_weights(group, alphas, share, [horizon] * len(group))
-    log_w_whole, _ = _balance_log_weights(group, alphas, share, [None] * len(group))
+    (log_w, _), (log_w_h, log_raw), (log_w_whole, _) = _balance_log_weights(
+        group, alphas, share, cuts, [horizon] * len(group), [None] * len(group))
     w, w_h = np.exp(log_w), np.exp(log_w_h)
     return _PromptTerms(
         rate=float(np.mean(f * w)), variance=float(np.var(f * w, ddof=1)) / len(group),
