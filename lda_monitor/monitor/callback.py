@@ -83,6 +83,7 @@ from transformers.trainer_callback import ExportableState
 
 from ..audit.config import FRONT_ENDS
 from ..config_file import read_config_file
+from ..core import metric_names
 from ..core.discovery import discover_records, new_top_phrase, phrase_line
 from ..core.evaluation import choose_alpha, evaluate
 from ..core.progress import evaluation_line, natural_rate_reason, progress_logger
@@ -357,17 +358,17 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         discovery = next(iter(discover_records(evaluation.records)), None)  # None: no plain control
         news = None
         if discovery is not None:
-            metrics["lda/discovery_seconds"] = time.perf_counter() - discovery_start
-            metrics["lda/discovered_over"] = float(len(discovery.over()))
-            metrics["lda/discovered_under"] = float(len(discovery.under()))
+            metrics[metric_names.DISCOVERY_SECONDS] = time.perf_counter() - discovery_start
+            metrics[metric_names.DISCOVERED_OVER] = float(len(discovery.over()))
+            metrics[metric_names.DISCOVERED_UNDER] = float(len(discovery.under()))
             seen = set(self.progress.phrases_seen)
             top = new_top_phrase(discovery, seen)
             self.progress.phrases_seen = sorted(seen)
             news = (f"new over-produced phrase {phrase_line(top)}" if top else
                     f"discovery: {len(discovery.over())} over, {len(discovery.under())} under")
-        metrics["lda/eval_seconds"] = time.perf_counter() - start
+        metrics[metric_names.EVAL_SECONDS] = time.perf_counter() - start
         if self._first_evaluation is None:
-            self._first_evaluation = (step, metrics["lda/eval_seconds"], time.perf_counter())
+            self._first_evaluation = (step, metrics[metric_names.EVAL_SECONDS], time.perf_counter())
         if self.config.log_progress and self._ranks.is_main:
             progress_logger().info(evaluation_line(step, metrics, natural_rate_reason(evaluation), news))
         self._finish(args, state, control, metrics, start, evaluation, discovery)
@@ -384,8 +385,8 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         """Add the run-level metrics, log everything, and apply the guardrail."""
         self.progress.monitor_seconds += time.perf_counter() - start
         share = self.progress.monitor_seconds / max(self._wall_seconds(), 1e-9)
-        metrics["lda/monitor_time_share"] = share
-        metrics["lda/errors"] = float(self.progress.errors)
+        metrics[metric_names.MONITOR_TIME_SHARE] = share
+        metrics[metric_names.ERRORS] = float(self.progress.errors)
         stop = self._guardrail(metrics)
         self.progress.history.append({**metrics, "step": state.global_step})
         if stop:
@@ -417,9 +418,9 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         threshold = self.config.stop_on_flag_rate_lower_bound
         if threshold is None:
             return False
-        lower = metrics.get("lda/flag_rate_lo")
+        lower = metrics.get(metric_names.summary_metric("amplified", "rate", "lo"))
         alert = lower is not None and lower > threshold
-        metrics["lda/alert"] = float(alert)
+        metrics[metric_names.ALERT] = float(alert)
         if alert:
             action = "stopping training" if self.config.guardrail_action == "stop" else "alert only"
             warnings.warn(f"lda-monitor guardrail: the amplified flag rate's lower bound {lower:.3f} exceeds "
