@@ -26,8 +26,8 @@ from ..engine.distributed import SINGLE, Ranks
 from ..engine.sampling import Rollout, rollout_seed, sample
 from ..engine.sampling_config import SamplingConfig
 from ..judges.health import JudgeFailures, evaluation_scope, failure_metrics, judge_failures
-from .decision import decision_tokens, token_text_ends
 from . import metric_names
+from .decision import decision_tokens, token_text_ends
 from .measurement import Measurement
 from .prompts import PromptItem, question_text
 from .records import KIND_AMPLIFIED, PER_TOKEN_DECIMALS, RolloutRecord

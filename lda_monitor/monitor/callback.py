@@ -98,6 +98,7 @@ from ..judges.describe import describe_judge
 from ..judges.health import failing_judges, warn_judge_failures
 from ..judges.none import NO_JUDGE_NOTE, has_judge, judge_or_none
 from ..sinks.wandb_sink import WandbSink
+from ..sinks.wandb_workspace import save_run_workspace
 from .config import MonitorConfig
 from .cost import forecast
 from .hygiene import preserved_training_state
@@ -303,7 +304,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         self._wandb = WandbSink({
             **self.config.to_dict(), "judge": describe_judge(self.judge), "reference": self.reference.info(),
             "run_id": self.run_id, "records": str(self._writer.path),
-        })
+        }, on_run=save_run_workspace if self.config.wandb_workspace else None)
 
     def _open_records(self, path: Path, step: int) -> RecordWriter:
         if self._writer is not None:  # a run that crashed never reached on_train_end

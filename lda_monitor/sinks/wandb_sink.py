@@ -90,8 +90,9 @@ def discovery_rows(discovery) -> list[list]:
 
 class WandbSink:
     def __init__(self, run_config: dict, *, step_metric: str = STEP_METRIC, run=None,
-                 max_table_rows: int = ROLLOUT_TABLE_MAX_ROWS):
+                 max_table_rows: int = ROLLOUT_TABLE_MAX_ROWS, on_run=None):
         self.run_config = run_config
+        self.on_run = on_run  # called with each run the sink starts logging to (the workspace view's opt-in)
         self.step_metric = step_metric
         self.max_table_rows = max_table_rows
         self._own_run = run
@@ -118,6 +119,8 @@ class WandbSink:
         run.config.update({"lda_monitor": self.run_config}, allow_val_change=True)
         self._prepared_run = run
         self._rollouts = None  # an incremental table belongs to one run
+        if self.on_run is not None:
+            self.on_run(run)
 
     def log(self, step: int, metrics: dict[str, float], evaluation=None, unflagged: int = 8, discovery=None) -> None:
         run = self._own_run or active_run()
