@@ -244,6 +244,11 @@ def _cmd_wandb_workspace(args) -> int:
     from .sinks.wandb_workspace import build_workspace, save_workspace, workspace_spec
 
     workspace = build_workspace(args.entity, args.project, run_group=args.run_group, name=args.name)
+    if args.picture:
+        from .sinks.wandb_workspace import draw_layout
+
+        draw_layout(args.picture)
+        print(f"drew the view's layout to {args.picture}", file=sys.stderr)
     if args.dry_run:
         print(json.dumps(workspace_spec(workspace), indent=2))
     else:
@@ -382,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--run-group", help="show only the runs of this W&B group")
     w.add_argument("--name", default=DEFAULT_WORKSPACE_NAME, help="the view's name")
     w.add_argument("--dry-run", action="store_true", help="print the view as JSON instead of saving it (no network)")
+    w.add_argument("--picture", metavar="PNG", help="also draw the view's layout to this PNG (matplotlib)")
     w.set_defaults(run=_cmd_wandb_workspace)
     return parser
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import shlex
 import sys
+import textwrap
 import warnings
 from dataclasses import dataclass
 
@@ -151,3 +152,39 @@ def save_run_workspace(run) -> None:
                       stacklevel=4)
         return
     print(f"lda-monitor: W&B workspace view saved: {url}", file=sys.stderr)
+
+
+def draw_layout(path) -> None:
+    """A picture of :func:`layout` (the docs' figure): each section a row of boxes, each box a panel
+    with its title and the series it plots, as the saved view arranges them (three to a row)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sections = layout()
+    per_row = 3
+    rows = [(title, charts[i:i + per_row], i == 0)
+            for title, charts in sections for i in range(0, len(charts), per_row)]
+    fig, ax = plt.subplots(figsize=(12, 1.9 * len(rows) + 0.4 * len(sections)))
+    ax.set_axis_off()
+    y = 0.0
+    for title, charts, first in rows:
+        if first:
+            ax.text(0, y, title, fontsize=12, weight="bold", va="top")
+            y -= 0.35
+        for col, chart in enumerate(charts):
+            x = col * 4.0
+            ax.add_patch(plt.Rectangle((x, y - 1.55), 3.8, 1.55, fill=True, facecolor="#f4f6fb", edgecolor="#8a94a8"))
+            ax.text(x + 0.1, y - 0.1, textwrap.fill(chart.title, 40), fontsize=8.5, weight="bold", va="top")
+            lines = [f"table: {chart.table}"] if chart.table else [*chart.metrics, *(
+                textwrap.wrap(f"regex: {chart.regex}", 44) if chart.regex else [])]
+            ax.text(x + 0.1, y - 0.52, "\n".join(lines), fontsize=7, family="monospace", va="top", color="#333")
+            if not chart.table:
+                ax.text(x + 3.7, y - 1.5, f"x: {EVALUATION_STEP}", fontsize=6.5, ha="right", va="bottom",
+                        color="#777")
+        y -= 1.75
+    ax.set_xlim(-0.1, 12)
+    ax.set_ylim(y, 0.2)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
