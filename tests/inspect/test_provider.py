@@ -13,7 +13,7 @@ from lda_monitor.cli import main
 from lda_monitor.judges import build_judge
 from tests.tiny import build_tokenizer, tiny_llama
 
-inspect_ai = pytest.importorskip("inspect_ai")
+inspect_ai = pytest.importorskip("inspect_ai", reason="inspect_ai is not installed: pip install -e '.[inspect]'")
 from inspect_ai import Task  # noqa: E402
 from inspect_ai.dataset import Sample  # noqa: E402
 from inspect_ai.solver import generate  # noqa: E402

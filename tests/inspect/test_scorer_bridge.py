@@ -13,7 +13,7 @@ from lda_monitor.errors import UserInputError
 from lda_monitor.judges import build_judge
 from lda_monitor.judges.base import Judge
 
-inspect_ai = pytest.importorskip("inspect_ai")
+inspect_ai = pytest.importorskip("inspect_ai", reason="inspect_ai is not installed: pip install -e '.[inspect]'")
 from inspect_ai.model import ChatMessageUser, ModelName, ModelOutput  # noqa: E402
 from inspect_ai.scorer import Target  # noqa: E402
 from inspect_ai.solver import TaskState  # noqa: E402
