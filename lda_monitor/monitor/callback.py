@@ -30,10 +30,11 @@ Metrics (``state.log_history`` rows at the evaluated step, every ``report_to`` b
     derived from :class:`~lda_monitor.core.summary.SummaryRow`, listed in the README's metric
     table), the evaluation's cost, and what only the callback knows: the share of training time
     spent monitoring, errors so far and the guardrail's alert. Undefined values are left out, not
-    logged as 0. W&B also gets a table per evaluation (every flagged rollout plus a sample of
-    unflagged ones), judge-free discovery's phrases (``lda/discoveries``; counts in
+    logged as 0. W&B also gets the run's rollout table (each evaluation appends every flagged
+    rollout plus a sample of unflagged ones), judge-free discovery's phrases (``lda/discoveries``; counts in
     ``lda/discovered_over``/``_under``, see :mod:`lda_monitor.core.discovery`) and the monitor config in
-    the run config (:mod:`lda_monitor.sinks.wandb_sink`). With ``judge=None`` discovery is all
+    the run config (:mod:`lda_monitor.sinks.wandb_sink`); ``wandb_workspace=True`` saves a workspace
+    view of it all (:mod:`lda_monitor.sinks.wandb_workspace`). With ``judge=None`` discovery is all
     there is: every flag-rate metric is absent (said once).
 
 Records

@@ -1,5 +1,6 @@
 """W&B output of every front end: the ``lda/*`` scalars of each evaluation against a step axis,
-a rollout table and a discovery table (``lda/discoveries``) per evaluation, a table of withheld
+the run's rollout table (every evaluation's rows, below), a discovery table (``lda/discoveries``)
+per evaluation, a table of withheld
 natural-rate estimates with their reasons (scalars cannot carry them), and the config in the run
 config (the judge as a full description, :func:`~lda_monitor.judges.describe.describe_judge`). Fed
 the evaluation in hand, never by re-reading records from disk.
