@@ -23,6 +23,7 @@ from .engine.dtypes import DTYPE_HELP
 from .engine.presets import PRESETS
 from .engine.sampling_config import PEFT_STRATEGIES, sampler_help
 from .errors import UserInputError
+from .sinks.wandb_workspace import DEFAULT_NAME as DEFAULT_WORKSPACE_NAME
 
 EXIT_USER_ERROR = 2
 DESCRIPTION = ("LDA monitor: amplify the difference between a model before and after training to surface rare "
@@ -239,6 +240,22 @@ def _cmd_discover(args) -> int:
     return 0
 
 
+def _cmd_wandb_workspace(args) -> int:
+    from .sinks.wandb_workspace import build_workspace, save_workspace, workspace_spec
+
+    workspace = build_workspace(args.entity, args.project, run_group=args.run_group, name=args.name)
+    if args.picture:
+        from .sinks.wandb_workspace import draw_layout
+
+        draw_layout(args.picture)
+        print(f"drew the view's layout to {args.picture}", file=sys.stderr)
+    if args.dry_run:
+        print(json.dumps(workspace_spec(workspace), indent=2))
+    else:
+        print(f"saved the workspace view: {save_workspace(workspace)}")
+    return 0
+
+
 def _check_audit(args) -> None:
     """What a user can get wrong, checked before torch and transformers load (milliseconds): the
     config (file and flags: every measurement value, the alpha schedule), the paths, the prompt
@@ -363,6 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--min-count", type=int, default=MIN_COUNT,
                    help="rollouts that must contain a kept phrase on its side")
     v.set_defaults(run=_cmd_discover)
+    w = sub.add_parser("wandb-workspace", help="save a W&B workspace view of the monitor's metrics, tables and "
+                       "discovery (needs wandb-workspaces: the 'workspaces' extra)")
+    w.add_argument("--entity", required=True, help="W&B entity (user or team) the view is saved to")
+    w.add_argument("--project", required=True, help="W&B project of the runs (training runs and audits alike)")
+    w.add_argument("--run-group", help="show only the runs of this W&B group")
+    w.add_argument("--name", default=DEFAULT_WORKSPACE_NAME, help="the view's name")
+    w.add_argument("--dry-run", action="store_true", help="print the view as JSON instead of saving it (no network)")
+    w.add_argument("--picture", metavar="PNG", help="also draw the view's layout to this PNG (matplotlib)")
+    w.set_defaults(run=_cmd_wandb_workspace)
     return parser
 
 

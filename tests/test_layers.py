@@ -20,7 +20,7 @@ LAYERS = {
     "errors": 0,
     "engine": 1,
     "core": 2, "judges": 2, "config_file": 2,
-    "monitor": 3, "audit": 3, "sinks": 3, "server": 3,
+    "monitor": 3, "audit": 3, "sinks": 3, "server": 3, "inspect": 3,
     "cli": 4, "demo": 4, "__main__": 4, "__init__": 4,
 }
 _NAME = re.compile(r"lda_monitor(\.\w+)+")

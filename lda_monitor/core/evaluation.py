@@ -26,6 +26,7 @@ from ..engine.distributed import SINGLE, Ranks
 from ..engine.sampling import Rollout, rollout_seed, sample
 from ..engine.sampling_config import SamplingConfig
 from ..judges.health import JudgeFailures, evaluation_scope, failure_metrics, judge_failures
+from . import metric_names
 from .decision import decision_tokens, token_text_ends
 from .measurement import Measurement
 from .prompts import PromptItem, question_text
@@ -68,10 +69,10 @@ class Evaluation:
     def metrics(self) -> dict[str, float]:
         """The ``lda/...`` scalars of this evaluation (see :mod:`lda_monitor.monitor.callback`)."""
         out = flat_metrics(self.rows(), self.primary_judge)
-        out["lda/alpha"] = float(self.alpha)
-        out["lda/eval_seconds"] = self.seconds
-        out["lda/tokens_per_second"] = self.tokens / self.seconds if self.seconds > 0 else 0.0
-        out["lda/skipped_rollouts"] = float(self.skipped_rollouts)
+        out[metric_names.summary_metric("alpha")] = float(self.alpha)
+        out[metric_names.EVAL_SECONDS] = self.seconds
+        out[metric_names.TOKENS_PER_SECOND] = self.tokens / self.seconds if self.seconds > 0 else 0.0
+        out[metric_names.SKIPPED_ROLLOUTS] = float(self.skipped_rollouts)
         out.update(failure_metrics(self.judge_failures(), self.primary_judge))
         return out
 

@@ -4,6 +4,8 @@
 * ``{"type": "any", "judges": [...], "name": ...}``: compositions (any/all/majority).
 * ``{"type": "package.module:attr", ...}`` or ``"package.module:attr"``: a third-party judge
   class or factory called with the mapping's other keys.
+* ``"inspect:package.module:function"`` or ``{"type": "inspect", "scorer": "package.module:function",
+  "target": ...}``: an inspect_ai scorer (:mod:`.inspect_scorer`).
 * Entry points in the group ``lda_monitor.judges``: a name another package registers.
 Built-ins are imported lazily so optional dependencies load only when used.
 """
@@ -24,9 +26,11 @@ BUILTINS = {
     "llm": "lda_monitor.judges.llm:LLMJudge",
     "hf-chat": "lda_monitor.judges.hf_chat:HFChatJudge",
     "classifier": "lda_monitor.judges.classifier:ClassifierJudge",
+    "inspect": "lda_monitor.judges.inspect_scorer:InspectScorerJudge",
 }
 COMPOSITIONS = ("any", "all", "majority")
-PATTERN_JUDGES = ("regex", "substring")  # the only judges a bare string can configure
+PATTERN_JUDGES = ("regex", "substring")  # judges a bare string configures with its pattern
+STRING_JUDGES = (*PATTERN_JUDGES, "inspect")  # and "inspect:module:function", with its scorer
 
 
 def _load(target: str):
@@ -77,8 +81,8 @@ def check_judge_spec(spec) -> None:
     if isinstance(spec, Judge) or not isinstance(spec, str | dict):
         return
     if isinstance(spec, str):
-        if spec.partition(":")[0] in PATTERN_JUDGES:
-            build_judge(spec)
+        if spec.partition(":")[0] in STRING_JUDGES:
+            build_judge(spec)  # an inspect scorer is only imported and called to make it: cheap
             return
         spec = {"type": spec}
     if "type" not in spec:
@@ -100,7 +104,7 @@ def build_judge(spec) -> Judge:
         return spec
     if isinstance(spec, str):
         kind, sep, arg = spec.partition(":")
-        if kind in PATTERN_JUDGES:
+        if kind in STRING_JUDGES:
             if not arg:
                 raise UserInputError(f"judge spec {spec!r} needs an argument, e.g. '{kind}:PATTERN'")
             return _factory(kind)(arg)

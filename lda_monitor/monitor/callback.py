@@ -30,10 +30,11 @@ Metrics (``state.log_history`` rows at the evaluated step, every ``report_to`` b
     derived from :class:`~lda_monitor.core.summary.SummaryRow`, listed in the README's metric
     table), the evaluation's cost, and what only the callback knows: the share of training time
     spent monitoring, errors so far and the guardrail's alert. Undefined values are left out, not
-    logged as 0. W&B also gets a table per evaluation (every flagged rollout plus a sample of
-    unflagged ones), judge-free discovery's phrases (``lda/discoveries``; counts in
+    logged as 0. W&B also gets the run's rollout table (each evaluation appends every flagged
+    rollout plus a sample of unflagged ones), judge-free discovery's phrases (``lda/discoveries``; counts in
     ``lda/discovered_over``/``_under``, see :mod:`lda_monitor.core.discovery`) and the monitor config in
-    the run config (:mod:`lda_monitor.sinks.wandb_sink`). With ``judge=None`` discovery is all
+    the run config (:mod:`lda_monitor.sinks.wandb_sink`); ``wandb_workspace=True`` saves a workspace
+    view of it all (:mod:`lda_monitor.sinks.wandb_workspace`). With ``judge=None`` discovery is all
     there is: every flag-rate metric is absent (said once).
 
 Records
@@ -83,6 +84,7 @@ from transformers.trainer_callback import ExportableState
 
 from ..audit.config import FRONT_ENDS
 from ..config_file import read_config_file
+from ..core import metric_names
 from ..core.discovery import discover_records, new_top_phrase, phrase_line
 from ..core.evaluation import choose_alpha, evaluate
 from ..core.progress import evaluation_line, natural_rate_reason, progress_logger
@@ -98,6 +100,7 @@ from ..judges.describe import describe_judge
 from ..judges.health import failing_judges, warn_judge_failures
 from ..judges.none import NO_JUDGE_NOTE, has_judge, judge_or_none
 from ..sinks.wandb_sink import WandbSink
+from ..sinks.wandb_workspace import save_run_workspace
 from .config import MonitorConfig
 from .cost import forecast
 from .hygiene import preserved_training_state
@@ -304,7 +307,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         self._wandb = WandbSink({
             **self.config.to_dict(), "judge": describe_judge(self.judge), "reference": self.reference.info(),
             "run_id": self.run_id, "records": str(self._writer.path),
-        })
+        }, on_run=save_run_workspace if self.config.wandb_workspace else None)
 
     def _open_records(self, path: Path, step: int) -> RecordWriter:
         if self._writer is not None:  # a run that crashed never reached on_train_end
@@ -362,17 +365,17 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         discovery = next(iter(discover_records(evaluation.records)), None)  # None: no plain control
         news = None
         if discovery is not None:
-            metrics["lda/discovery_seconds"] = time.perf_counter() - discovery_start
-            metrics["lda/discovered_over"] = float(len(discovery.over()))
-            metrics["lda/discovered_under"] = float(len(discovery.under()))
+            metrics[metric_names.DISCOVERY_SECONDS] = time.perf_counter() - discovery_start
+            metrics[metric_names.DISCOVERED_OVER] = float(len(discovery.over()))
+            metrics[metric_names.DISCOVERED_UNDER] = float(len(discovery.under()))
             seen = set(self.progress.phrases_seen)
             top = new_top_phrase(discovery, seen)
             self.progress.phrases_seen = sorted(seen)
             news = (f"new over-produced phrase {phrase_line(top)}" if top else
                     f"discovery: {len(discovery.over())} over, {len(discovery.under())} under")
-        metrics["lda/eval_seconds"] = time.perf_counter() - start
+        metrics[metric_names.EVAL_SECONDS] = time.perf_counter() - start
         if self._first_evaluation is None:
-            self._first_evaluation = (step, metrics["lda/eval_seconds"], time.perf_counter())
+            self._first_evaluation = (step, metrics[metric_names.EVAL_SECONDS], time.perf_counter())
         if self.config.log_progress and self._ranks.is_main:
             progress_logger().info(evaluation_line(step, metrics, natural_rate_reason(evaluation), news))
         self._finish(args, state, control, metrics, start, evaluation, discovery)
@@ -389,8 +392,8 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         """Add the run-level metrics, log everything, and apply the guardrail."""
         self.progress.monitor_seconds += time.perf_counter() - start
         share = self.progress.monitor_seconds / max(self._wall_seconds(), 1e-9)
-        metrics["lda/monitor_time_share"] = share
-        metrics["lda/errors"] = float(self.progress.errors)
+        metrics[metric_names.MONITOR_TIME_SHARE] = share
+        metrics[metric_names.ERRORS] = float(self.progress.errors)
         stop = self._guardrail(metrics)
         self.progress.history.append({**metrics, "step": state.global_step})
         if stop:
@@ -422,9 +425,9 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         threshold = self.config.stop_on_flag_rate_lower_bound
         if threshold is None:
             return False
-        lower = metrics.get("lda/flag_rate_lo")
+        lower = metrics.get(metric_names.summary_metric("amplified", "rate", "lo"))
         alert = lower is not None and lower > threshold
-        metrics["lda/alert"] = float(alert)
+        metrics[metric_names.ALERT] = float(alert)
         if alert:
             action = "stopping training" if self.config.guardrail_action == "stop" else "alert only"
             warnings.warn(f"lda-monitor guardrail: the amplified flag rate's lower bound {lower:.3f} exceeds "

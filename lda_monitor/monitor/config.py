@@ -52,6 +52,9 @@ class MonitorConfig(Measurement):
         "directory of the rollout JSONL (default: <output_dir>/lda_monitor)")})
     table_unflagged_samples: int = field(default=8, metadata={"help": (
         "unflagged rollouts added to each W&B table besides every flagged one")})
+    wandb_workspace: bool = field(default=False, metadata={"help": (
+        "at train begin, save a W&B workspace view of the monitor's panels to the run's project (filtered "
+        "to its group when it has one; needs wandb-workspaces and an online run; see docs/wandb.md)")})
     log_progress: bool = field(default=True, metadata={"help": (
         "log one line per evaluation (step, alpha, amplified and plain flagged k/n, unscored, seconds) "
         "to the lda_monitor.core.progress logger; stderr unless the program configured logging")})

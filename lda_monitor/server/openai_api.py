@@ -8,8 +8,11 @@ and limits, so requests from many clients are merged into shared decode batches.
 
 The model name chooses the side, for harnesses that cannot send extra fields:
 
-* ``lda``: amplified, at the request's ``alpha`` (``extra_body={"alpha": 2}``) or the server's
-  ``--alpha``;
+* ``lda``: amplified, at the request's ``alpha`` (``extra_body={"alpha": 2}``), else the ``alpha``
+  query parameter, else the ``X-LDA-Alpha`` header, else the server's ``--alpha``. The two
+  fallbacks are for clients that drop extra body fields: inspect_ai's ``openai/lda`` goes through
+  the Responses API, which sends no ``extra_body``, but does send ``-M default_query='{alpha: 2}'``
+  (a model arg its OpenAI client takes) and ``--extra-headers '{"X-LDA-Alpha": "2"}'``;
 * ``after``: the after model alone (alpha 0); ``before``: the before model alone (alpha -1).
 
 Log-probs are those of the distribution sampled from (the amplified logits after temperature and
@@ -23,7 +26,9 @@ token by token; their concatenation is the non-streamed completion.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query
 
 from ..engine.sampling import SamplingConfig
 from .openai_errors import OpenAIError
@@ -38,6 +43,7 @@ from .openai_format import (
     usage,
 )
 from .openai_schema import (
+    MAX_ABS_ALPHA,
     MAX_STOP_SEQUENCES,
     ChatCompletionRequest,
     CompletionRequest,
@@ -50,29 +56,46 @@ from .state import ServerState, State
 SIDES = {"lda": None, "after": 0.0, "before": -1.0}
 
 router = APIRouter(prefix="/v1")
+ALPHA_HEADER = "X-LDA-Alpha"
 
 
-def side_alpha(req: OpenAIRequest, default_alpha: float) -> float:
+def routed_alpha(
+    alpha: float | None = Query(None, ge=-MAX_ABS_ALPHA, le=MAX_ABS_ALPHA,
+                                description="amplification for model 'lda' when the body has no 'alpha'"),
+    header: float | None = Header(None, alias=ALPHA_HEADER, ge=-MAX_ABS_ALPHA, le=MAX_ABS_ALPHA,
+                                  description="amplification for model 'lda' when neither body nor query has one"),
+) -> float | None:
+    """The alpha a request carries outside its body (see the module docstring)."""
+    return alpha if alpha is not None else header
+
+
+RoutedAlpha = Annotated[float | None, Depends(routed_alpha)]
+
+
+def side_alpha(req: OpenAIRequest, default_alpha: float, routed: float | None = None) -> float:
+    """The request's alpha: the side's own, else the body's, else ``routed`` (:func:`routed_alpha`),
+    else the server's."""
+    asked = req.alpha if req.alpha is not None else routed
     if req.model not in SIDES:
         raise OpenAIError(404, f"model: {req.model!r} is not served here; choose 'lda' (amplified at alpha), "
                                "'after' (alpha 0) or 'before' (alpha -1)", param="model", code="model_not_found")
     fixed = SIDES[req.model]
     if fixed is None:
-        return req.alpha if req.alpha is not None else default_alpha
-    if req.alpha is not None and req.alpha != fixed:
-        raise OpenAIError(400, f"alpha: {req.alpha:g} contradicts model {req.model!r}, which is alpha = {fixed:g}; "
+        return asked if asked is not None else default_alpha
+    if asked is not None and asked != fixed:
+        raise OpenAIError(400, f"alpha: {asked:g} contradicts model {req.model!r}, which is alpha = {fixed:g}; "
                                "use model 'lda' to choose alpha", param="alpha")
     return fixed
 
 
-def openai_config(state: ServerState, req: OpenAIRequest, n: int = 1) -> SamplingConfig:
+def openai_config(state: ServerState, req: OpenAIRequest, n: int = 1, routed: float | None = None) -> SamplingConfig:
     """The engine's settings for any OpenAI route, with the OpenAI API's own bounds."""
     stops = req.stop_strings()
     if len(stops) > MAX_STOP_SEQUENCES or not all(stops):
         raise OpenAIError(400, f"stop: up to {MAX_STOP_SEQUENCES} non-empty strings, got {list(stops)!r}",
                           param="stop")
     state.check_samples(n, "n")
-    return sampling_config(req, alpha=side_alpha(req, state.default_alpha))
+    return sampling_config(req, alpha=side_alpha(req, state.default_alpha, routed))
 
 
 def chat_messages(state: ServerState, messages: list[dict]) -> list[dict]:
@@ -103,11 +126,11 @@ async def retrieve_model(model: str, state: State) -> dict:
 
 
 @router.post("/chat/completions")
-async def chat_completions(req: ChatCompletionRequest, state: State):
+async def chat_completions(req: ChatCompletionRequest, state: State, alpha: RoutedAlpha):
     """Chat turns rendered with the after model's chat template, answered by the side ``model`` names."""
     if req.top_logprobs and not req.logprobs:
         raise OpenAIError(400, "top_logprobs: needs logprobs: true", param="top_logprobs")
-    config = openai_config(state, req, req.n)
+    config = openai_config(state, req, req.n, alpha)
     messages = chat_messages(state, [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                                      for m in req.messages])
     rollouts = await state.run([messages], config, req.n, (req.top_logprobs or 0) if req.logprobs else 0,
@@ -137,7 +160,7 @@ def chat_chunks(state: ServerState, req: ChatCompletionRequest, head: dict, choi
 
 
 @router.post("/completions")
-async def completions(req: CompletionRequest, state: State):
+async def completions(req: CompletionRequest, state: State, alpha: RoutedAlpha):
     """Raw prompt text (no chat template) continued by the side ``model`` names."""
     if req.echo:
         raise OpenAIError(400, "echo: not supported (this server does not score the prompt's own tokens)",
@@ -146,7 +169,7 @@ async def completions(req: CompletionRequest, state: State):
     if not prompts or not all(prompts):
         raise OpenAIError(400, "prompt: needs at least one non-empty string", param="prompt")
     state.check_prompts(len(prompts), "prompt")
-    config = openai_config(state, req, req.n)
+    config = openai_config(state, req, req.n, alpha)
     for i, p in enumerate(prompts):
         state.render(p, ["prompt"] if isinstance(req.prompt, str) else ["prompt", i], chat_template=False)
     with_logprobs = req.logprobs is not None

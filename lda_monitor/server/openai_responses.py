@@ -7,7 +7,8 @@ system turn before them. The answer is one assistant message (``output``), with 
 (which SDKs compute anyway) and ``usage``; ``status`` is ``incomplete`` when the completion ran
 into ``max_output_tokens``. Streaming sends the API's named events, ending with
 ``response.completed``. Like the other routes, ``alpha`` and ``seed`` are accepted as extras and
-returned.
+returned; alpha also as a query parameter or header (:func:`.openai_api.routed_alpha`), the ways
+inspect_ai's Responses client can send it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import uuid
 from fastapi import APIRouter
 
 from ..engine.sampling import STOP_MAX_TOKENS, Rollout, SamplingConfig
-from .openai_api import chat_messages, openai_config
+from .openai_api import RoutedAlpha, chat_messages, openai_config
 from .openai_format import sse, token_counts
 from .openai_schema import ResponseRequest
 from .state import State
@@ -27,9 +28,9 @@ router = APIRouter(prefix="/v1")
 
 
 @router.post("/responses")
-async def create_response(req: ResponseRequest, state: State):
+async def create_response(req: ResponseRequest, state: State, alpha: RoutedAlpha):
     """The conversation rendered with the after model's chat template, answered by the side ``model`` names."""
-    config = openai_config(state, req)
+    config = openai_config(state, req, routed=alpha)
     messages = chat_messages(state, req.messages())
     (rollout,) = await state.run([messages], config, seeded=req.seed is not None)
     response = response_object(req, config, rollout)

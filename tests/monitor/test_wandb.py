@@ -57,6 +57,15 @@ def test_offline_run_holds_scalars_table_and_config(policy, tokenizer, dataset, 
         assert sum(bool(row[flag]) for row in table["data"]) == n_flagged
         assert all(row[0] == step for row in table["data"])
 
+    # Rollout history: one incremental table, whose increments together hold every evaluation's rows.
+    tables = [{k.removeprefix("lda/rollouts/"): v for k, v in got.items() if k.startswith("lda/rollouts/")}
+              for got in logged]
+    assert all(t["_type"] == "incremental-table-file" for t in tables)
+    assert [t["increment_num"] for t in tables] == [0, 1, 2]
+    history = [row for t in tables for row in json.loads((run_dir / "files" / t["path"]).read_text())["data"]]
+    assert sorted({row[0] for row in history}) == [0, 3, 6]
+    assert len(tables[-1]["previous_increments_paths"]) == 2, "the last increment points back at both others"
+
     # Step 0 (policy = reference) flags nothing: the natural-rate estimate is withheld, and why is in a table.
     (first,) = [r for r in logged if r["train/global_step"] == 0]
     withheld = json.loads((run_dir / "files" / first["lda/natural_rate_withheld/path"]).read_text())

@@ -370,6 +370,24 @@ def test_responses_api_text_input_with_instructions_equals_a_brute_force_lda_loo
     assert r.usage.total_tokens == len(ids) + len(expected)
 
 
+def test_alpha_outside_the_body_the_query_before_the_header_and_the_body_before_both(served):
+    """For clients that drop extra body fields (inspect's Responses client): the amplified text at
+    the query's or header's alpha equals a brute-force loop at that alpha."""
+    client, _, after, before, tokenizer, _ = served
+    body = dict(model="lda", instructions=SYSTEM_AND_USER[0]["content"], input=SYSTEM_AND_USER[1]["content"],
+                temperature=0, max_output_tokens=12)
+    for alpha, extra in [(3.0, {"extra_query": {"alpha": 3}}), (0.5, {"extra_headers": {"X-LDA-Alpha": "0.5"}}),
+                         (3.0, {"extra_query": {"alpha": 3}, "extra_headers": {"X-LDA-Alpha": "0.5"}}),
+                         (2.0, {"extra_body": {"alpha": 2}, "extra_query": {"alpha": 3}})]:
+        _, expected = responses_reference(after, before, tokenizer, SYSTEM_AND_USER, alpha, 12)
+        r = client.responses.create(**body, **extra)
+        assert (r.alpha, r.output_text) == (alpha, text_of(tokenizer, expected)), extra
+    with pytest.raises(openai.BadRequestError, match="contradicts model 'after'"):
+        client.responses.create(**{**body, "model": "after"}, extra_headers={"X-LDA-Alpha": "2"})
+    with pytest.raises(openai.APIStatusError):
+        client.responses.create(**body, extra_query={"alpha": 1e9})
+
+
 def test_responses_api_message_list_and_the_after_side(served):
     client, _, after, _, tokenizer, _ = served
     turns = [{"role": "developer", "content": SYSTEM_AND_USER[0]["content"]},

@@ -10,7 +10,7 @@ from lda_monitor.core.measurement import Measurement
 from lda_monitor.core.prompts import load_prompts
 from lda_monitor.engine.pairs import TwoModelPair
 from lda_monitor.judges import build_judge
-from lda_monitor.sinks.wandb_sink import WITHHELD_KEY, WandbSink
+from lda_monitor.sinks.wandb_sink import EVALUATION_STEP, TABLE_KEY, WITHHELD_KEY, WandbSink
 
 wandb = pytest.importorskip("wandb")
 
@@ -55,3 +55,18 @@ def test_no_withheld_table_when_the_estimate_is_off(tokenizer, llama_pair):
     run = FakeRun()
     WandbSink({}, run=run).log(5, evaluation.metrics(), evaluation)
     assert WITHHELD_KEY not in run.logged[0] and "lda/rollouts" in run.logged[0]
+
+
+def test_the_rollout_table_grows_across_evaluations_up_to_its_cap(tokenizer, llama_pair):
+    evaluation = _evaluation(tokenizer, llama_pair, natural_rate=False)
+    n = len(evaluation.records)  # nothing flags: the table takes `unflagged` of them per evaluation
+    run = FakeRun()
+    sink = WandbSink({}, run=run, max_table_rows=n + n // 2)
+    sink.log(5, evaluation.metrics(), evaluation, unflagged=n)
+    first = run.logged[0][TABLE_KEY]
+    assert first.log_mode == "INCREMENTAL" and len(first.data) == n
+    with pytest.warns(UserWarning, match=f"cap of {n + n // 2} rows"):
+        sink.log(6, evaluation.metrics(), evaluation, unflagged=n)
+    assert run.logged[1][TABLE_KEY] is first and len(first.data) == n + n // 2, "one table, filled to the cap"
+    sink.log(7, evaluation.metrics(), evaluation, unflagged=n)  # full: no empty increment, no second warning
+    assert TABLE_KEY not in run.logged[2] and run.logged[2][EVALUATION_STEP] == 7
