@@ -14,7 +14,8 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from .audit.config import AuditConfig
+from .config.audit import AuditConfig
+from .config.front_ends import file_values
 from .core.config_fields import add_field_arguments, given_fields, real_number
 from .core.discovery import MIN_COUNT, Q_LEVEL
 from .core.measurement import SAMPLING_FIELDS, Measurement
@@ -219,7 +220,7 @@ def _cmd_audit(args) -> int:
 def _cmd_rejudge(args) -> int:
     judge = args.judge
     if judge is None and args.config:
-        judge = AuditConfig.file_values(args.config).get("judge")
+        judge = file_values(args.config, AuditConfig).get("judge")
     if judge is None:
         raise UserInputError("give --judge SPEC (or a --config that has a judge)")
     from .audit.rejudge import rejudge
@@ -247,7 +248,7 @@ def _check_audit(args) -> None:
     from .core.prompts import load_prompts
     from .judges.registry import check_judge_spec
 
-    values = AuditConfig.file_values(args.config) if args.config else {}
+    values = file_values(args.config, AuditConfig) if args.config else {}
     values.update(given_fields(args, AuditConfig))
     if args.prompt:
         values["prompts"] = list(args.prompt)

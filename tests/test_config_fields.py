@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from lda_monitor.audit.config import FRONT_ENDS, AuditConfig, config_table
 from lda_monitor.cli import build_parser
-from lda_monitor.config_file import read_config_file
+from lda_monitor.config.audit import AuditConfig
+from lda_monitor.config.files import read_config_file
+from lda_monitor.config.front_ends import FRONT_ENDS, config_table
+from lda_monitor.config.monitor import MonitorConfig
 from lda_monitor.core.measurement import SAMPLING_FIELDS, Measurement
 from lda_monitor.errors import UserInputError
 from lda_monitor.monitor.callback import LDAMonitorCallback
-from lda_monitor.monitor.config import MonitorConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

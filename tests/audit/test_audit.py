@@ -11,8 +11,8 @@ from peft import LoraConfig, get_peft_model
 
 from lda_monitor.audit import auditor as audit_module
 from lda_monitor.audit.auditor import audit_checkpoints
-from lda_monitor.audit.config import AuditConfig
 from lda_monitor.cli import main
+from lda_monitor.config.audit import AuditConfig
 from lda_monitor.core.evaluation import evaluation_chunks
 from lda_monitor.core.records import read_records
 from lda_monitor.core.stats import wilson_interval

@@ -12,10 +12,10 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..config_file import check_keys
 from ..core.measurement import Measurement, is_int, is_real
 from ..engine.sampling_config import PEFT_STRATEGIES
 from ..errors import UserInputError
+from .files import check_keys
 
 TRIGGERS = ("steps", "evaluate")
 GUARDRAIL_ACTIONS = ("alert", "stop")

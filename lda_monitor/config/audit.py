@@ -1,20 +1,17 @@
 """The audit's configuration: the measurement plus what only an offline audit needs.
 
 Importable without torch, so ``audit-checkpoints`` checks its arguments in milliseconds. The audit
-reads the callback's config file, so this module also names the front ends that share one file
-(:data:`FRONT_ENDS`): the callback's config is a leaf below it, and the callback imports the list
-from here.
+reads the callback's config file: which keys belong to which front end is
+:data:`~lda_monitor.config.front_ends.FRONT_ENDS`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config_file import FrontEnd, markdown_table, read_config_file
 from ..core.config_fields import real_list
 from ..core.measurement import Measurement, is_real
 from ..engine.dtypes import DTYPE_HELP
-from ..monitor.config import MonitorConfig
 
 
 @dataclass
@@ -60,23 +57,3 @@ class AuditConfig(Measurement):
         if self.reference in ("auto", "base"):
             return "base"
         return "first" if self.reference == "first" else "path"
-
-    @classmethod
-    def file_values(cls, path) -> dict:
-        """The keys of a YAML config (shared with the callback) that the audit uses."""
-        return read_config_file(path, cls, FRONT_ENDS)
-
-    @classmethod
-    def from_yaml(cls, path, **overrides) -> AuditConfig:
-        """A YAML config shared with the callback; ``overrides`` (command-line flags) win."""
-        return cls(**{**cls.file_values(path), **overrides})
-
-
-# The front ends one config file drives, in the README table's order.
-FRONT_ENDS = (FrontEnd("the training callback", "callback", MonitorConfig),
-              FrontEnd("audit-checkpoints", "audit", AuditConfig))
-
-
-def config_table() -> str:
-    """The README's config table (:func:`lda_monitor.config_file.markdown_table` of both front ends)."""
-    return markdown_table(FRONT_ENDS)
