@@ -16,13 +16,14 @@ from pathlib import Path
 
 from .config.audit import AuditConfig
 from .config.front_ends import file_values
+from .config.models import ModelOptions
+from .config.server import ServerOptions
 from .core.config_fields import add_field_arguments, given_fields, real_number
 from .core.discovery import MIN_COUNT, Q_LEVEL
 from .core.measurement import SAMPLING_FIELDS, Measurement
 from .core.records import RECORDS_FILE
-from .engine.dtypes import DTYPE_HELP
 from .engine.presets import PRESETS
-from .engine.sampling_config import PEFT_STRATEGIES, sampler_help
+from .engine.sampling_config import sampler_help
 from .errors import UserInputError
 
 EXIT_USER_ERROR = 2
@@ -32,22 +33,12 @@ EXIT_NOTHING_SCORED = 3  # the audit ran, but its judge scored no rollout
 SAMPLE_FLAGS = (*SAMPLING_FIELDS, "batch_size")  # the measurement's fields that `sample` takes
 
 
-def _add_model_args(parser: argparse.ArgumentParser, *, after_required: bool = True) -> None:
-    parser.add_argument(
-        "--after", required=after_required, default=None if after_required else "smollm2-135m-instruct",
-        help="policy model: a local model dir, a PEFT adapter dir, or 'smollm2-135m-instruct'",
-    )
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--before", help="reference model dir (default for an adapter: its base)")
-    group.add_argument("--adapter", help="PEFT adapter dir applied on top of --after (the reference is --after alone)")
-    parser.add_argument("--base-model", help="base model dir for an adapter whose config names a hub id")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    parser.add_argument("--dtype", default="auto", help=DTYPE_HELP)
-    parser.add_argument("--peft-strategy", default="auto", choices=PEFT_STRATEGIES,
-                        help="adapter pairs: 'doubled' (one forward over [base; adapter] rows) or 'two-pass' "
-                             "(default: auto)")
-    parser.add_argument("--allow-pickle", action="store_true", help="allow pickle (.bin) weights")
-    parser.add_argument("--trust-remote-code", action="store_true", help="run custom model code from the dir")
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    """The two models' flags, generated from :class:`~lda_monitor.config.models.ModelOptions`."""
+    add_field_arguments(parser, ModelOptions, ("after",))
+    add_field_arguments(parser.add_mutually_exclusive_group(), ModelOptions, ("before", "adapter"))
+    add_field_arguments(parser, ModelOptions, ("base_model", "device", "dtype", "peft_strategy", "allow_pickle",
+                                               "trust_remote_code"))
 
 
 def _device(name: str | None) -> str:
@@ -68,15 +59,11 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _load_pair(args):
-    """The pair the model arguments of ``_add_model_args`` describe; warns about vocab sizes."""
+def _load_pair(options: ModelOptions):
+    """The pair the model flags (``_add_model_args``) describe; warns about vocab sizes."""
     from .engine.models import load_pair
 
-    pair = load_pair(
-        args.after, before=args.before, adapter=args.adapter, base=args.base_model,
-        device=_device(args.device), dtype=args.dtype, allow_pickle=args.allow_pickle,
-        trust_remote_code=args.trust_remote_code, peft_strategy=args.peft_strategy,
-    )
+    pair = load_pair(options.after, **{**options.load_pair_arguments(), "device": _device(options.device)})
     if pair.compatibility.warning:
         print(f"warning: {pair.compatibility.warning}", file=sys.stderr)
     return pair
@@ -96,7 +83,7 @@ def _cmd_sample(args) -> int:
         raise UserInputError("no prompts: give --prompt TEXT (repeatable) or --prompts FILE")
     # the measurement's sampler flags (defaults: the one declaration in SamplingConfig)
     config = SamplingConfig.from_fields(given_fields(args, Measurement), alpha=args.alpha, greedy=args.greedy)
-    pair = _load_pair(args)
+    pair = _load_pair(ModelOptions(**given_fields(args, ModelOptions)))
     rollouts = sample(pair, prompts, config, samples_per_prompt=args.samples)
     for r in rollouts:
         if args.json:
@@ -112,13 +99,13 @@ def _cmd_sample(args) -> int:
     return 0
 
 
-def _serve_names(args) -> tuple[str, str]:
+def _serve_names(models: ModelOptions) -> tuple[str, str]:
     """How responses name the two models: the specs given on the command line."""
-    if args.adapter:
-        return args.adapter, args.after
-    if args.before:
-        return args.after, args.before
-    return args.after, f"{args.after} (adapters disabled)"
+    if models.adapter:
+        return models.adapter, models.after
+    if models.before:
+        return models.after, models.before
+    return models.after, f"{models.after} (adapters disabled)"
 
 
 def _cmd_serve(args) -> int:
@@ -130,25 +117,26 @@ def _cmd_serve(args) -> int:
         raise UserInputError(f"serve needs FastAPI and uvicorn ({exc}); install them with "
                              "pip install 'lda-monitor[serve]'") from None
 
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: serving on {args.host}: the API has no authentication; anyone who can reach "
+    options = ServerOptions(**given_fields(args, ServerOptions))
+    if options.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {options.host}: the API has no authentication; anyone who can reach "
               "this address can run the models", file=sys.stderr)
     judge = None
-    if args.judge:
+    if options.judge:
         from .judges import build_judge
 
-        judge = build_judge(args.judge)
-    pair = _load_pair(args)
-    model_after, model_before = _serve_names(args)
+        judge = build_judge(options.judge)
+    models = ModelOptions(**given_fields(args, ModelOptions))
+    pair = _load_pair(models)
+    model_after, model_before = _serve_names(models)
     app = create_app(
         pair, model_after=model_after, model_before=model_before, judge=judge,
-        limits=Limits(max_prompt_tokens=args.max_prompt_tokens, max_prompts=args.max_prompts,
-                      max_samples=args.max_samples),
-        max_rows=args.max_batch_rows, batch_wait_seconds=args.batch_wait_ms / 1000, alpha=args.alpha,
-        merge_reduced_precision=args.merge_reduced_precision,
+        limits=Limits(**{f.name: getattr(options, f.name) for f in fields(Limits)}),
+        max_rows=options.max_batch_rows, batch_wait_seconds=options.batch_wait_ms / 1000, alpha=options.alpha,
+        merge_reduced_precision=options.merge_reduced_precision,
     )
-    print(f"serving {pair.describe()} on http://{args.host}:{args.port} (API docs at /docs)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    print(f"serving {pair.describe()} on http://{options.host}:{options.port} (API docs at /docs)", file=sys.stderr)
+    uvicorn.run(app, host=options.host, port=options.port, log_level=options.log_level)
     return 0
 
 
@@ -160,19 +148,20 @@ def _cmd_bench(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = _device(args.device)
+    models = ModelOptions(**given_fields(args, ModelOptions))
+    device = _device(models.device)
     naive_prompts = args.naive_prompts
     if args.config_preset:
         from .engine.bench import preset_model, preset_tokenizer
         from .engine.dtypes import resolve_dtype
 
         tokenizer = preset_tokenizer()
-        after = preset_model(args.config_preset, dtype=resolve_dtype(args.dtype, device) or torch.float32,
+        after = preset_model(args.config_preset, dtype=resolve_dtype(models.dtype, device) or torch.float32,
                              device=device)
         before, naive_prompts = None, 0  # a LoRA side; the naive loop would take hours at this size
     else:
-        after, tokenizer = load_model(args.after, device=device, dtype=args.dtype)
-        before = load_model(args.before, device=device, dtype=args.dtype)[0] if args.before else None
+        after, tokenizer = load_model(models.after, device=device, dtype=models.dtype)
+        before = load_model(models.before, device=device, dtype=models.dtype)[0] if models.before else None
     report = run_bench(
         after, tokenizer, before_model=before, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, alpha=args.alpha, naive_prompts=naive_prompts,
@@ -295,8 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=int, default=32, help="prompts decoded together (default: 32)")
     b.add_argument("--max-new-tokens", type=int, default=64, help="tokens decoded per prompt (default: 64)")
     b.add_argument("--alpha", type=real_number, default=1.0, help="amplification of the LDA runs (default: 1)")
-    b.add_argument("--dtype", default="auto", help=DTYPE_HELP)
-    b.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    add_field_arguments(b, ModelOptions, ("dtype", "device"))
     b.add_argument("--naive-prompts", type=int, default=4, help="prompts timed in the naive loop")
     b.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     b.add_argument("--config-preset", choices=sorted(PRESETS), help=(
@@ -318,22 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("serve", help="HTTP API: the reference LDA server's endpoints and an OpenAI-compatible /v1")
     _add_model_args(v)
-    v.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
-    v.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
-    v.add_argument("--judge", help="judge spec; every completion then carries its verdicts")
-    v.add_argument("--max-prompt-tokens", type=int, default=2048, help="longest formatted prompt accepted")
-    v.add_argument("--max-prompts", type=int, default=64, help="most prompts in one batch request")
-    v.add_argument("--max-samples", type=int, default=16, help="most samples per prompt in one request")
-    v.add_argument("--max-batch-rows", type=int, default=64, help="most rows decoded together")
-    v.add_argument("--batch-wait-ms", type=real_number, default=0.0,
-                   help="wait this long for more requests before decoding (trades latency for batching)")
-    v.add_argument("--alpha", type=real_number, default=1.0,
-                   help="amplification of the OpenAI API's model 'lda' when a request sends no alpha")
-    v.add_argument("--merge-reduced-precision", action="store_true",
-                   help="in bfloat16/float16, merge seeded requests from different clients into shared batches "
-                        "too (faster; a seeded completion may then depend on what it was merged with)")
-    v.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
-                   help="uvicorn's log level (default: info)")
+    add_field_arguments(v, ServerOptions, [f.name for f in fields(ServerOptions)])
     v.set_defaults(run=_cmd_serve)
 
     a = sub.add_parser("audit-checkpoints", help="the monitor's measurement over saved checkpoints")

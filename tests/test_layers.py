@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lda_monitor"
 # the core and judges know no front end, the settings know no front end that reads them, the
 # front ends know no command line.
 LAYERS = {
-    "errors": 0,
+    "errors": 0, "declared": 0,
     "engine": 1,
     "core": 2, "judges": 2,
     "config": 3, "sinks": 3,

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 from ..core.config_fields import real_list
 from ..core.measurement import Measurement, is_real
+from ..declared import declared_field
 from ..engine.dtypes import DTYPE_HELP
+from .models import ModelOptions
 
 
 @dataclass
@@ -26,18 +28,19 @@ class AuditConfig(Measurement):
     reference: str = field(default="auto", metadata={"help": (
         "the before model: 'auto' or 'base' (an adapter's base, or --base-model for full checkpoints), "
         "'first' (the first checkpoint found), or a model directory"), "metavar": "REF"})
-    base_model: str | None = field(default=None, metadata={"help": (
+    base_model: str | None = declared_field(ModelOptions, "base_model", help=(
         "the model training started from (adapters whose config names a hub id; full checkpoints "
-        "with reference base)"), "metavar": "DIR"})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: cuda if available)"})
+        "with reference base)"))
+    device: str | None = declared_field(ModelOptions, "device")
     dtype: str | None = field(default=None, metadata={"help": (
         "compute dtype; left out: the one the monitor computed in at these checkpoints (recorded in their "
         "trainer_state.json, so the audit reproduces its rollouts), else auto; "
         + DTYPE_HELP.removeprefix("compute dtype: "))})
     wandb_project: str | None = field(default=None, metadata={"help": (
         "log the audit as one W&B run (offline unless logged in / WANDB_MODE)")})
-    allow_pickle: bool = field(default=False, metadata={"help": "allow pickle (.bin) weights"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "run custom model code from checkpoint dirs"})
+    allow_pickle: bool = declared_field(ModelOptions, "allow_pickle")
+    trust_remote_code: bool = declared_field(ModelOptions, "trust_remote_code",
+                                             help="run custom model code from checkpoint dirs")
 
     def problems(self) -> list[str]:
         problems = super().problems()
