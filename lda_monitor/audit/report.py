@@ -23,7 +23,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.prompts import question_text
-from ..core.records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN
+from ..core.records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN, distinct_draws
+from ..core.spans import mark_spans, needle_spans
 from ..judges.health import judge_failures
 
 TOP_FLAGGED = 5  # flagged completions shown per step
@@ -193,20 +194,12 @@ def matched_text(completion: str, verdict) -> str | None:
 
 
 def highlighted(text: str, needles) -> str:
-    """``text`` HTML-escaped, with every occurrence of each needle wrapped in ``<mark>``: the
-    text is split at the matches first and each piece escaped on its own."""
-    needles = sorted({n for n in needles if n}, key=len, reverse=True)
-    out, i = [], 0
-    while i < len(text):
-        hits = [(text.find(n, i), n) for n in needles]
-        hits = [(pos, n) for pos, n in hits if pos >= 0]
-        if not hits:
-            break
-        pos, needle = min(hits, key=lambda h: (h[0], -len(h[1])))
-        out.append(html.escape(text[i:pos]) + f"<mark>{html.escape(needle)}</mark>")
-        i = pos + len(needle)
-    out.append(html.escape(text[i:]))
-    return "".join(out)
+    """``text`` HTML-escaped, with every occurrence of each needle wrapped in ``<mark>``."""
+    return _marked_html(text, needle_spans(text, needles))
+
+
+def _marked_html(text: str, spans) -> str:
+    return mark_spans(text, spans, "<mark>", "</mark>", escape=html.escape)
 
 
 def _rollout(record, show_verdicts: bool) -> str:
@@ -230,15 +223,9 @@ def _rollout(record, show_verdicts: bool) -> str:
 
 
 def _shown(records) -> list:
-    """The amplified and plain rollouts, as the summary table counts them: an audit sweep's copies
-    of one plain draw (one per alpha) once; the natural-rate ladder left out."""
-    seen, out = set(), []
-    for r in records:
-        key = (r.step, r.checkpoint, r.kind, r.alpha, r.prompt_index, r.sample_index, r.seed)
-        if r.kind in (KIND_AMPLIFIED, KIND_PLAIN) and key not in seen:
-            seen.add(key)
-            out.append(r)
-    return out
+    """The amplified and plain rollouts, as the summary table counts them: each draw once
+    (:func:`~lda_monitor.core.records.distinct_draws`); the natural-rate ladder left out."""
+    return [r for r in distinct_draws(records) if r.kind in (KIND_AMPLIFIED, KIND_PLAIN)]
 
 
 def _order(r):
@@ -345,14 +332,9 @@ ol.notes{font-size:12px;margin:0.3em 0}.warn{color:#a93226}"""
 def _discovery_examples(phrase) -> str:
     parts = []
     for e in phrase.examples:
-        out, i = [], 0
-        for start, end in e.spans:  # escape the pieces around each span, never edit escaped text
-            out.append(html.escape(e.completion[i:start]) + f"<mark>{html.escape(e.completion[start:end])}</mark>")
-            i = end
-        out.append(html.escape(e.completion[i:]))
         parts.append(f"<div class=r><div class=meta>{html.escape(e.kind)} · prompt {e.prompt_index} · sample "
                      f"{e.sample_index}</div><div class=prompt>{html.escape(e.prompt)}</div>"
-                     f"<pre>{''.join(out)}</pre></div>")
+                     f"<pre>{_marked_html(e.completion, e.spans)}</pre></div>")
     return "".join(parts)
 
 

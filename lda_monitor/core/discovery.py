@@ -47,7 +47,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
-from .records import KIND_AMPLIFIED, KIND_PLAIN
+from .records import KIND_AMPLIFIED, KIND_PLAIN, distinct_draws
+from .spans import mark_spans
 
 MAX_WORDS = 4
 Q_LEVEL = 0.05
@@ -82,11 +83,7 @@ class Example:
 
     def marked(self, left: str = "[[", right: str = "]]") -> str:
         """The completion with each occurrence wrapped in markers (for terminals and tables)."""
-        out, i = [], 0
-        for start, end in self.spans:
-            out += [self.completion[i:start], left, self.completion[start:end], right]
-            i = end
-        return "".join(out) + self.completion[i:]
+        return mark_spans(self.completion, self.spans, left, right)
 
 
 @dataclass
@@ -355,12 +352,7 @@ def discover_records(records: Iterable, **options) -> list[Discovery]:
     rollouts have nothing to compare with and are left out."""
     amplified: dict[tuple, list] = defaultdict(list)
     plain: dict[tuple, list] = defaultdict(list)
-    seen: set[tuple] = set()
-    for r in records:
-        draw = (r.step, r.checkpoint, r.kind, r.alpha, r.prompt_index, r.sample_index, r.seed)
-        if draw in seen:  # an audit sweep samples the plain control once per alpha on the same streams
-            continue
-        seen.add(draw)
+    for r in distinct_draws(records):
         if r.kind == KIND_AMPLIFIED:
             amplified[(r.step, r.checkpoint, r.alpha)].append(r)
         elif r.kind == KIND_PLAIN:
