@@ -17,8 +17,8 @@ from lda_monitor.audit.auditor import audit_checkpoints
 from lda_monitor.config.audit import AuditConfig
 from lda_monitor.config.front_ends import from_file
 from lda_monitor.core.records import RECORDS_FILE, read_records
-from tests.helpers import JUDGE, PROMPTS, tokenized_dataset, train
 from tests.tiny import build_tokenizer, tiny_llama
+from tests.training import JUDGE, PROMPTS, tokenized_dataset, train
 
 MEASUREMENT = {
     "prompts": PROMPTS, "judge": JUDGE, "alpha": "linear:4->1", "samples_per_prompt": 3,

@@ -20,7 +20,7 @@ from lda_monitor.core.discovery import (
     stratified_pvalues,
     words,
 )
-from tests.helpers import FILLER, filler, record
+from tests.discovery_records import FILLER, filler, record
 
 
 def test_one_stratum_is_fishers_exact_test():
