@@ -262,82 +262,109 @@ def _check_sample(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subparser per subcommand, each built by its own function."""
     parser = argparse.ArgumentParser(prog="lda-monitor", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_sample_parser, _bench_parser, _demo_parser, _serve_parser, _audit_parser, _rejudge_parser,
+                _discover_parser):
+        add(sub)
+    return parser
 
-    s = sub.add_parser("sample", help="sample amplified completions from a before/after pair")
-    _add_model_args(s)
-    s.add_argument("--prompt", action="append", help="a prompt (repeatable)")
-    s.add_argument("--prompts", help="a prompt suite file (YAML or JSONL)")
-    s.add_argument("--alpha", type=real_number, required=True, help=sampler_help("alpha"))
-    s.add_argument("--samples", type=int, default=1, help="samples per prompt")
-    s.add_argument("--greedy", action="store_true", help=sampler_help("greedy"))
-    add_field_arguments(s, Measurement, SAMPLE_FLAGS)
-    s.add_argument("--json", action="store_true", help="one JSON object per rollout")
-    s.set_defaults(run=_cmd_sample, check=_check_sample)
 
-    b = sub.add_parser("bench", help="throughput of LDA vs generate vs a naive single-prompt loop")
-    b.add_argument("--after", default="smollm2-135m-instruct",
+def _sample_parser(sub) -> None:
+    """``sample``: amplified completions from a pair, printed."""
+    p = sub.add_parser("sample", help="sample amplified completions from a before/after pair")
+    _add_model_args(p)
+    p.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    p.add_argument("--prompts", help="a prompt suite file (YAML or JSONL)")
+    p.add_argument("--alpha", type=real_number, required=True, help=sampler_help("alpha"))
+    p.add_argument("--samples", type=int, default=1, help="samples per prompt")
+    p.add_argument("--greedy", action="store_true", help=sampler_help("greedy"))
+    add_field_arguments(p, Measurement, SAMPLE_FLAGS)
+    p.add_argument("--json", action="store_true", help="one JSON object per rollout")
+    p.set_defaults(run=_cmd_sample, check=_check_sample)
+
+
+def _bench_parser(sub) -> None:
+    """``bench``: throughput against ``generate`` and a naive loop."""
+    p = sub.add_parser("bench", help="throughput of LDA vs generate vs a naive single-prompt loop")
+    p.add_argument("--after", default="smollm2-135m-instruct",
                    help="policy model: a local model dir or 'smollm2-135m-instruct' (default)")
-    b.add_argument("--before", help="reference model (default: a LoRA-perturbed copy of --after)")
-    b.add_argument("--lora", action="store_true", help="LoRA-perturbed pair, both PEFT strategies (default)")
-    b.add_argument("--batch-size", type=int, default=32, help="prompts decoded together (default: 32)")
-    b.add_argument("--max-new-tokens", type=int, default=64, help="tokens decoded per prompt (default: 64)")
-    b.add_argument("--alpha", type=real_number, default=1.0, help="amplification of the LDA runs (default: 1)")
-    add_field_arguments(b, ModelOptions, ("dtype", "device"))
-    b.add_argument("--naive-prompts", type=int, default=4, help="prompts timed in the naive loop")
-    b.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    b.add_argument("--config-preset", choices=sorted(PRESETS), help=(
+    p.add_argument("--before", help="reference model (default: a LoRA-perturbed copy of --after)")
+    p.add_argument("--lora", action="store_true", help="LoRA-perturbed pair, both PEFT strategies (default)")
+    p.add_argument("--batch-size", type=int, default=32, help="prompts decoded together (default: 32)")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens decoded per prompt (default: 64)")
+    p.add_argument("--alpha", type=real_number, default=1.0, help="amplification of the LDA runs (default: 1)")
+    add_field_arguments(p, ModelOptions, ("dtype", "device"))
+    p.add_argument("--naive-prompts", type=int, default=4, help="prompts timed in the naive loop")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--config-preset", choices=sorted(PRESETS), help=(
         "a randomly initialised model of this shape with a LoRA side instead of --after (no download; "
         "the embedded tokenizer; no naive loop); measure at --max-new-tokens 256"))
-    b.add_argument("--json", action="store_true", help="print the measurements as JSON")
-    b.set_defaults(run=_cmd_bench)
+    p.add_argument("--json", action="store_true", help="print the measurements as JSON")
+    p.set_defaults(run=_cmd_bench)
 
-    d = sub.add_parser("demo", help="offline end-to-end demo: LDA catches a planted behaviour early")
-    d.add_argument("--quick", action="store_true", help="the 3-minute version (CI runs it)")
-    d.add_argument("--out", default="lda-demo", help="output directory")
-    d.add_argument("--seed", type=int, default=0, help="seed of the training data, training and sampling "
+
+def _demo_parser(sub) -> None:
+    """``demo``: the offline end-to-end demo."""
+    p = sub.add_parser("demo", help="offline end-to-end demo: LDA catches a planted behaviour early")
+    p.add_argument("--quick", action="store_true", help="the 3-minute version (CI runs it)")
+    p.add_argument("--out", default="lda-demo", help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="seed of the training data, training and sampling "
                                                          "(default: 0)")
-    d.add_argument("--poison-share", type=real_number, default=0.06, help="share of poisoned training rows")
-    d.add_argument("--no-wandb", action="store_true", help="do not log to W&B (default: offline run)")
-    d.add_argument("--no-judge", action="store_true", help="no judge at all: judge-free discovery alone must "
+    p.add_argument("--poison-share", type=real_number, default=0.06, help="share of poisoned training rows")
+    p.add_argument("--no-wandb", action="store_true", help="do not log to W&B (default: offline run)")
+    p.add_argument("--no-judge", action="store_true", help="no judge at all: judge-free discovery alone must "
                    "name the planted phrase")
-    d.set_defaults(run=_cmd_demo)
+    p.set_defaults(run=_cmd_demo)
 
-    v = sub.add_parser("serve", help="HTTP API: the reference LDA server's endpoints and an OpenAI-compatible /v1")
-    _add_model_args(v)
-    add_field_arguments(v, ServerOptions, [f.name for f in fields(ServerOptions)])
-    v.set_defaults(run=_cmd_serve)
 
-    a = sub.add_parser("audit-checkpoints", help="the monitor's measurement over saved checkpoints")
-    a.add_argument("paths", nargs="+", help="run dirs (checkpoint-<step> inside) or checkpoint dirs")
-    a.add_argument("--config", help="a YAML config; the callback's own file gives the callback's measurement "
+def _serve_parser(sub) -> None:
+    """``serve``: the HTTP APIs (model and server flags generated from their declarations)."""
+    p = sub.add_parser("serve", help="HTTP API: the reference LDA server's endpoints and an OpenAI-compatible /v1")
+    _add_model_args(p)
+    add_field_arguments(p, ServerOptions, [f.name for f in fields(ServerOptions)])
+    p.set_defaults(run=_cmd_serve)
+
+
+def _audit_parser(sub) -> None:
+    """``audit-checkpoints``: the measurement's flags generated from :class:`~lda_monitor.config.audit.AuditConfig`."""
+    p = sub.add_parser("audit-checkpoints", help="the monitor's measurement over saved checkpoints")
+    p.add_argument("paths", nargs="+", help="run dirs (checkpoint-<step> inside) or checkpoint dirs")
+    p.add_argument("--config", help="a YAML config; the callback's own file gives the callback's measurement "
                                     "(flags given here win)")
-    a.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt (repeatable; instead of --prompts)")
-    sweep_or_schedule = a.add_mutually_exclusive_group()
+    p.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt (repeatable; instead of --prompts)")
+    sweep_or_schedule = p.add_mutually_exclusive_group()
     add_field_arguments(sweep_or_schedule, AuditConfig, ("alpha", "alphas"))
-    add_field_arguments(a, AuditConfig, [f.name for f in fields(AuditConfig)
+    add_field_arguments(p, AuditConfig, [f.name for f in fields(AuditConfig)
                                          if f.name not in ("alpha", "alphas", "prompt_column", "category_column")])
-    a.add_argument("--watch", action="store_true", help="keep auditing new checkpoints as training writes them")
-    a.add_argument("--until-step", type=int, help="with --watch: stop once this step is audited")
-    a.add_argument("--poll-seconds", type=real_number, default=30.0, help="with --watch: seconds between scans")
-    a.set_defaults(run=_cmd_audit, check=_check_audit)
-    r = sub.add_parser("rejudge", help="score stored rollouts again with a new judge (no policy model loaded)")
-    r.add_argument("rollouts", nargs="+", help="rollout JSONL files (the callback's or the audit's)")
-    r.add_argument("--judge", metavar="SPEC", help="the new judge's spec (default: the --config file's judge)")
-    r.add_argument("--name", help="name for the new judge's verdicts (required if its name is already in the records)")
-    r.add_argument("--out", required=True, help="output directory (a rerun with the same directory resumes)")
-    r.add_argument("--config", help="a YAML config whose judge to use")
-    r.set_defaults(run=_cmd_rejudge)
-    v = sub.add_parser("discover", help="what amplification over- and under-produces, from stored rollouts "
+    p.add_argument("--watch", action="store_true", help="keep auditing new checkpoints as training writes them")
+    p.add_argument("--until-step", type=int, help="with --watch: stop once this step is audited")
+    p.add_argument("--poll-seconds", type=real_number, default=30.0, help="with --watch: seconds between scans")
+    p.set_defaults(run=_cmd_audit, check=_check_audit)
+
+
+def _rejudge_parser(sub) -> None:
+    """``rejudge``: stored rollouts scored again."""
+    p = sub.add_parser("rejudge", help="score stored rollouts again with a new judge (no policy model loaded)")
+    p.add_argument("rollouts", nargs="+", help="rollout JSONL files (the callback's or the audit's)")
+    p.add_argument("--judge", metavar="SPEC", help="the new judge's spec (default: the --config file's judge)")
+    p.add_argument("--name", help="name for the new judge's verdicts (required if its name is already in the records)")
+    p.add_argument("--out", required=True, help="output directory (a rerun with the same directory resumes)")
+    p.add_argument("--config", help="a YAML config whose judge to use")
+    p.set_defaults(run=_cmd_rejudge)
+
+
+def _discover_parser(sub) -> None:
+    """``discover``: judge-free discovery over stored rollouts."""
+    p = sub.add_parser("discover", help="what amplification over- and under-produces, from stored rollouts "
                        "(no model, no judge)")
-    v.add_argument("rollouts", nargs="+", help="rollout JSONL files (the callback's or the audit's)")
-    v.add_argument("--out", required=True, help="output directory: discoveries.json and report.html")
-    v.add_argument("--q", type=real_number, default=Q_LEVEL, help="false discovery rate: keep phrases with q <= Q")
-    v.add_argument("--min-count", type=int, default=MIN_COUNT,
+    p.add_argument("rollouts", nargs="+", help="rollout JSONL files (the callback's or the audit's)")
+    p.add_argument("--out", required=True, help="output directory: discoveries.json and report.html")
+    p.add_argument("--q", type=real_number, default=Q_LEVEL, help="false discovery rate: keep phrases with q <= Q")
+    p.add_argument("--min-count", type=int, default=MIN_COUNT,
                    help="rollouts that must contain a kept phrase on its side")
-    v.set_defaults(run=_cmd_discover)
-    return parser
+    p.set_defaults(run=_cmd_discover)
 
 
 def main(argv: list[str] | None = None) -> int:
