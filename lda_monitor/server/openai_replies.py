@@ -97,3 +97,80 @@ class Completion(Reply):
     object: Literal["text_completion"] = "text_completion"
     choices: list[CompletionChoice]
     usage: Usage
+
+
+class OutputText(BaseModel):
+    type: Literal["output_text"] = "output_text"
+    text: str
+    annotations: list = []
+    logprobs: list = []
+
+
+class OutputMessage(BaseModel):
+    type: Literal["message"] = "message"
+    id: str
+    status: Literal["in_progress", "completed", "incomplete"]
+    role: Literal["assistant"] = "assistant"
+    content: list[OutputText]
+
+
+class IncompleteDetails(BaseModel):
+    reason: Literal["max_output_tokens"]
+
+
+class InputTokensDetails(BaseModel):
+    cached_tokens: int
+    cache_write_tokens: int
+
+
+class OutputTokensDetails(BaseModel):
+    reasoning_tokens: int
+
+
+class ResponseUsage(BaseModel):
+    input_tokens: int
+    input_tokens_details: InputTokensDetails
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails
+    total_tokens: int
+
+
+class Reasoning(BaseModel):
+    effort: str | None = None
+    summary: str | None = None
+
+
+class TextFormat(BaseModel):
+    format: dict = {"type": "text"}
+
+
+class Response(BaseModel):
+    """The Responses API's ``response`` object (``openai.types.responses.Response``): one
+    assistant message; tools, reasoning and storage are never used here."""
+
+    id: str
+    object: Literal["response"] = "response"
+    created_at: int
+    status: Literal["in_progress", "completed", "incomplete"]
+    error: None = None
+    incomplete_details: IncompleteDetails | None
+    instructions: str | None
+    max_output_tokens: int | None
+    model: str
+    output: list[OutputMessage]
+    output_text: str
+    parallel_tool_calls: bool = False
+    previous_response_id: None = None
+    reasoning: Reasoning
+    store: bool = False
+    temperature: float | None
+    text: TextFormat
+    tool_choice: Literal["none"] = "none"
+    tools: list = []
+    top_p: float | None
+    truncation: Literal["disabled"] = "disabled"
+    user: None = None
+    metadata: dict = {}
+    usage: ResponseUsage | None
+    alpha: float = Field(description="the amplification sampled at (0: the after model, -1: the before model)")
+    seed: int = Field(description="the sampling seed: the same request with this seed gives the same reply")
