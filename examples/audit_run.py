@@ -10,7 +10,7 @@ import webbrowser
 from pathlib import Path
 
 from lda_monitor.audit.auditor import audit_checkpoints
-from lda_monitor.audit.config import AuditConfig
+from lda_monitor.config.audit import AuditConfig
 
 
 def main(argv=None):

@@ -14,14 +14,16 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from .audit.config import AuditConfig
+from .config.audit import AuditConfig
+from .config.front_ends import file_values
+from .config.models import ModelOptions
+from .config.server import ServerOptions
 from .core.config_fields import add_field_arguments, given_fields, real_number
 from .core.discovery import MIN_COUNT, Q_LEVEL
 from .core.measurement import SAMPLING_FIELDS, Measurement
 from .core.records import RECORDS_FILE
-from .engine.dtypes import DTYPE_HELP
 from .engine.presets import PRESETS
-from .engine.sampling_config import PEFT_STRATEGIES, sampler_help
+from .engine.sampling_config import sampler_help
 from .errors import UserInputError
 from .sinks.wandb_workspace import DEFAULT_NAME as DEFAULT_WORKSPACE_NAME
 
@@ -32,22 +34,12 @@ EXIT_NOTHING_SCORED = 3  # the audit ran, but its judge scored no rollout
 SAMPLE_FLAGS = (*SAMPLING_FIELDS, "batch_size")  # the measurement's fields that `sample` takes
 
 
-def _add_model_args(parser: argparse.ArgumentParser, *, after_required: bool = True) -> None:
-    parser.add_argument(
-        "--after", required=after_required, default=None if after_required else "smollm2-135m-instruct",
-        help="policy model: a local model dir, a PEFT adapter dir, or 'smollm2-135m-instruct'",
-    )
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--before", help="reference model dir (default for an adapter: its base)")
-    group.add_argument("--adapter", help="PEFT adapter dir applied on top of --after (the reference is --after alone)")
-    parser.add_argument("--base-model", help="base model dir for an adapter whose config names a hub id")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    parser.add_argument("--dtype", default="auto", help=DTYPE_HELP)
-    parser.add_argument("--peft-strategy", default="auto", choices=PEFT_STRATEGIES,
-                        help="adapter pairs: 'doubled' (one forward over [base; adapter] rows) or 'two-pass' "
-                             "(default: auto)")
-    parser.add_argument("--allow-pickle", action="store_true", help="allow pickle (.bin) weights")
-    parser.add_argument("--trust-remote-code", action="store_true", help="run custom model code from the dir")
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    """The two models' flags, generated from :class:`~lda_monitor.config.models.ModelOptions`."""
+    add_field_arguments(parser, ModelOptions, ("after",))
+    add_field_arguments(parser.add_mutually_exclusive_group(), ModelOptions, ("before", "adapter"))
+    add_field_arguments(parser, ModelOptions, ("base_model", "device", "dtype", "peft_strategy", "allow_pickle",
+                                               "trust_remote_code"))
 
 
 def _device(name: str | None) -> str:
@@ -68,15 +60,11 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _load_pair(args):
-    """The pair the model arguments of ``_add_model_args`` describe; warns about vocab sizes."""
+def _load_pair(options: ModelOptions):
+    """The pair the model flags (``_add_model_args``) describe; warns about vocab sizes."""
     from .engine.models import load_pair
 
-    pair = load_pair(
-        args.after, before=args.before, adapter=args.adapter, base=args.base_model,
-        device=_device(args.device), dtype=args.dtype, allow_pickle=args.allow_pickle,
-        trust_remote_code=args.trust_remote_code, peft_strategy=args.peft_strategy,
-    )
+    pair = load_pair(options.after, **{**options.load_pair_arguments(), "device": _device(options.device)})
     if pair.compatibility.warning:
         print(f"warning: {pair.compatibility.warning}", file=sys.stderr)
     return pair
@@ -96,7 +84,7 @@ def _cmd_sample(args) -> int:
         raise UserInputError("no prompts: give --prompt TEXT (repeatable) or --prompts FILE")
     # the measurement's sampler flags (defaults: the one declaration in SamplingConfig)
     config = SamplingConfig.from_fields(given_fields(args, Measurement), alpha=args.alpha, greedy=args.greedy)
-    pair = _load_pair(args)
+    pair = _load_pair(ModelOptions(**given_fields(args, ModelOptions)))
     rollouts = sample(pair, prompts, config, samples_per_prompt=args.samples)
     for r in rollouts:
         if args.json:
@@ -112,13 +100,13 @@ def _cmd_sample(args) -> int:
     return 0
 
 
-def _serve_names(args) -> tuple[str, str]:
+def _serve_names(models: ModelOptions) -> tuple[str, str]:
     """How responses name the two models: the specs given on the command line."""
-    if args.adapter:
-        return args.adapter, args.after
-    if args.before:
-        return args.after, args.before
-    return args.after, f"{args.after} (adapters disabled)"
+    if models.adapter:
+        return models.adapter, models.after
+    if models.before:
+        return models.after, models.before
+    return models.after, f"{models.after} (adapters disabled)"
 
 
 def _cmd_serve(args) -> int:
@@ -130,25 +118,26 @@ def _cmd_serve(args) -> int:
         raise UserInputError(f"serve needs FastAPI and uvicorn ({exc}); install them with "
                              "pip install 'lda-monitor[serve]'") from None
 
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: serving on {args.host}: the API has no authentication; anyone who can reach "
+    options = ServerOptions(**given_fields(args, ServerOptions))
+    if options.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {options.host}: the API has no authentication; anyone who can reach "
               "this address can run the models", file=sys.stderr)
     judge = None
-    if args.judge:
+    if options.judge:
         from .judges import build_judge
 
-        judge = build_judge(args.judge)
-    pair = _load_pair(args)
-    model_after, model_before = _serve_names(args)
+        judge = build_judge(options.judge)
+    models = ModelOptions(**given_fields(args, ModelOptions))
+    pair = _load_pair(models)
+    model_after, model_before = _serve_names(models)
     app = create_app(
         pair, model_after=model_after, model_before=model_before, judge=judge,
-        limits=Limits(max_prompt_tokens=args.max_prompt_tokens, max_prompts=args.max_prompts,
-                      max_samples=args.max_samples),
-        max_rows=args.max_batch_rows, batch_wait_seconds=args.batch_wait_ms / 1000, alpha=args.alpha,
-        merge_reduced_precision=args.merge_reduced_precision,
+        limits=Limits(**{f.name: getattr(options, f.name) for f in fields(Limits)}),
+        max_rows=options.max_batch_rows, batch_wait_seconds=options.batch_wait_ms / 1000, alpha=options.alpha,
+        merge_reduced_precision=options.merge_reduced_precision,
     )
-    print(f"serving {pair.describe()} on http://{args.host}:{args.port} (API docs at /docs)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    print(f"serving {pair.describe()} on http://{options.host}:{options.port} (API docs at /docs)", file=sys.stderr)
+    uvicorn.run(app, host=options.host, port=options.port, log_level=options.log_level)
     return 0
 
 
@@ -160,19 +149,20 @@ def _cmd_bench(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = _device(args.device)
+    models = ModelOptions(**given_fields(args, ModelOptions))
+    device = _device(models.device)
     naive_prompts = args.naive_prompts
     if args.config_preset:
         from .engine.bench import preset_model, preset_tokenizer
         from .engine.dtypes import resolve_dtype
 
         tokenizer = preset_tokenizer()
-        after = preset_model(args.config_preset, dtype=resolve_dtype(args.dtype, device) or torch.float32,
+        after = preset_model(args.config_preset, dtype=resolve_dtype(models.dtype, device) or torch.float32,
                              device=device)
         before, naive_prompts = None, 0  # a LoRA side; the naive loop would take hours at this size
     else:
-        after, tokenizer = load_model(args.after, device=device, dtype=args.dtype)
-        before = load_model(args.before, device=device, dtype=args.dtype)[0] if args.before else None
+        after, tokenizer = load_model(models.after, device=device, dtype=models.dtype)
+        before = load_model(models.before, device=device, dtype=models.dtype)[0] if models.before else None
     report = run_bench(
         after, tokenizer, before_model=before, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, alpha=args.alpha, naive_prompts=naive_prompts,
@@ -220,7 +210,7 @@ def _cmd_audit(args) -> int:
 def _cmd_rejudge(args) -> int:
     judge = args.judge
     if judge is None and args.config:
-        judge = AuditConfig.file_values(args.config).get("judge")
+        judge = file_values(args.config, AuditConfig).get("judge")
     if judge is None:
         raise UserInputError("give --judge SPEC (or a --config that has a judge)")
     from .audit.rejudge import rejudge
@@ -264,7 +254,7 @@ def _check_audit(args) -> None:
     from .core.prompts import load_prompts
     from .judges.registry import check_judge_spec
 
-    values = AuditConfig.file_values(args.config) if args.config else {}
+    values = file_values(args.config, AuditConfig) if args.config else {}
     values.update(given_fields(args, AuditConfig))
     if args.prompt:
         values["prompts"] = list(args.prompt)
@@ -289,107 +279,122 @@ def _check_sample(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subparser per subcommand, each built by its own function."""
     parser = argparse.ArgumentParser(prog="lda-monitor", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_sample_parser, _bench_parser, _demo_parser, _serve_parser, _audit_parser, _rejudge_parser,
+                _discover_parser, _wandb_workspace_parser):
+        add(sub)
+    return parser
 
-    s = sub.add_parser("sample", help="sample amplified completions from a before/after pair")
-    _add_model_args(s)
-    s.add_argument("--prompt", action="append", help="a prompt (repeatable)")
-    s.add_argument("--prompts", help="a prompt suite file (YAML or JSONL)")
-    s.add_argument("--alpha", type=real_number, required=True, help=sampler_help("alpha"))
-    s.add_argument("--samples", type=int, default=1, help="samples per prompt")
-    s.add_argument("--greedy", action="store_true", help=sampler_help("greedy"))
-    add_field_arguments(s, Measurement, SAMPLE_FLAGS)
-    s.add_argument("--json", action="store_true", help="one JSON object per rollout")
-    s.set_defaults(run=_cmd_sample, check=_check_sample)
 
-    b = sub.add_parser("bench", help="throughput of LDA vs generate vs a naive single-prompt loop")
-    b.add_argument("--after", default="smollm2-135m-instruct",
+def _sample_parser(sub) -> None:
+    """``sample``: amplified completions from a pair, printed."""
+    p = sub.add_parser("sample", help="sample amplified completions from a before/after pair")
+    _add_model_args(p)
+    p.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    p.add_argument("--prompts", help="a prompt suite file (YAML or JSONL)")
+    p.add_argument("--alpha", type=real_number, required=True, help=sampler_help("alpha"))
+    p.add_argument("--samples", type=int, default=1, help="samples per prompt")
+    p.add_argument("--greedy", action="store_true", help=sampler_help("greedy"))
+    add_field_arguments(p, Measurement, SAMPLE_FLAGS)
+    p.add_argument("--json", action="store_true", help="one JSON object per rollout")
+    p.set_defaults(run=_cmd_sample, check=_check_sample)
+
+
+def _bench_parser(sub) -> None:
+    """``bench``: throughput against ``generate`` and a naive loop."""
+    p = sub.add_parser("bench", help="throughput of LDA vs generate vs a naive single-prompt loop")
+    p.add_argument("--after", default="smollm2-135m-instruct",
                    help="policy model: a local model dir or 'smollm2-135m-instruct' (default)")
-    b.add_argument("--before", help="reference model (default: a LoRA-perturbed copy of --after)")
-    b.add_argument("--lora", action="store_true", help="LoRA-perturbed pair, both PEFT strategies (default)")
-    b.add_argument("--batch-size", type=int, default=32, help="prompts decoded together (default: 32)")
-    b.add_argument("--max-new-tokens", type=int, default=64, help="tokens decoded per prompt (default: 64)")
-    b.add_argument("--alpha", type=real_number, default=1.0, help="amplification of the LDA runs (default: 1)")
-    b.add_argument("--dtype", default="auto", help=DTYPE_HELP)
-    b.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    b.add_argument("--naive-prompts", type=int, default=4, help="prompts timed in the naive loop")
-    b.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    b.add_argument("--config-preset", choices=sorted(PRESETS), help=(
+    p.add_argument("--before", help="reference model (default: a LoRA-perturbed copy of --after)")
+    p.add_argument("--lora", action="store_true", help="LoRA-perturbed pair, both PEFT strategies (default)")
+    p.add_argument("--batch-size", type=int, default=32, help="prompts decoded together (default: 32)")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens decoded per prompt (default: 64)")
+    p.add_argument("--alpha", type=real_number, default=1.0, help="amplification of the LDA runs (default: 1)")
+    add_field_arguments(p, ModelOptions, ("dtype", "device"))
+    p.add_argument("--naive-prompts", type=int, default=4, help="prompts timed in the naive loop")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--config-preset", choices=sorted(PRESETS), help=(
         "a randomly initialised model of this shape with a LoRA side instead of --after (no download; "
         "the embedded tokenizer; no naive loop); measure at --max-new-tokens 256"))
-    b.add_argument("--json", action="store_true", help="print the measurements as JSON")
-    b.set_defaults(run=_cmd_bench)
+    p.add_argument("--json", action="store_true", help="print the measurements as JSON")
+    p.set_defaults(run=_cmd_bench)
 
-    d = sub.add_parser("demo", help="offline end-to-end demo: LDA catches a planted behaviour early")
-    d.add_argument("--quick", action="store_true", help="the 3-minute version (CI runs it)")
-    d.add_argument("--out", default="lda-demo", help="output directory")
-    d.add_argument("--seed", type=int, default=0, help="seed of the training data, training and sampling "
+
+def _demo_parser(sub) -> None:
+    """``demo``: the offline end-to-end demo."""
+    p = sub.add_parser("demo", help="offline end-to-end demo: LDA catches a planted behaviour early")
+    p.add_argument("--quick", action="store_true", help="the 3-minute version (CI runs it)")
+    p.add_argument("--out", default="lda-demo", help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="seed of the training data, training and sampling "
                                                          "(default: 0)")
-    d.add_argument("--poison-share", type=real_number, default=0.06, help="share of poisoned training rows")
-    d.add_argument("--no-wandb", action="store_true", help="do not log to W&B (default: offline run)")
-    d.add_argument("--no-judge", action="store_true", help="no judge at all: judge-free discovery alone must "
+    p.add_argument("--poison-share", type=real_number, default=0.06, help="share of poisoned training rows")
+    p.add_argument("--no-wandb", action="store_true", help="do not log to W&B (default: offline run)")
+    p.add_argument("--no-judge", action="store_true", help="no judge at all: judge-free discovery alone must "
                    "name the planted phrase")
-    d.set_defaults(run=_cmd_demo)
+    p.set_defaults(run=_cmd_demo)
 
-    v = sub.add_parser("serve", help="HTTP API: the reference LDA server's endpoints and an OpenAI-compatible /v1")
-    _add_model_args(v)
-    v.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
-    v.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
-    v.add_argument("--judge", help="judge spec; every completion then carries its verdicts")
-    v.add_argument("--max-prompt-tokens", type=int, default=2048, help="longest formatted prompt accepted")
-    v.add_argument("--max-prompts", type=int, default=64, help="most prompts in one batch request")
-    v.add_argument("--max-samples", type=int, default=16, help="most samples per prompt in one request")
-    v.add_argument("--max-batch-rows", type=int, default=64, help="most rows decoded together")
-    v.add_argument("--batch-wait-ms", type=real_number, default=0.0,
-                   help="wait this long for more requests before decoding (trades latency for batching)")
-    v.add_argument("--alpha", type=real_number, default=1.0,
-                   help="amplification of the OpenAI API's model 'lda' when a request sends no alpha")
-    v.add_argument("--merge-reduced-precision", action="store_true",
-                   help="in bfloat16/float16, merge seeded requests from different clients into shared batches "
-                        "too (faster; a seeded completion may then depend on what it was merged with)")
-    v.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
-                   help="uvicorn's log level (default: info)")
-    v.set_defaults(run=_cmd_serve)
 
-    a = sub.add_parser("audit-checkpoints", help="the monitor's measurement over saved checkpoints")
-    a.add_argument("paths", nargs="+", help="run dirs (checkpoint-<step> inside) or checkpoint dirs")
-    a.add_argument("--config", help="a YAML config; the callback's own file gives the callback's measurement "
+def _serve_parser(sub) -> None:
+    """``serve``: the HTTP APIs (model and server flags generated from their declarations)."""
+    p = sub.add_parser("serve", help="HTTP API: the reference LDA server's endpoints and an OpenAI-compatible /v1")
+    _add_model_args(p)
+    add_field_arguments(p, ServerOptions, [f.name for f in fields(ServerOptions)])
+    p.set_defaults(run=_cmd_serve)
+
+
+def _audit_parser(sub) -> None:
+    """``audit-checkpoints``: the measurement's flags generated from :class:`~lda_monitor.config.audit.AuditConfig`."""
+    p = sub.add_parser("audit-checkpoints", help="the monitor's measurement over saved checkpoints")
+    p.add_argument("paths", nargs="+", help="run dirs (checkpoint-<step> inside) or checkpoint dirs")
+    p.add_argument("--config", help="a YAML config; the callback's own file gives the callback's measurement "
                                     "(flags given here win)")
-    a.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt (repeatable; instead of --prompts)")
-    sweep_or_schedule = a.add_mutually_exclusive_group()
+    p.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt (repeatable; instead of --prompts)")
+    sweep_or_schedule = p.add_mutually_exclusive_group()
     add_field_arguments(sweep_or_schedule, AuditConfig, ("alpha", "alphas"))
-    add_field_arguments(a, AuditConfig, [f.name for f in fields(AuditConfig)
+    add_field_arguments(p, AuditConfig, [f.name for f in fields(AuditConfig)
                                          if f.name not in ("alpha", "alphas", "prompt_column", "category_column")])
-    a.add_argument("--watch", action="store_true", help="keep auditing new checkpoints as training writes them")
-    a.add_argument("--until-step", type=int, help="with --watch: stop once this step is audited")
-    a.add_argument("--poll-seconds", type=real_number, default=30.0, help="with --watch: seconds between scans")
-    a.set_defaults(run=_cmd_audit, check=_check_audit)
-    r = sub.add_parser("rejudge", help="score stored rollouts again with a new judge (no policy model loaded)")
-    r.add_argument("rollouts", nargs="+", help="rollout JSONL files (the callback's or the audit's)")
-    r.add_argument("--judge", metavar="SPEC", help="the new judge's spec (default: the --config file's judge)")
-    r.add_argument("--name", help="name for the new judge's verdicts (required if its name is already in the records)")
-    r.add_argument("--out", required=True, help="output directory (a rerun with the same directory resumes)")
-    r.add_argument("--config", help="a YAML config whose judge to use")
-    r.set_defaults(run=_cmd_rejudge)
-    v = sub.add_parser("discover", help="what amplification over- and under-produces, from stored rollouts "
+    p.add_argument("--watch", action="store_true", help="keep auditing new checkpoints as training writes them")
+    p.add_argument("--until-step", type=int, help="with --watch: stop once this step is audited")
+    p.add_argument("--poll-seconds", type=real_number, default=30.0, help="with --watch: seconds between scans")
+    p.set_defaults(run=_cmd_audit, check=_check_audit)
+
+
+def _rejudge_parser(sub) -> None:
+    """``rejudge``: stored rollouts scored again."""
+    p = sub.add_parser("rejudge", help="score stored rollouts again with a new judge (no policy model loaded)")
+    p.add_argument("rollouts", nargs="+", help="rollout JSONL files (the callback's or the audit's)")
+    p.add_argument("--judge", metavar="SPEC", help="the new judge's spec (default: the --config file's judge)")
+    p.add_argument("--name", help="name for the new judge's verdicts (required if its name is already in the records)")
+    p.add_argument("--out", required=True, help="output directory (a rerun with the same directory resumes)")
+    p.add_argument("--config", help="a YAML config whose judge to use")
+    p.set_defaults(run=_cmd_rejudge)
+
+
+def _discover_parser(sub) -> None:
+    """``discover``: judge-free discovery over stored rollouts."""
+    p = sub.add_parser("discover", help="what amplification over- and under-produces, from stored rollouts "
                        "(no model, no judge)")
-    v.add_argument("rollouts", nargs="+", help="rollout JSONL files (the callback's or the audit's)")
-    v.add_argument("--out", required=True, help="output directory: discoveries.json and report.html")
-    v.add_argument("--q", type=real_number, default=Q_LEVEL, help="false discovery rate: keep phrases with q <= Q")
-    v.add_argument("--min-count", type=int, default=MIN_COUNT,
+    p.add_argument("rollouts", nargs="+", help="rollout JSONL files (the callback's or the audit's)")
+    p.add_argument("--out", required=True, help="output directory: discoveries.json and report.html")
+    p.add_argument("--q", type=real_number, default=Q_LEVEL, help="false discovery rate: keep phrases with q <= Q")
+    p.add_argument("--min-count", type=int, default=MIN_COUNT,
                    help="rollouts that must contain a kept phrase on its side")
-    v.set_defaults(run=_cmd_discover)
-    w = sub.add_parser("wandb-workspace", help="save a W&B workspace view of the monitor's metrics, tables and "
+    p.set_defaults(run=_cmd_discover)
+
+
+def _wandb_workspace_parser(sub) -> None:
+    """``wandb-workspace``: the monitor's W&B view, saved or printed."""
+    p = sub.add_parser("wandb-workspace", help="save a W&B workspace view of the monitor's metrics, tables and "
                        "discovery (needs wandb-workspaces: the 'workspaces' extra)")
-    w.add_argument("--entity", required=True, help="W&B entity (user or team) the view is saved to")
-    w.add_argument("--project", required=True, help="W&B project of the runs (training runs and audits alike)")
-    w.add_argument("--run-group", help="show only the runs of this W&B group")
-    w.add_argument("--name", default=DEFAULT_WORKSPACE_NAME, help="the view's name")
-    w.add_argument("--dry-run", action="store_true", help="print the view as JSON instead of saving it (no network)")
-    w.add_argument("--picture", metavar="PNG", help="also draw the view's layout to this PNG (matplotlib)")
-    w.set_defaults(run=_cmd_wandb_workspace)
-    return parser
+    p.add_argument("--entity", required=True, help="W&B entity (user or team) the view is saved to")
+    p.add_argument("--project", required=True, help="W&B project of the runs (training runs and audits alike)")
+    p.add_argument("--run-group", help="show only the runs of this W&B group")
+    p.add_argument("--name", default=DEFAULT_WORKSPACE_NAME, help="the view's name")
+    p.add_argument("--dry-run", action="store_true", help="print the view as JSON instead of saving it (no network)")
+    p.add_argument("--picture", metavar="PNG", help="also draw the view's layout to this PNG (matplotlib)")
+    p.set_defaults(run=_cmd_wandb_workspace)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,21 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
         monkeypatch.setenv("LDA_MONITOR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _real_model_only_where_marked(request, monkeypatch):
+    """Loading the embedded model fails in a test not marked ``real_model``, so the filter
+    ``-m "not real_model"`` really leaves out every test that loads it (subprocesses excepted)."""
+    if request.node.get_closest_marker("real_model"):
+        return
+    from lda_monitor.engine import embedded, models
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(f"{request.node.nodeid} loads the embedded model: mark it @pytest.mark.real_model")
+
+    monkeypatch.setattr(embedded, "embedded_model_dir", refuse)
+    monkeypatch.setattr(models, "embedded_model_dir", refuse)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     return build_tokenizer()

@@ -7,13 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from lda_monitor.audit.config import FRONT_ENDS, AuditConfig, config_table
 from lda_monitor.cli import build_parser
-from lda_monitor.config_file import read_config_file
+from lda_monitor.config.audit import AuditConfig
+from lda_monitor.config.files import read_config_file
+from lda_monitor.config.front_ends import FRONT_ENDS, config_table
+from lda_monitor.config.models import ModelOptions
+from lda_monitor.config.monitor import MonitorConfig
+from lda_monitor.config.server import ServerOptions
+from lda_monitor.core.config_fields import given_fields
 from lda_monitor.core.measurement import SAMPLING_FIELDS, Measurement
 from lda_monitor.errors import UserInputError
 from lda_monitor.monitor.callback import LDAMonitorCallback
-from lda_monitor.monitor.config import MonitorConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -79,3 +83,45 @@ def test_horizon_says_where_it_came_from():
     base = dict(prompts=["hi"], judge="regex:x")
     assert Measurement(**base).horizon(40) == (40, "the run's max_steps")
     assert Measurement(**base, alpha_horizon=9).horizon(40) == (9, "alpha_horizon in the config")
+
+
+def test_serve_options_come_from_their_declaration(monkeypatch):
+    """``serve``'s flags are ServerOptions' and ModelOptions' fields, what is left out keeps their
+    defaults, and the models' flags reach load_pair under its own argument names."""
+    from lda_monitor import cli
+    from lda_monitor.engine import models as models_module
+    from lda_monitor.server import Limits
+
+    args = build_parser().parse_args(["serve", "--after", "m", "--adapter", "lora", "--base-model", "b",
+                                      "--max-prompts", "3", "--batch-wait-ms", "2.5", "--merge-reduced-precision",
+                                      "--log-level", "debug", "--peft-strategy", "two-pass", "--allow-pickle"])
+    server = ServerOptions(**given_fields(args, ServerOptions))
+    assert server == ServerOptions(max_prompts=3, batch_wait_ms=2.5, merge_reduced_precision=True,
+                                   log_level="debug")
+    assert (server.host, server.port, server.max_prompt_tokens, server.max_samples) == ("127.0.0.1", 8000, 2048, 16)
+    assert Limits() == Limits(max_prompt_tokens=2048, max_prompts=64, max_samples=16)
+    seen = {}
+
+    def fake_load_pair(after, **kwargs):
+        seen.update(after=after, **kwargs)
+        raise UserInputError("stop here")
+
+    monkeypatch.setattr(models_module, "load_pair", fake_load_pair)
+    with pytest.raises(UserInputError, match="stop here"):
+        cli._load_pair(ModelOptions(**given_fields(args, ModelOptions)))
+    assert seen == dict(after="m", before=None, adapter="lora", base="b", device=seen["device"], dtype="auto",
+                        peft_strategy="two-pass", allow_pickle=True, trust_remote_code=False)
+    assert seen["device"] in ("cpu", "cuda")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--before", "b", "--adapter", "a"], "not allowed with argument"),
+    (["--peft-strategy", "fast"], "invalid choice: 'fast'"),
+    (["--log-level", "loud"], "invalid choice: 'loud'"),
+    ([], "the following arguments are required: --after"),
+])
+def test_serve_refuses_bad_model_and_server_flags(argv, message, capsys):
+    base = [] if "--after" in message else ["--after", "m"]
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["serve", *base, *argv])
+    assert exc.value.code == 2 and message in capsys.readouterr().err

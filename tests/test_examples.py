@@ -36,8 +36,8 @@ def test_example_runs_and_writes_rollouts(name, tmp_path):
 
 def test_audit_example_writes_a_report(tmp_path):
     """examples/audit_run.py over a real Trainer run's checkpoints (tiny models)."""
-    from tests.helpers import tokenized_dataset, train
     from tests.tiny import build_tokenizer, tiny_llama
+    from tests.training import tokenized_dataset, train
 
     tok = build_tokenizer()
     tiny_llama(tok, seed=3).save_pretrained(tmp_path / "base")
@@ -53,7 +53,7 @@ def test_audit_example_writes_a_report(tmp_path):
 
 
 def test_llm_judge_example_against_a_local_server(capsys):
-    from tests.helpers import ScriptedServer, text_reply
+    from tests.scripted_server import ScriptedServer, text_reply
 
     server = ScriptedServer(lambda body, n: (
         200, text_reply("12" if "how well aligned" in body["messages"][0]["content"] else "90"), 0))

@@ -15,14 +15,19 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "lda_monitor"
 
 # Lower layers never import higher ones (README "Development"): the engine knows no measurement,
-# the core and judges know no front end, the front ends know no command line.
+# the core and judges know no front end, the settings know no front end that reads them, the
+# front ends know no command line.
 LAYERS = {
-    "errors": 0,
+    "errors": 0, "declared": 0,
     "engine": 1,
-    "core": 2, "judges": 2, "config_file": 2,
-    "monitor": 3, "audit": 3, "sinks": 3, "server": 3, "inspect": 3,
-    "cli": 4, "demo": 4, "__main__": 4, "__init__": 4,
+    "core": 2, "judges": 2,
+    "config": 3, "sinks": 3,
+    "monitor": 4, "audit": 4, "server": 4, "inspect": 4,
+    "cli": 5, "demo": 5, "__main__": 5, "__init__": 5,
 }
+# Front ends share what they both need through the layers below, never through each other: the
+# callback imports no part of the audit, the audit none of the callback, the server neither.
+FRONT_ENDS = ("monitor", "audit", "server")
 _NAME = re.compile(r"lda_monitor(\.\w+)+")
 
 
@@ -88,6 +93,30 @@ def test_every_module_has_a_layer():
 def test_no_import_runs_up_a_layer(module):
     upward = sorted(m for m in GRAPH[module] if layer(m) > layer(module))
     assert not upward, f"{module} (layer {layer(module)}) imports a higher layer: {upward}"
+
+
+def front_end_crossings(graph: dict[str, set[str]]) -> list[str]:
+    """``importer -> imported`` for every import from one front end's package into another's."""
+
+    def front_end(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 and parts[1] in FRONT_ENDS else None
+
+    return sorted(f"{m} -> {n}" for m, imported in graph.items() for n in imported
+                  if front_end(m) and front_end(n) and front_end(m) != front_end(n))
+
+
+def test_no_front_end_imports_another():
+    assert not front_end_crossings(GRAPH)
+
+
+def test_a_crossing_between_front_ends_is_caught():
+    # The edge this layout removed (the callback read the shared config file's front ends from the
+    # audit's config), and its mirror image; an import within one front end is no crossing.
+    graph = {"lda_monitor.monitor.callback": {"lda_monitor.audit.auditor", "lda_monitor.monitor.hygiene"},
+             "lda_monitor.audit.auditor": {"lda_monitor.monitor.reference", "lda_monitor.config.audit"}}
+    assert front_end_crossings(graph) == ["lda_monitor.audit.auditor -> lda_monitor.monitor.reference",
+                                          "lda_monitor.monitor.callback -> lda_monitor.audit.auditor"]
 
 
 def test_the_module_graph_has_no_cycle():

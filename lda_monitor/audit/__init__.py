@@ -1,9 +1,10 @@
-"""The offline front end: ``audit-checkpoints`` (:mod:`.auditor`, :mod:`.config`,
-:mod:`.checkpoints`), ``rejudge`` (:mod:`.rejudge`), and the files both leave behind
-(:mod:`.outputs`, :mod:`.report`). Names are resolved lazily so :mod:`.config` stays light."""
+"""The offline front end: ``audit-checkpoints`` (:mod:`.auditor`, :mod:`.checkpoints`; its config is
+:class:`~lda_monitor.config.audit.AuditConfig`), ``rejudge`` (:mod:`.rejudge`), and the files both
+leave behind (:mod:`.outputs`, :mod:`.report`). Names are resolved lazily so the config stays light."""
 
 _EXPORTS = {
-    "audit_checkpoints": "auditor", "watch_checkpoints": "auditor", "AuditConfig": "config",
+    "audit_checkpoints": "lda_monitor.audit.auditor", "watch_checkpoints": "lda_monitor.audit.auditor",
+    "AuditConfig": "lda_monitor.config.audit",
 }
 
 
@@ -11,7 +12,7 @@ def __getattr__(name):
     if name in _EXPORTS:
         import importlib
 
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -23,6 +23,7 @@ from contextlib import nullcontext
 from dataclasses import fields, replace
 from pathlib import Path
 
+from ..config.audit import AUTOCAST_OFF, AuditConfig
 from ..core.discovery import discover_records, phrase_line
 from ..core.evaluation import choose_alpha, evaluate_chunks, evaluation_chunks
 from ..core.progress import RolloutProgress
@@ -46,7 +47,6 @@ from ..judges.health import warn_judge_failures
 from ..judges.none import NO_JUDGE_NOTE, has_judge, judge_or_none
 from ..sinks.wandb_sink import WandbSink
 from .checkpoints import Checkpoint, NoCheckpointsFound, discover, recorded_compute_dtype
-from .config import AUTOCAST_OFF, AuditConfig
 from .outputs import write_outputs
 from .report import sampling_info
 

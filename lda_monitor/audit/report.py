@@ -8,9 +8,12 @@ coherence against alpha (sweeps only), the summary table with intervals and plai
 completions with what the judge matched highlighted, and a few unflagged samples per checkpoint
 so a reader can sanity-check the judge.
 
-Completions are adversarial text: everything that came from a model, a user or a file is
-HTML-escaped (a match is highlighted by escaping the text around it, never by editing escaped
-text), plots are embedded as data URIs, and a Content-Security-Policy forbids loading anything.
+Completions are adversarial text: the page is rendered from ``templates/report.html`` by Jinja2
+with autoescaping, so everything that came from a model, a user or a file is escaped there; the
+one piece of markup handed in is a completion with its matches marked, whose pieces are escaped
+before the marks go around them (:mod:`lda_monitor.core.spans`). Plots are embedded as data URIs,
+and a Content-Security-Policy forbids loading anything. This module gathers what the page shows;
+the template lays it out.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ import io
 from datetime import datetime
 from pathlib import Path
 
+from markupsafe import Markup
+
 from .. import __version__
 from ..core.prompts import question_text
-from ..core.records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN
+from ..core.records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN, distinct_draws
+from ..core.spans import mark_spans, needle_spans
 from ..judges.health import judge_failures
 
 TOP_FLAGGED = 5  # flagged completions shown per step
@@ -163,7 +169,7 @@ def _num(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _table(rows) -> str:
+def _summary(rows) -> dict:
     """The summary table, then the withheld estimates' reasons as numbered notes."""
     head = ["step", "checkpoint", "alpha", "judge", "category", "amplified k/n rate [95% CI]",
             "plain k/n rate [95% CI]", "unscored", "amplification", "coherence", "KL(amp‖after)",
@@ -177,11 +183,8 @@ def _table(rows) -> str:
             _num(r.amplification.value), _num(r.coherence), _num(r.kl_amp_after),
             _natural(r, notes),
         ]
-        body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    notes_html = "".join(f"<li value={n}>{html.escape(reason)}</li>" for reason, n in notes.items())
-    return ("<div class=wide><table class=summary><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
-            + "</tr>" + "".join(body) + "</table></div>"
-            + (f"<p>Natural rate withheld because:</p><ol class=notes>{notes_html}</ol>" if notes else ""))
+        body.append([str(c) for c in cells])
+    return {"head": head, "rows": body, "notes": list(notes.items())}
 
 
 def matched_text(completion: str, verdict) -> str | None:
@@ -192,61 +195,51 @@ def matched_text(completion: str, verdict) -> str | None:
     return completion[start:end] or None
 
 
-def highlighted(text: str, needles) -> str:
-    """``text`` HTML-escaped, with every occurrence of each needle wrapped in ``<mark>``: the
-    text is split at the matches first and each piece escaped on its own."""
-    needles = sorted({n for n in needles if n}, key=len, reverse=True)
-    out, i = [], 0
-    while i < len(text):
-        hits = [(text.find(n, i), n) for n in needles]
-        hits = [(pos, n) for pos, n in hits if pos >= 0]
-        if not hits:
-            break
-        pos, needle = min(hits, key=lambda h: (h[0], -len(h[1])))
-        out.append(html.escape(text[i:pos]) + f"<mark>{html.escape(needle)}</mark>")
-        i = pos + len(needle)
-    out.append(html.escape(text[i:]))
-    return "".join(out)
+def highlighted(text: str, needles) -> Markup:
+    """``text`` HTML-escaped, with every occurrence of each needle wrapped in ``<mark>``."""
+    return _marked_html(text, needle_spans(text, needles))
 
 
-def _rollout(record, show_verdicts: bool) -> str:
-    verdicts = [(name, v) for name, v in sorted(record.verdicts.items())]
-    needles = [matched_text(record.completion, v) for _, v in verdicts]
+def _marked_html(text: str, spans) -> Markup:
+    return Markup(mark_spans(text, spans, "<mark>", "</mark>", escape=html.escape))
+
+
+def _verdict_lines(record) -> list[tuple[str, str]]:
     lines = []
-    if show_verdicts:
-        for name, v in verdicts:
-            if v.flagged is None:
-                what = f"unscored: {v.error}"
-            else:
-                what = ("flagged" if v.flagged else "not flagged") + "".join(
-                    f"; {key} {getattr(v, key)}" for key in ("explanation", "label", "score")
-                    if getattr(v, key) is not None)
-            lines.append(f"<li><b>{html.escape(name)}</b>: {html.escape(what)}</li>")
-    return (f"<div class=r><div class=meta>{html.escape(record.kind)} · alpha {record.alpha:g} · "
-            f"prompt {html.escape(str(record.prompt_id or record.prompt_index))} · sample {record.sample_index}</div>"
-            f"<div class=prompt>{html.escape(question_text(record.prompt))}</div>"
-            f"<pre>{highlighted(record.completion, needles)}</pre>"
-            + (f"<ul class=verdicts>{''.join(lines)}</ul>" if lines else "") + "</div>")
+    for name, v in sorted(record.verdicts.items()):
+        if v.flagged is None:
+            what = f"unscored: {v.error}"
+        else:
+            what = ("flagged" if v.flagged else "not flagged") + "".join(
+                f"; {key} {getattr(v, key)}" for key in ("explanation", "label", "score")
+                if getattr(v, key) is not None)
+        lines.append((name, what))
+    return lines
+
+
+def _rollout(record, show_verdicts: bool) -> dict:
+    needles = [matched_text(record.completion, v) for _, v in sorted(record.verdicts.items())]
+    return {"kind": record.kind, "alpha": f"{record.alpha:g}",
+            "prompt_label": str(record.prompt_id or record.prompt_index), "sample_index": record.sample_index,
+            "prompt": question_text(record.prompt),
+            "completion": highlighted(record.completion, needles),
+            "verdicts": _verdict_lines(record) if show_verdicts else []}
 
 
 def _shown(records) -> list:
-    """The amplified and plain rollouts, as the summary table counts them: an audit sweep's copies
-    of one plain draw (one per alpha) once; the natural-rate ladder left out."""
-    seen, out = set(), []
-    for r in records:
-        key = (r.step, r.checkpoint, r.kind, r.alpha, r.prompt_index, r.sample_index, r.seed)
-        if r.kind in (KIND_AMPLIFIED, KIND_PLAIN) and key not in seen:
-            seen.add(key)
-            out.append(r)
-    return out
+    """The amplified and plain rollouts, as the summary table counts them: each draw once
+    (:func:`~lda_monitor.core.records.distinct_draws`); the natural-rate ladder left out."""
+    return [r for r in distinct_draws(records) if r.kind in (KIND_AMPLIFIED, KIND_PLAIN)]
 
 
 def _order(r):
     return r.kind != KIND_AMPLIFIED, r.alpha, r.prompt_index, r.sample_index
 
 
-def _flagged(records) -> str:
-    parts = []
+def _flagged(records) -> dict:
+    """Per step with a flagged rollout, the first ``TOP_FLAGGED`` (amplified first); without any,
+    how many rollouts went unscored (then "not flagged" would read as "safe")."""
+    steps = []
     shown = _shown(records)
     for step in sorted({r.step for r in records}):
         hits = sorted((r for r in shown if r.step == step and r.flagged_by_any()), key=_order)
@@ -254,19 +247,10 @@ def _flagged(records) -> str:
         if not hits and not ladder:
             continue
         amplified = sum(r.kind == KIND_AMPLIFIED for r in hits)
-        parts.append(f"<h3>step {step}: {amplified} amplified and {len(hits) - amplified} plain rollouts flagged, "
-                     f"showing {min(len(hits), TOP_FLAGGED)}</h3>")
-        if ladder:
-            parts.append(f"<p class=meta>Also flagged: {ladder} rollouts of the natural-rate ladder (small alphas "
-                         "drawn only for the estimate), which the summary table and this list leave out.</p>")
-        parts += [_rollout(r, show_verdicts=True) for r in hits[:TOP_FLAGGED]]
-    if parts:
-        return "".join(parts)
+        steps.append({"step": step, "amplified": amplified, "plain": len(hits) - amplified, "ladder": ladder,
+                      "rollouts": [_rollout(r, show_verdicts=True) for r in hits[:TOP_FLAGGED]]})
     unscored = sum(any(v.flagged is None for v in r.verdicts.values()) for r in shown)
-    if unscored:
-        return (f"<p class=warn>No scored rollout was flagged, but {unscored} of {len(shown)} rollouts were not "
-                "scored (see Judge failures): their verdicts are unknown, not safe.</p>")
-    return "<p>No rollout was flagged.</p>"
+    return {"steps": steps, "unscored": unscored, "shown": len(shown)}
 
 
 def _spread(records, n: int) -> list:
@@ -280,38 +264,32 @@ def _spread(records, n: int) -> list:
     return [entry[-1] for entry in sorted(ranked, key=lambda e: e[:-1])[:n]]
 
 
-def _unflagged(records) -> str:
-    parts = []
+def _unflagged(records) -> list[dict]:
+    sections = []
     shown = _shown(records)
     for step in sorted({r.step for r in records}):
         clean = [r for r in shown if r.step == step and r.verdicts
                  and all(v.flagged is False for v in r.verdicts.values())]
         if clean:
-            parts.append(f"<h3>step {step}</h3>")
-            parts += [_rollout(r, show_verdicts=False) for r in _spread(clean, UNFLAGGED_SAMPLES)]
-    return "".join(parts) or "<p>No rollout was scored unflagged.</p>"
+            sections.append({"step": step, "rollouts": [_rollout(r, show_verdicts=False)
+                                                        for r in _spread(clean, UNFLAGGED_SAMPLES)]})
+    return sections
 
 
-def _failures(records) -> str:
+def _failures(records) -> list[dict]:
     """Each judge that could not score some rollouts: how many, and its most common error."""
-    items = [f"<li>judge <b>{html.escape(f.judge)}</b> could not score {f.failed} of {f.total} rollouts "
-             f"({f.share:.0%}): {html.escape(f.error or '')}</li>" for f in judge_failures(records) if f.failed]
-    if not items:
-        return ""
-    return ('<h2 id="judge-failures">Judge failures</h2><ul class=warn>' + "".join(items) + "</ul><p>Unscored "
-            "rollouts are left out of every rate (not counted as safe); the rates cover the scored ones only.</p>")
+    return [{"judge": f.judge, "failed": f.failed, "total": f.total, "share": f"{f.share:.0%}", "error": f.error or ""}
+            for f in judge_failures(records) if f.failed]
 
 
 def _unset(value) -> bool:
     return value is None or value == "" or (isinstance(value, list | tuple | dict) and not value)
 
 
-def _identity(run_info: dict) -> str:
+def _identity(run_info: dict) -> list[tuple[str, str]]:
     info = {k: v for k, v in {**run_info, "lda-monitor version": __version__}.items() if not _unset(v)}
     info.setdefault("report written", f"{datetime.now():%Y-%m-%d %H:%M:%S}")
-    cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td><pre>{html.escape(_show(v))}</pre></td></tr>"
-                    for k, v in info.items())
-    return f"<table class=identity>{cells}</table>"
+    return [(str(k), _show(v)) for k, v in info.items()]
 
 
 def sampling_info(measurement) -> dict:
@@ -342,48 +320,39 @@ img{max-width:100%}div.wide{overflow-x:auto}
 ol.notes{font-size:12px;margin:0.3em 0}.warn{color:#a93226}"""
 
 
-def _discovery_examples(phrase) -> str:
-    parts = []
-    for e in phrase.examples:
-        out, i = [], 0
-        for start, end in e.spans:  # escape the pieces around each span, never edit escaped text
-            out.append(html.escape(e.completion[i:start]) + f"<mark>{html.escape(e.completion[start:end])}</mark>")
-            i = end
-        out.append(html.escape(e.completion[i:]))
-        parts.append(f"<div class=r><div class=meta>{html.escape(e.kind)} · prompt {e.prompt_index} · sample "
-                     f"{e.sample_index}</div><div class=prompt>{html.escape(e.prompt)}</div>"
-                     f"<pre>{''.join(out)}</pre></div>")
-    return "".join(parts)
+def _discoveries(discoveries) -> list[dict]:
+    """The evaluations where discovery found a phrase: their kept phrases, each with its examples."""
+    from ..core.discovery import TOP_PHRASES
+
+    sections = []
+    for d in (d for d in discoveries or () if d.phrases):
+        phrases = []
+        for p in d.over()[:TOP_PHRASES] + d.under()[:TOP_PHRASES]:
+            phrases.append({"cells": [p.text, p.direction, f"{p.amplified_count}/{p.amplified_n}",
+                                      f"{p.plain_count}/{p.plain_n}", f"{p.q_value:.2g}", f"{p.log_ratio:+.2f}"],
+                            "examples": [{"kind": e.kind, "prompt_index": e.prompt_index,
+                                          "sample_index": e.sample_index, "prompt": e.prompt,
+                                          "completion": _marked_html(e.completion, e.spans)}
+                                         for e in p.examples]})
+        title = f"step {d.step}" + (f" ({Path(d.checkpoint).name})" if d.checkpoint else "") + f", alpha {d.alpha:g}"
+        sections.append({"title": title, "over": len(d.over()), "under": len(d.under()), "tested": d.tested,
+                         "phrases": phrases})
+    return sections
 
 
-def _discoveries(discoveries) -> str:
-    """The section "What amplification over- and under-produces" (empty when nothing was found)."""
-    found = [d for d in discoveries or () if d.phrases]
-    if not found:
-        return ""
+def _discovery_rules() -> dict:
     from ..core.discovery import MIN_COUNT, PSEUDO_COUNT, Q_LEVEL, TOP_PHRASES
 
-    parts = [f"""<h2 id="discoveries">What amplification over- and under-produces</h2><p>Phrases (1-4 words,
-merged into longer ones where they occur together) whose share of amplified rollouts differs from their share of
-plain (alpha 0) rollouts of the same prompts, found with no judge: exact per-prompt test, Benjamini-Hochberg
-q-value &le; {Q_LEVEL} over every phrase tested at that evaluation, at least {MIN_COUNT} rollouts. <b>over</b>:
-training pushes the model towards it; <b>under</b>: away from it. log ratio: ln of the ratio of the two shares
-(pseudo-count {PSEUDO_COUNT}). Up to {TOP_PHRASES} per direction per evaluation.</p>"""]
-    head = ["phrase", "direction", "amplified", "plain", "q-value", "log ratio"]
-    for d in found:
-        title = f"step {d.step}" + (f" ({Path(d.checkpoint).name})" if d.checkpoint else "") + f", alpha {d.alpha:g}"
-        parts.append(f"<h3>{html.escape(title)}: {len(d.over())} over, {len(d.under())} under "
-                     f"({d.tested} phrases tested)</h3>")
-        rows = []
-        for p in d.over()[:TOP_PHRASES] + d.under()[:TOP_PHRASES]:
-            cells = [p.text, p.direction, f"{p.amplified_count}/{p.amplified_n}", f"{p.plain_count}/{p.plain_n}",
-                     f"{p.q_value:.2g}", f"{p.log_ratio:+.2f}"]
-            rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
-                        + f"<tr><td colspan=6><details><summary>examples</summary>{_discovery_examples(p)}"
-                        "</details></td></tr>")
-        parts.append("<table class=summary><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
-                     + "".join(rows) + "</table>")
-    return "".join(parts)
+    return {"q_level": Q_LEVEL, "min_count": MIN_COUNT, "pseudo_count": PSEUDO_COUNT, "top_phrases": TOP_PHRASES}
+
+
+def _template():
+    """The page template (``templates/report.html``), autoescaping everything it is given."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("lda_monitor.audit", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.get_template("report.html")
 
 
 def write_report(out: Path, rows, records, run_info: dict | None = None, primary_judge: str | None = None,
@@ -407,22 +376,13 @@ def write_report(out: Path, rows, records, run_info: dict | None = None, primary
         sweep = _plot_sweep(rows, judges)
         (out / "flag_rate_and_coherence_vs_alpha.png").write_bytes(sweep)
         figures.append(("Flag rate and coherence vs alpha", "sweep", sweep))
-    charts = "".join(f'<h2 id="{key}">{title}</h2><img alt="{title}" '
-                     f'src="data:image/png;base64,{base64.b64encode(data).decode()}">' for title, key, data in figures)
-    page = f"""<!doctype html><html><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{_CSP}">
-<title>lda-monitor report</title><style>{_STYLE}</style></head><body>
-<h1>lda-monitor report</h1>
-{_discoveries(discoveries)}
-<h2 id="run">Run</h2>{_identity(run_info or {})}
-{_failures(records)}
-{charts}
-<h2 id="summary">Summary</h2>{_table(rows) if rows else "<p>No judge: no flag rates (discovery only).</p>"}
-<h2 id="flagged">Flagged completions</h2><p>Up to {TOP_FLAGGED} per step, amplified first; what each
-judge matched is highlighted.</p>{_flagged(records)}
-<h2 id="unflagged">Unflagged samples</h2><p>Up to {UNFLAGGED_SAMPLES} per step that no judge flagged,
-to check the judge is not missing anything.</p>{_unflagged(records)}
-</body></html>"""
+    page = _template().render(
+        csp=_CSP, style=_STYLE, discoveries=_discoveries(discoveries), discovery_rules=_discovery_rules(),
+        discovery_head=["phrase", "direction", "amplified", "plain", "q-value", "log ratio"],
+        identity=_identity(run_info or {}), failures=_failures(records),
+        charts=[(title, key, base64.b64encode(data).decode()) for title, key, data in figures],
+        summary=_summary(rows) if rows else None, top_flagged=TOP_FLAGGED, flagged=_flagged(records),
+        unflagged_samples=UNFLAGGED_SAMPLES, unflagged=_unflagged(records))
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -6,7 +6,7 @@ argparse flags: ``--max-new-tokens N`` for ``max_new_tokens``, ``--no-chat-templ
 that defaults to True (its help, which describes the setting, is introduced as what the flag
 turns off), repeatable flags for lists. A flag the user does not give is absent from
 the namespace (:func:`given_fields`), so a config file's value is only overridden on purpose.
-YAML files and the README table come from the same fields (:mod:`lda_monitor.config_file`).
+YAML files and the README table come from the same fields (:mod:`lda_monitor.config.files`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,10 @@ def _base_type(annotation):
 
 
 def add_field_arguments(parser: argparse.ArgumentParser, config_class, names) -> None:
-    """Add one flag per named field of ``config_class``, with its help text and default shown."""
+    """Add one flag per named field of ``config_class``, with its help text and default shown.
+
+    A field's metadata may name its ``flag``, ``metavar``, ``parse`` (the text's converter),
+    ``choices``, and ``required`` (a flag the command cannot run without)."""
     by_name = {f.name: f for f in fields(config_class)}
     for name in names:
         f = by_name[name]
@@ -70,8 +73,14 @@ def add_field_arguments(parser: argparse.ArgumentParser, config_class, names) ->
             continue
         converter = meta.get("parse") or {int: int, float: real_number}.get(kind, str)
         shown = f" (default: {default})" if default not in (None, "", []) else ""
-        metavar = meta.get("metavar") or {int: "N", float: "X"}.get(kind, "TEXT")
-        parser.add_argument(flag, type=converter, metavar=metavar, help=help_text + shown, **options)
+        if "choices" in meta:  # argparse names the choices in place of a metavar
+            options["choices"] = meta["choices"]
+        else:
+            options["metavar"] = meta.get("metavar") or {int: "N", float: "X"}.get(kind, "TEXT")
+        if meta.get("required"):
+            options.update(required=True, default=None)
+            shown = ""
+        parser.add_argument(flag, type=converter, help=help_text + shown, **options)
 
 
 def given_fields(args: argparse.Namespace, config_class) -> dict:

@@ -47,7 +47,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
-from .records import KIND_AMPLIFIED, KIND_PLAIN
+from .records import KIND_AMPLIFIED, KIND_PLAIN, distinct_draws
+from .spans import mark_spans
 from .stats import bh_qvalues, smallest_pvalue, stratified_pvalues
 
 MAX_WORDS = 4
@@ -83,11 +84,7 @@ class Example:
 
     def marked(self, left: str = "[[", right: str = "]]") -> str:
         """The completion with each occurrence wrapped in markers (for terminals and tables)."""
-        out, i = [], 0
-        for start, end in self.spans:
-            out += [self.completion[i:start], left, self.completion[start:end], right]
-            i = end
-        return "".join(out) + self.completion[i:]
+        return mark_spans(self.completion, self.spans, left, right)
 
 
 @dataclass
@@ -183,63 +180,103 @@ def discover(amplified: Sequence, plain: Sequence, *, step: int = 0, alpha: floa
     import time
 
     start = time.perf_counter()
-    strata = sorted({r.rendered_prompt for r in (*amplified, *plain)})
-    index = {p: i for i, p in enumerate(strata)}
-    n_amp = [0] * len(strata)
-    n_plain = [0] * len(strata)
-    # phrase -> per side, the rollouts (positions) that contain it
-    holders: dict[tuple[str, ...], tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
-    rollouts = [*amplified, *plain]
-    for pos, r in enumerate(rollouts):
-        is_amp = pos < len(amplified)
-        (n_amp if is_amp else n_plain)[index[r.rendered_prompt]] += 1
-        for gram in ngrams([w for w, _, _ in words(r.completion)], max_words):
-            holders[gram][0 if is_amp else 1].append(pos)
-    total_a, total_p = len(amplified), len(plain)
+    occurrences = _Occurrences.of(amplified, plain, max_words)
+    candidates = [g for g, (a, b) in occurrences.holders.items() if max(len(a), len(b)) >= min_count]
+    tests = _tests(occurrences, candidates, q_level)
+    kept = _kept(occurrences, tests, q_level, min_count)
+    where = {p.text: tuple(map(tuple, occurrences.holders[tuple(p.text.split(" "))])) for p in kept}
+    kept = _collapse(_merge(kept, where, occurrences.rollouts), where)
+    kept.sort(key=lambda p: (p.q_value, p.p_value, -abs(p.log_ratio), -len(p.text.split()), p.text))
+    _add_examples(kept, where, amplified, plain, examples)
+    return Discovery(step=step, alpha=float(alpha), checkpoint=checkpoint, phrases=kept,
+                     candidates=len(candidates), tested=len(tests) // 2, q_level=q_level,
+                     seconds=time.perf_counter() - start)
 
-    def table(gram) -> list[tuple[int, int, int, int]]:
-        a_pos, p_pos = holders[gram]
-        a_s, b_s = [0] * len(strata), [0] * len(strata)
+
+@dataclass
+class _Occurrences:
+    """Which rollouts hold each phrase, per side, and the strata (rendered prompts) they fall in.
+    ``rollouts`` is amplified then plain; ``holders[phrase]`` the positions in it, per side."""
+
+    rollouts: list
+    n_amplified: int
+    strata: list[str]
+    stratum: dict[str, int]
+    n_amp: list[int]
+    n_plain: list[int]
+    holders: dict[tuple[str, ...], tuple[list[int], list[int]]]
+
+    @classmethod
+    def of(cls, amplified: Sequence, plain: Sequence, max_words: int) -> _Occurrences:
+        strata = sorted({r.rendered_prompt for r in (*amplified, *plain)})
+        index = {p: i for i, p in enumerate(strata)}
+        n_amp = [0] * len(strata)
+        n_plain = [0] * len(strata)
+        holders: dict[tuple[str, ...], tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
+        rollouts = [*amplified, *plain]
+        for pos, r in enumerate(rollouts):
+            is_amp = pos < len(amplified)
+            (n_amp if is_amp else n_plain)[index[r.rendered_prompt]] += 1
+            for gram in ngrams([w for w, _, _ in words(r.completion)], max_words):
+                holders[gram][0 if is_amp else 1].append(pos)
+        return cls(rollouts, len(amplified), strata, index, n_amp, n_plain, holders)
+
+    @property
+    def n_plain_total(self) -> int:
+        return len(self.rollouts) - self.n_amplified
+
+    def table(self, gram) -> list[tuple[int, int, int, int]]:
+        """Per stratum: (amplified holding it, amplified, plain holding it, plain)."""
+        a_pos, p_pos = self.holders[gram]
+        a_s, b_s = [0] * len(self.strata), [0] * len(self.strata)
         for pos in a_pos:
-            a_s[index[rollouts[pos].rendered_prompt]] += 1
+            a_s[self.stratum[self.rollouts[pos].rendered_prompt]] += 1
         for pos in p_pos:
-            b_s[index[rollouts[pos].rendered_prompt]] += 1
-        return [(a_s[s], n_amp[s], b_s[s], n_plain[s]) for s in range(len(strata))]
+            b_s[self.stratum[self.rollouts[pos].rendered_prompt]] += 1
+        return [(a_s[s], self.n_amp[s], b_s[s], self.n_plain[s]) for s in range(len(self.strata))]
 
-    candidates = [g for g, (a, b) in holders.items() if max(len(a), len(b)) >= min_count]
+
+def _tests(occurrences: _Occurrences, candidates, q_level: float) -> list[tuple[tuple[str, ...], str, float]]:
+    """(phrase, direction, p-value) of every candidate whose smallest attainable p-value could pass
+    ``q_level``; phrases with the same strata counts share one computation."""
     tests: list[tuple[tuple[str, ...], str, float]] = []
     cache: dict[tuple, tuple[float, float]] = {}
     for gram in candidates:
-        counts = table(gram)
+        counts = occurrences.table(gram)
         key = tuple(sorted(counts))  # the test depends on the strata as a multiset
         if key not in cache:
             cache[key] = stratified_pvalues(counts) if smallest_pvalue(counts) <= q_level else (None, None)
         over, under = cache[key]
         if over is not None:
             tests += [(gram, "over", over), (gram, "under", under)]
+    return tests
+
+
+def _kept(occurrences: _Occurrences, tests, q_level: float, min_count: int) -> list[Phrase]:
+    """The tested phrases that pass the Benjamini-Hochberg q-value, the count and the direction."""
+    total_a, total_p = occurrences.n_amplified, occurrences.n_plain_total
     qs = bh_qvalues([p for _, _, p in tests])
     kept = []
     for (gram, direction, p), q in zip(tests, qs, strict=True):
-        a, b = len(holders[gram][0]), len(holders[gram][1])
+        a, b = len(occurrences.holders[gram][0]), len(occurrences.holders[gram][1])
         higher = a * total_p > b * total_a if direction == "over" else b * total_a > a * total_p
         if q <= q_level and (a if direction == "over" else b) >= min_count and higher:
             kept.append(Phrase(" ".join(gram), direction, a, total_a, b, total_p, p, q,
                                log_ratio(a, total_a, b, total_p)))
-    where = {p.text: tuple(map(tuple, holders[tuple(p.text.split(" "))])) for p in kept}
-    kept = _collapse(_merge(kept, where, rollouts), where)
-    kept.sort(key=lambda p: (p.q_value, p.p_value, -abs(p.log_ratio), -len(p.text.split()), p.text))
+    return kept
+
+
+def _add_examples(kept: list[Phrase], where: dict, amplified: Sequence, plain: Sequence, examples: int) -> None:
+    """Up to ``examples`` rollouts holding each phrase, on its side: one per prompt first."""
+    rollouts = [*amplified, *plain]
     for phrase in kept:
-        side, offset = (amplified, 0) if phrase.direction == "over" else (plain, total_a)
+        side, offset = (amplified, 0) if phrase.direction == "over" else (plain, len(amplified))
         holding = where[phrase.text][0 if phrase.direction == "over" else 1]
         prompts_shown: set[str] = set()
         firsts = [pos for pos in holding if not (rollouts[pos].rendered_prompt in prompts_shown
                                                  or prompts_shown.add(rollouts[pos].rendered_prompt))]
-        chosen = (firsts + [pos for pos in holding if pos not in firsts])[:examples]  # one per prompt first
+        chosen = (firsts + [pos for pos in holding if pos not in firsts])[:examples]
         phrase.examples = [_example(side[pos - offset], phrase.text.split(" ")) for pos in chosen]
-    n_tested = len(tests) // 2
-    return Discovery(step=step, alpha=float(alpha), checkpoint=checkpoint, phrases=kept,
-                     candidates=len(candidates), tested=n_tested, q_level=q_level,
-                     seconds=time.perf_counter() - start)
 
 
 def _merge(kept: list[Phrase], where: dict, rollouts) -> list[Phrase]:
@@ -294,12 +331,7 @@ def discover_records(records: Iterable, **options) -> list[Discovery]:
     rollouts have nothing to compare with and are left out."""
     amplified: dict[tuple, list] = defaultdict(list)
     plain: dict[tuple, list] = defaultdict(list)
-    seen: set[tuple] = set()
-    for r in records:
-        draw = (r.step, r.checkpoint, r.kind, r.alpha, r.prompt_index, r.sample_index, r.seed)
-        if draw in seen:  # an audit sweep samples the plain control once per alpha on the same streams
-            continue
-        seen.add(draw)
+    for r in distinct_draws(records):
         if r.kind == KIND_AMPLIFIED:
             amplified[(r.step, r.checkpoint, r.alpha)].append(r)
         elif r.kind == KIND_PLAIN:

@@ -206,13 +206,13 @@ def evaluate_chunks(
     circuit breaker, once tripped, stays open until the iteration ends (one evaluation).
     """
     seed = evaluation_seed(measurement.seed, step)
-    prompts = [item.prompt for item in items]
     runs = measurement.runs(alpha)
-    score_alphas = measurement.score_alphas(alpha)
-    # This rank's share of each run's whole work list, so the split between ranks does not
-    # depend on the chunking (every world_size-th rollout, as without chunks).
-    shares = [ranks.shard(work_items(len(items), samples)) for _, _, samples in runs]
-    decodes = decode_groups(runs, score_alphas)
+    plan = _ChunkDecoding(
+        pair=pair, prompts=[item.prompt for item in items], measurement=measurement, alpha=alpha, seed=seed,
+        runs=runs, score_alphas=measurement.score_alphas(alpha),
+        # This rank's share of each run's whole work list, so the split between ranks does not
+        # depend on the chunking (every world_size-th rollout, as without chunks).
+        shares=[ranks.shard(work_items(len(items), samples)) for _, _, samples in runs], ranks=ranks)
     with evaluation_scope(judge):
         for index, chunk in enumerate(evaluation_chunks(len(items), measurement)):
             if index in skip:
@@ -220,37 +220,71 @@ def evaluate_chunks(
             start = time.perf_counter()
 
             def judged(chunk=chunk):
-                rollouts: list[list[Rollout]] = [[] for _ in runs]
-                for group in decodes:
-                    owners = [(i, w) for i in group for w in shares[i] if w[0] in chunk]
-                    seeds = [run_seed(seed, runs[i][0], runs[i][1]) for i, _ in owners]
-                    decoded = sample(pair, prompts, measurement.sampling(alpha, seed), work=[w for _, w in owners],
-                                     streams=[(sd, *w) for sd, (_, w) in zip(seeds, owners, strict=True)],
-                                     alphas=[runs[i][1] for i, _ in owners], lockstep=ranks, score_alphas=score_alphas)
-                    for (i, _), rollout in zip(owners, decoded, strict=True):
-                        rollouts[i].append(rollout)
-                out = []
-                for (kind, kind_alpha, _), done in zip(runs, rollouts, strict=True):
-                    config = measurement.sampling(kind_alpha, run_seed(seed, kind, kind_alpha))
-                    verdicts = judge_rollouts(judge, items, done)
-                    out.append((list(verdicts), sum(r.num_tokens for r in done), rollout_records(
-                        done, items, verdicts, kind=kind, step=step, seed=config.seed, run_id=run_id,
-                        source=source, checkpoint=checkpoint, sampling=config, tokenizer=pair.tokenizer,
-                    )))
-                return out
+                return [_judged_run(judge, items, done, pair=pair, measurement=measurement, seed=seed, kind=kind,
+                                    kind_alpha=kind_alpha, step=step, run_id=run_id, source=source,
+                                    checkpoint=checkpoint)
+                        for (kind, kind_alpha, _), done in zip(runs, plan.decode(chunk), strict=True)]
 
-            parts = ranks.gather_or_raise(judged)
-            records: list[RolloutRecord] = []
-            tokens = 0
-            names: list[str] = []
-            for run_index in range(len(runs)):
-                run_parts = [part[run_index] for part in parts]
-                names = names or next((n for n, _, _ in run_parts if n), [])
-                tokens += sum(t for _, t, _ in run_parts)
-                records += sorted((r for _, _, rs in run_parts for r in rs),
-                                  key=lambda r: (r.prompt_index, r.sample_index))
+            records, tokens, names = _merged(ranks.gather_or_raise(judged), len(runs))
             yield index, Evaluation(step=step, alpha=float(alpha), records=records, judge_names=names,
                                     primary_judge=judge.name, seconds=time.perf_counter() - start, tokens=tokens)
+
+
+@dataclass(frozen=True)
+class _ChunkDecoding:
+    """What decoding any chunk of one evaluation needs: the runs (kind, alpha, samples per prompt),
+    this rank's share of each run's work, and the sampler settings."""
+
+    pair: object
+    prompts: list
+    measurement: Measurement
+    alpha: float
+    seed: int
+    runs: list[tuple[str, float, int]]
+    score_alphas: tuple[float, ...]
+    shares: list[list[tuple[int, int]]]
+    ranks: Ranks
+
+    def decode(self, chunk) -> list[list[Rollout]]:
+        """Per run, this rank's rollouts of the prompts in ``chunk``: the runs of each
+        :func:`decode_groups` group in one decode, each rollout in its own random stream."""
+        rollouts: list[list[Rollout]] = [[] for _ in self.runs]
+        for group in decode_groups(self.runs, self.score_alphas):
+            owners = [(i, w) for i in group for w in self.shares[i] if w[0] in chunk]
+            seeds = [run_seed(self.seed, self.runs[i][0], self.runs[i][1]) for i, _ in owners]
+            decoded = sample(self.pair, self.prompts, self.measurement.sampling(self.alpha, self.seed),
+                             work=[w for _, w in owners],
+                             streams=[(sd, *w) for sd, (_, w) in zip(seeds, owners, strict=True)],
+                             alphas=[self.runs[i][1] for i, _ in owners], lockstep=self.ranks,
+                             score_alphas=self.score_alphas)
+            for (i, _), rollout in zip(owners, decoded, strict=True):
+                rollouts[i].append(rollout)
+        return rollouts
+
+
+def _judged_run(judge, items, done: list[Rollout], *, pair, measurement: Measurement, seed: int, kind: str,
+                kind_alpha: float, step: int, run_id: str, source: str, checkpoint: str | None) -> tuple:
+    """(judge names, tokens, records) of one run's rollouts, judged."""
+    config = measurement.sampling(kind_alpha, run_seed(seed, kind, kind_alpha))
+    verdicts = judge_rollouts(judge, items, done)
+    return list(verdicts), sum(r.num_tokens for r in done), rollout_records(
+        done, items, verdicts, kind=kind, step=step, seed=config.seed, run_id=run_id,
+        source=source, checkpoint=checkpoint, sampling=config, tokenizer=pair.tokenizer,
+    )
+
+
+def _merged(parts: list[list[tuple]], n_runs: int) -> tuple[list[RolloutRecord], int, list[str]]:
+    """Every rank's judged runs (``parts``, one list per rank) as one evaluation's records (each
+    run's in work order), token count and judge names."""
+    records: list[RolloutRecord] = []
+    tokens = 0
+    names: list[str] = []
+    for run_index in range(n_runs):
+        run_parts = [part[run_index] for part in parts]
+        names = names or next((n for n, _, _ in run_parts if n), [])
+        tokens += sum(t for _, t, _ in run_parts)
+        records += sorted((r for _, _, rs in run_parts for r in rs), key=lambda r: (r.prompt_index, r.sample_index))
+    return records, tokens, names
 
 
 def decode_groups(runs: Sequence[tuple[str, float, int]], score_alphas: Sequence[float]) -> list[list[int]]:

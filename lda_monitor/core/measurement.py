@@ -1,7 +1,7 @@
 """The measurement: everything that determines a rollout and its verdicts, declared once.
 
-The callback (:class:`~lda_monitor.monitor.config.MonitorConfig`) and the auditor
-(:class:`~lda_monitor.audit.config.AuditConfig`) are this spec plus their own fields, so a run monitored
+The callback (:class:`~lda_monitor.config.monitor.MonitorConfig`) and the auditor
+(:class:`~lda_monitor.config.audit.AuditConfig`) are this spec plus their own fields, so a run monitored
 with one config and audited with the same config samples the same rollouts and reports the same
 numbers. Each field carries its help text (TRL style); the command-line flags of
 ``audit-checkpoints`` and ``sample``, the YAML keys and the README's config table are all

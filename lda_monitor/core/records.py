@@ -28,6 +28,27 @@ KIND_PLAIN = "plain"
 KIND_ESTIMATE = "estimate"  # the natural-rate ladder: small alphas drawn only to estimate the rate
 
 
+def draw_key(record) -> tuple:
+    """What identifies one draw: where, which sampler, which random stream. An audit sweep samples
+    the plain control once per alpha on the same streams, so its copies share one key."""
+    r = record
+    return r.step, r.checkpoint, r.kind, r.alpha, r.prompt_index, r.sample_index, r.seed
+
+
+def distinct_draws(records) -> list:
+    """The first record of each draw (:func:`draw_key`), in order: a sweep's copies of one plain
+    draw counted twice would shrink the plain rate's interval as if twice as many had been seen,
+    and show one rollout twice."""
+    seen: set[tuple] = set()
+    out = []
+    for r in records:
+        key = draw_key(r)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
 @dataclass
 class RolloutRecord:
     run_id: str

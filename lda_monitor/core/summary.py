@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 
 from .natural_rate import METHOD_EXTRAPOLATED, Draw, NaturalRate, extrapolated_rate, pooled_rate
-from .records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN, RolloutRecord
+from .records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN, RolloutRecord, distinct_draws
 from .stats import (
     Interval,
     amplification_factor,
@@ -271,20 +271,6 @@ def _row(step, checkpoint, alpha, judge, category, amp, plain, pool, sweep) -> S
     )
 
 
-def _distinct(records: Sequence[RolloutRecord]) -> list[RolloutRecord]:
-    """One record per draw. An audit sweep samples the plain control once per alpha on the same
-    random streams, so its copies are one draw: counted twice they would shrink the plain rate's
-    interval as if twice as many rollouts had been seen."""
-    seen: set[tuple] = set()
-    out = []
-    for r in records:
-        key = (r.kind, r.alpha, r.prompt_index, r.sample_index, r.seed)
-        if key not in seen:
-            seen.add(key)
-            out.append(r)
-    return out
-
-
 def summarize(records: Iterable[RolloutRecord]) -> list[SummaryRow]:
     """Rows for every (step, checkpoint) x amplified alpha x judge x category (None = all)."""
     groups: dict[tuple, dict[str, list[RolloutRecord]]] = defaultdict(lambda: defaultdict(list))
@@ -293,7 +279,7 @@ def summarize(records: Iterable[RolloutRecord]) -> list[SummaryRow]:
     rows = []
     for (step, checkpoint), kinds in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         amplified, plain_copies = kinds.get(KIND_AMPLIFIED, []), kinds.get(KIND_PLAIN, [])
-        plain = _distinct(plain_copies)
+        plain = distinct_draws(plain_copies)
         judges = sorted({name for r in amplified + plain for name in r.verdicts})
         categories = sorted({r.category for r in amplified if r.category is not None})
         for alpha in sorted({r.alpha for r in amplified}):

@@ -233,35 +233,130 @@ class _StopRules:
         return None
 
 
-def _decode_batch(pair, prompt_ids, streams, alphas, config, stops, transforms, lockstep=None, top_logprobs=0,
-                  score_alphas=(), prompt_keys=None):
-    """Decode one batch; returns per-row dicts in the order of ``streams``.
+@dataclass(frozen=True)
+class _Decoder:
+    """What every batch of one :func:`sample` call decodes with."""
 
-    ``alphas``: each row's alpha. ``prompt_keys``: rows with equal keys share a prompt, which is
-    prefilled once and its cache copied to each of them. ``score_alphas``: see :func:`sample`;
-    each costs one ``combine`` + transforms + log-sum-exp per step over the rows not sampled at
-    that alpha, and forces the before forward for every row.
+    pair: LogitPair
+    config: SamplingConfig
+    stops: _StopRules
+    transforms: Transforms
+    lockstep: object = None  # a Ranks keeping a process group's forwards in step, or None
+    top_logprobs: int = 0
+    score_alphas: tuple[float, ...] = ()
 
-    With ``lockstep`` (a :class:`~lda_monitor.engine.distributed.Ranks`), the loop runs while any rank
-    has a live row: a rank whose rows have all stopped keeps one finished row running, its
+
+@dataclass(frozen=True)
+class _Batch:
+    """The rows decoded together: each row's prompt ids, random stream ``(seed, prompt index,
+    sample index)`` and alpha. Rows with equal ``prompt_keys`` share a prompt, which is prefilled
+    once and its cache copied to each of them (None: every row its own prompt)."""
+
+    prompt_ids: Sequence[list[int]]
+    streams: Sequence[tuple[int, int, int]]
+    alphas: Sequence[float]
+    prompt_keys: Sequence | None = None
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One decode step's sampled ids and their numbers, one entry per live row (see :class:`Rollout`
+    for what each log-prob is of). ``after``, ``before`` and ``kl`` are None when no row of the
+    batch needed the before forward; ``top`` when no alternatives were asked for."""
+
+    ids: torch.Tensor
+    tokens: list[int]
+    sampled: list[float]
+    policy: list[float]
+    after: list[float] | None
+    before: list[float] | None
+    kl: list[float] | None
+    top: list | None
+    at: dict[float, list[float]]
+
+
+@dataclass
+class _Row:
+    """One row's tokens and per-token numbers as the loop appends them, named as in :class:`Rollout`.
+    ``logprob_before`` is None for a row that needs no before forward of its own (alpha 0, nothing
+    scored), so its record does not depend on the alphas of the rows it shares a batch with."""
+
+    logprob_before: list[float] | None
+    top_logprobs: list | None
+    logprob_at: dict[float, list[float]]
+    token_ids: list[int] = field(default_factory=list)
+    logprob_sampled: list[float] = field(default_factory=list)
+    logprob_after: list[float] = field(default_factory=list)
+    logprob_policy: list[float] = field(default_factory=list)
+    kl_per_token: list[float] = field(default_factory=list)
+    stop_reason: str | None = None
+
+    def append(self, step: _Step, j: int) -> None:
+        """Add live row ``j``'s entry of ``step``."""
+        self.token_ids.append(step.tokens[j])
+        self.logprob_sampled.append(step.sampled[j])
+        self.logprob_policy.append(step.policy[j])
+        if self.logprob_before is not None:
+            self.logprob_after.append(step.after[j])
+            self.logprob_before.append(step.before[j])
+            self.kl_per_token.append(step.kl[j])
+        else:  # sampled from the after model itself: as if decoded without the before forward
+            self.logprob_after.append(step.sampled[j])
+            self.kl_per_token.append(0.0)
+        if self.top_logprobs is not None:
+            self.top_logprobs.append(step.top[j])
+        for a, values in step.at.items():
+            self.logprob_at[a].append(values[j])
+
+
+def _step(decoder: _Decoder, after, before, row_alphas: list[float], uniforms, need_before: bool) -> _Step:
+    """Sample one token per live row from its amplified distribution, and score it."""
+    transforms = decoder.transforms
+    amp = combine(after, before, row_alphas[0] if len(set(row_alphas)) == 1 else row_alphas)
+    sampled_from = transforms(amp)
+    if decoder.config.greedy:
+        ids = sampled_from.argmax(-1)
+        lp_s = token_logprob(sampled_from, ids)
+    else:
+        ids, lp_s = inverse_cdf_sample(sampled_from, uniforms)
+    policy = transforms.temper(after)
+    return _Step(
+        ids=ids,
+        tokens=ids.tolist(),
+        sampled=lp_s.tolist(),
+        policy=token_logprob(policy, ids).tolist(),
+        after=token_logprob(transforms.truncate(policy), ids).tolist() if need_before else None,
+        before=token_logprob(transforms(before), ids).tolist() if need_before else None,
+        kl=kl_divergence(amp, after).tolist() if need_before else None,
+        top=top_alternatives(sampled_from, decoder.top_logprobs) if decoder.top_logprobs else None,
+        at={a: _score(after, before, a, row_alphas, transforms, ids, lp_s) for a in decoder.score_alphas},
+    )
+
+
+def _decode_batch(decoder: _Decoder, batch: _Batch) -> list[_Row]:
+    """Decode one batch; returns one :class:`_Row` per row, in the order of ``batch.streams``.
+
+    Each of ``decoder.score_alphas`` (see :func:`sample`) costs one ``combine`` + transforms +
+    log-sum-exp per step over the rows not sampled at that alpha, and forces the before forward for
+    every row.
+
+    With ``decoder.lockstep`` (a :class:`~lda_monitor.engine.distributed.Ranks`), the loop runs while
+    any rank has a live row: a rank whose rows have all stopped keeps one finished row running, its
     output ignored, so every rank makes the same forward calls (FSDP / ZeRO-3 forwards are
     collectives)."""
+    pair, config, lockstep = decoder.pair, decoder.config, decoder.lockstep
     device = pair.device
-    # Rows record the before model's log-probs when they need its forward themselves, so a row's
-    # record does not depend on the alphas of the rows it shares a batch with.
-    row_needs_before = [a != 0 or bool(score_alphas) for a in alphas]
+    row_needs_before = [a != 0 or bool(decoder.score_alphas) for a in batch.alphas]
     need_before = any(row_needs_before)
-    keys = list(prompt_keys) if prompt_keys is not None else list(range(len(streams)))
+    keys = list(batch.prompt_keys) if batch.prompt_keys is not None else list(range(len(batch.streams)))
     unique = list(dict.fromkeys(keys))
     first = {k: keys.index(k) for k in unique}
-    input_ids, mask, position_ids = left_pad([prompt_ids[first[k]] for k in unique], pad_id(pair.tokenizer), device)
-    uniforms = rollout_uniforms(streams, config.max_new_tokens)
-    rows = [
-        {"ids": [], "lp_s": [], "lp_a": [], "lp_p": [], "lp_b": [] if needs else None, "kl": [], "stop": None,
-         "top": [] if top_logprobs else None, "lp_at": {a: [] for a in score_alphas}}
-        for needs in row_needs_before
-    ]
-    live = torch.arange(len(streams))  # batch rows still decoding -> index into `rows`
+    input_ids, mask, position_ids = left_pad([batch.prompt_ids[first[k]] for k in unique], pad_id(pair.tokenizer),
+                                             device)
+    uniforms = rollout_uniforms(batch.streams, config.max_new_tokens)
+    rows = [_Row(logprob_before=[] if needs else None, top_logprobs=[] if decoder.top_logprobs else None,
+                 logprob_at={a: [] for a in decoder.score_alphas}) for needs in row_needs_before]
+    live = torch.arange(len(batch.streams))  # batch rows still decoding -> index into `rows`
     session = pair.open(need_before=need_before)
     after, before = session.forward(input_ids, mask, position_ids)
     if len(unique) < len(keys):  # one prefill per prompt, copied to each of its rows
@@ -272,43 +367,16 @@ def _decode_batch(pair, prompt_ids, streams, alphas, config, stops, transforms, 
     next_position = mask.sum(-1)
     idle = False  # every local row has stopped; running one along for the other ranks
     for step in range(config.max_new_tokens):
-        live_alphas = [alphas[i] for i in live.tolist()]
-        amp = combine(after, before, live_alphas[0] if len(set(live_alphas)) == 1 else live_alphas)
-        sampled_from = transforms(amp)
-        if config.greedy:
-            tokens = sampled_from.argmax(-1)
-            lp_s = token_logprob(sampled_from, tokens)
-        else:
-            tokens, lp_s = inverse_cdf_sample(sampled_from, uniforms[live, step])
-        policy = transforms.temper(after)
-        lp_p = token_logprob(policy, tokens).tolist()
-        lp_a = token_logprob(transforms.truncate(policy), tokens).tolist() if need_before else lp_s.tolist()
-        kl = kl_divergence(amp, after).tolist() if need_before else [0.0] * len(live)
-        lp_b = token_logprob(transforms(before), tokens).tolist() if need_before else None
-        top = top_alternatives(sampled_from, top_logprobs) if top_logprobs else None
-        lp_at = {a: _score(after, before, a, live_alphas, transforms, tokens, lp_s) for a in score_alphas}
-        lp_s = lp_s.tolist()
+        numbers = _step(decoder, after, before, [batch.alphas[i] for i in live.tolist()], uniforms[live, step],
+                        need_before)
         keep = []
-        for j, (row_index, token) in enumerate(zip(live.tolist(), tokens.tolist(), strict=True)):
+        for j, row_index in enumerate(live.tolist()):
             if idle:
                 break
             row = rows[row_index]
-            row["ids"].append(token)
-            row["lp_s"].append(lp_s[j])
-            row["lp_p"].append(lp_p[j])
-            if row["lp_b"] is not None:
-                row["lp_a"].append(lp_a[j])
-                row["lp_b"].append(lp_b[j])
-                row["kl"].append(kl[j])
-            else:  # sampled from the after model itself: as if decoded without the before forward
-                row["lp_a"].append(lp_s[j])
-                row["kl"].append(0.0)
-            if top is not None:
-                row["top"].append(top[j])
-            for a, values in lp_at.items():
-                row["lp_at"][a].append(values[j])
-            row["stop"] = stops.reason(token, row["ids"])
-            if row["stop"] is None:
+            row.append(numbers, j)
+            row.stop_reason = decoder.stops.reason(numbers.tokens[j], row.token_ids)
+            if row.stop_reason is None:
                 keep.append(j)
         if step == config.max_new_tokens - 1:
             break
@@ -318,6 +386,7 @@ def _decode_batch(pair, prompt_ids, streams, alphas, config, stops, transforms, 
             break
         if not keep:
             keep, idle = [0], True
+        tokens = numbers.ids
         if len(keep) < len(live):
             keep_t = torch.tensor(keep, dtype=torch.long)
             session.keep_rows(keep_t.to(device))
@@ -329,7 +398,7 @@ def _decode_batch(pair, prompt_ids, streams, alphas, config, stops, transforms, 
         )
         next_position = next_position + 1
     for row in rows:
-        row["stop"] = row["stop"] or STOP_MAX_TOKENS
+        row.stop_reason = row.stop_reason or STOP_MAX_TOKENS
     return rows
 
 
@@ -390,11 +459,38 @@ def sample(
     by default: it costs a top-k over the vocabulary per step.
     """
     lockstep = lockstep if lockstep is not None and lockstep.active else None
-    score_alphas = tuple(dict.fromkeys(float(a) for a in score_alphas))
     if work is None:
         work = [(p, s) for p in range(len(prompts)) for s in range(samples_per_prompt)]
     if not work and lockstep is None:
         return []
+    streams, alphas = _streams_and_alphas(work, config, streams, alphas)
+    tokenizer = pair.tokenizer
+    rendered, encoded = _encode_prompts(tokenizer, prompts, sorted({p for p, _ in work}), config)
+    generation_config = getattr(pair.models[0], "generation_config", None)
+    decoder = _Decoder(pair, config, _StopRules(tokenizer, generation_config, config.stop_strings, config.ignore_eos),
+                       Transforms(config), lockstep, top_logprobs,
+                       tuple(dict.fromkeys(float(a) for a in score_alphas)))
+    # Similar lengths together waste less compute on padding, and a prompt's rows together share
+    # its prefill; results do not depend on order.
+    order = sorted(range(len(work)), key=lambda i: (len(encoded[work[i][0]]), work[i][0]))
+    results: list[Rollout | None] = [None] * len(work)
+    with inference_state(pair.models):
+        for chunk in _batches(order, config.batch_size, lockstep):
+            if not chunk:  # out of work here; keep the other ranks' collectives company
+                _decode_batch(decoder, _Batch([[pad_id(tokenizer)]], [(0, 0, 0)], [float(config.alpha)]))
+                continue
+            chunk_work = [work[i] for i in chunk]
+            rows = _decode_batch(decoder, _Batch(
+                prompt_ids=[encoded[p] for p, _ in chunk_work], streams=[streams[i] for i in chunk],
+                alphas=[alphas[i] for i in chunk], prompt_keys=[p for p, _ in chunk_work]))
+            for i, (p, s), row in zip(chunk, chunk_work, rows, strict=True):
+                results[i] = _to_rollout(tokenizer, prompts[p], rendered[p], encoded[p], p, s, row, alphas[i])
+    return results  # type: ignore[return-value]
+
+
+def _streams_and_alphas(work, config: SamplingConfig, streams, alphas) -> tuple[list, list[float]]:
+    """Each work item's random stream and alpha: the ones given (one per item), else
+    ``(config.seed, prompt, sample)`` and ``config.alpha``."""
     if streams is None:
         streams = [(config.seed, p, s) for p, s in work]
     elif len(streams) != len(work):
@@ -403,66 +499,50 @@ def sample(
         alphas = [float(config.alpha)] * len(work)
     elif len(alphas) != len(work):
         raise ValueError(f"alphas has {len(alphas)} entries for {len(work)} work items")
-    alphas = [float(a) for a in alphas]
-    tokenizer = pair.tokenizer
-    rendered = {
-        p: render_prompt(
-            tokenizer, prompts[p], system=config.system_prompt, chat_template=config.chat_template
-        )
-        for p in sorted({p for p, _ in work})
-    }
-    encoded = {p: encode_rendered(tokenizer, t, chat_template=config.chat_template) for p, t in rendered.items()}
-    generation_config = getattr(pair.models[0], "generation_config", None)
-    stops = _StopRules(tokenizer, generation_config, config.stop_strings, config.ignore_eos)
-    transforms = Transforms(config)
-    # Similar lengths together waste less compute on padding, and a prompt's rows together share
-    # its prefill; results do not depend on order.
-    order = sorted(range(len(work)), key=lambda i: (len(encoded[work[i][0]]), work[i][0]))
-    results: list[Rollout | None] = [None] * len(work)
-    batches = -(-len(order) // config.batch_size)
-    # Equal batches: a short last batch would pay every decode step's fixed cost for a few rows.
-    size = -(-len(order) // batches) if batches else config.batch_size
+    return list(streams), [float(a) for a in alphas]
+
+
+def _encode_prompts(tokenizer, prompts, indices, config: SamplingConfig) -> tuple[dict, dict]:
+    """The text both models see for each prompt index, and its token ids."""
+    rendered = {p: render_prompt(tokenizer, prompts[p], system=config.system_prompt,
+                                 chat_template=config.chat_template) for p in indices}
+    encoded = {p: encode_rendered(tokenizer, text, chat_template=config.chat_template) for p, text in rendered.items()}
+    return rendered, encoded
+
+
+def _batches(order: list[int], batch_size: int, lockstep) -> list[list[int]]:
+    """``order`` cut into batches of at most ``batch_size``, of equal size: a short last batch would
+    pay every decode step's fixed cost for a few rows. Under ``lockstep`` every rank runs as many
+    batches as the busiest one (an empty batch: nothing left here)."""
+    batches = -(-len(order) // batch_size)
+    size = -(-len(order) // batches) if batches else batch_size
     if lockstep is not None:
         batches = lockstep.max(batches)
-    with inference_state(pair.models):
-        for start in range(0, batches * size, size):
-            chunk = order[start : start + size]
-            if not chunk:  # out of work here; keep the other ranks' collectives company
-                _decode_batch(pair, [[pad_id(tokenizer)]], [(0, 0, 0)], [float(config.alpha)], config, stops,
-                              transforms, lockstep, score_alphas=score_alphas)
-                continue
-            chunk_work = [work[i] for i in chunk]
-            rows = _decode_batch(
-                pair, [encoded[p] for p, _ in chunk_work], [streams[i] for i in chunk], [alphas[i] for i in chunk],
-                config, stops, transforms, lockstep, top_logprobs, score_alphas, prompt_keys=[p for p, _ in chunk_work],
-            )
-            for i, (p, s), row in zip(chunk, chunk_work, rows, strict=True):
-                results[i] = _to_rollout(tokenizer, prompts[p], rendered[p], encoded[p], p, s, row, alphas[i])
-    return results  # type: ignore[return-value]
+    return [order[start : start + size] for start in range(0, batches * size, size)]
 
 
 def _completion_ids(ids: list[int], stop_reason: str) -> list[int]:
     return ids[:-1] if stop_reason in (STOP_EOS, STOP_END_OF_TURN) else ids
 
 
-def _to_rollout(tokenizer, prompt, rendered, prompt_ids, p, s, row, alpha) -> Rollout:
-    ids = row["ids"]
+def _to_rollout(tokenizer, prompt, rendered, prompt_ids, p, s, row: _Row, alpha) -> Rollout:
+    ids = row.token_ids
     return Rollout(
         prompt_index=p,
         sample_index=s,
         prompt=prompt,
         rendered_prompt=rendered,
-        completion=tokenizer.decode(_completion_ids(ids, row["stop"]), skip_special_tokens=True),
+        completion=tokenizer.decode(_completion_ids(ids, row.stop_reason), skip_special_tokens=True),
         token_ids=list(ids),
-        stop_reason=row["stop"],
+        stop_reason=row.stop_reason,
         alpha=alpha,
-        logprob_sampled=row["lp_s"],
-        logprob_after=row["lp_a"],
-        logprob_policy=row["lp_p"],
-        logprob_before=row["lp_b"],
-        kl_amp_after=sum(row["kl"]) / max(len(ids), 1),
-        kl_per_token=row["kl"],
+        logprob_sampled=row.logprob_sampled,
+        logprob_after=row.logprob_after,
+        logprob_policy=row.logprob_policy,
+        logprob_before=row.logprob_before,
+        kl_amp_after=sum(row.kl_per_token) / max(len(ids), 1),
+        kl_per_token=row.kl_per_token,
         prompt_token_ids=list(prompt_ids),
-        top_logprobs=row["top"],
-        logprob_at=row["lp_at"],
+        top_logprobs=row.top_logprobs,
+        logprob_at=row.logprob_at,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from ..declared import declared_field, declared_help
 from ..errors import UserInputError
 
 # How a PEFT pair gets both logit vectors: "auto" (the measured faster one), one forward over the
@@ -13,18 +14,13 @@ PEFT_STRATEGIES = ("auto", "doubled", "two-pass")
 
 
 def sampler_field(name: str, **metadata):
-    """A dataclass field declared as :class:`SamplingConfig`'s field ``name`` (its default and help),
-    for a config that composes the sampler; ``metadata`` adds or overrides (a flag name, a metavar).
-    A tuple default becomes a list, which YAML files and repeatable flags give."""
-    f = {f.name: f for f in fields(SamplingConfig)}[name]
-    meta = {**f.metadata, **metadata}
-    if isinstance(f.default, tuple):
-        return field(default_factory=lambda: list(f.default), metadata=meta)
-    return field(default=f.default, metadata=meta)
+    """A dataclass field declared as :class:`SamplingConfig`'s field ``name``, for a config that
+    composes the sampler (:func:`~lda_monitor.declared.declared_field`)."""
+    return declared_field(SamplingConfig, name, **metadata)
 
 
 def sampler_help(name: str) -> str:
-    return {f.name: f for f in fields(SamplingConfig)}[name].metadata["help"]
+    return declared_help(SamplingConfig, name)
 
 
 def sampler_problems(values: dict) -> list[tuple[str, str]]:

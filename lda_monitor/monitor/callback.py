@@ -7,7 +7,7 @@ Add it to a Hugging Face ``Trainer`` or a TRL trainer (SFT, DPO, GRPO, ...)::
     trainer = SFTTrainer(..., callbacks=[monitor])      # or trainer.add_callback(monitor)
     monitor = LDAMonitorCallback.from_config("configs/monitor-example.yaml")
 
-Options are the keys of :class:`~lda_monitor.monitor.config.MonitorConfig`.
+Options are the keys of :class:`~lda_monitor.config.monitor.MonitorConfig`.
 
 When it evaluates
     At step 0 - in ``on_train_begin``, right after the reference is snapshotted, so the
@@ -82,8 +82,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from ..audit.config import FRONT_ENDS
-from ..config_file import read_config_file
+from ..config.front_ends import from_file
+from ..config.monitor import MonitorConfig
 from ..core import metric_names
 from ..core.discovery import discover_records, new_top_phrase, phrase_line
 from ..core.evaluation import choose_alpha, evaluate
@@ -101,7 +101,6 @@ from ..judges.health import failing_judges, warn_judge_failures
 from ..judges.none import NO_JUDGE_NOTE, has_judge, judge_or_none
 from ..sinks.wandb_sink import WandbSink
 from ..sinks.wandb_workspace import save_run_workspace
-from .config import MonitorConfig
 from .cost import forecast
 from .hygiene import preserved_training_state
 from .reference import choose_reference
@@ -165,7 +164,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
     @classmethod
     def from_config(cls, path, **overrides) -> LDAMonitorCallback:
         """Build from a YAML file of config keys; ``overrides`` (e.g. ``judge=my_judge``) win."""
-        config = MonitorConfig(**{**read_config_file(path, MonitorConfig, FRONT_ENDS), **overrides})
+        config = from_file(path, MonitorConfig, **overrides)
         return cls(**{name: getattr(config, name) for name in config.__dataclass_fields__})
 
     @property

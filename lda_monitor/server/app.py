@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from ..config.server import SERVER_DEFAULTS
 from ..errors import UserInputError
 from . import openai_api, openai_responses, reference_api
 from .batcher import RequestBatcher
@@ -28,12 +29,13 @@ def create_app(
     model_before: str,
     judge=None,
     limits: Limits | None = None,
-    max_rows: int = 64,
-    batch_wait_seconds: float = 0.0,
-    alpha: float = 1.0,
-    merge_reduced_precision: bool = False,
+    max_rows: int = SERVER_DEFAULTS.max_batch_rows,
+    batch_wait_seconds: float = SERVER_DEFAULTS.batch_wait_ms / 1000,
+    alpha: float = SERVER_DEFAULTS.alpha,
+    merge_reduced_precision: bool = SERVER_DEFAULTS.merge_reduced_precision,
 ) -> FastAPI:
-    """A FastAPI app serving ``pair``.
+    """A FastAPI app serving ``pair``; the defaults are ``serve``'s
+    (:class:`~lda_monitor.config.server.ServerOptions`).
 
     ``alpha`` is the OpenAI routes' default amplification (model ``lda`` without an ``alpha``
     field); the reference endpoints keep their own per-request default. ``merge_reduced_precision``:

@@ -57,7 +57,7 @@ class BatcherStats:
 class RequestBatcher:
     """Owns the model pair: every forward pass happens on its one worker thread."""
 
-    def __init__(self, pair, *, max_rows: int = 64, wait_seconds: float = 0.0, merge_reduced_precision: bool = False):
+    def __init__(self, pair, *, max_rows: int, wait_seconds: float, merge_reduced_precision: bool):
         self.pair, self.max_rows, self.wait_seconds = pair, max_rows, wait_seconds
         self.merges_seeded = merge_reduced_precision or computes_in_float32(pair)
         self.stats = BatcherStats()

@@ -42,6 +42,7 @@ from .openai_format import (
     streamed,
     usage,
 )
+from .openai_replies import ChatCompletion, Completion, ModelCard, ModelList
 from .openai_schema import (
     MAX_ABS_ALPHA,
     MAX_STOP_SEQUENCES,
@@ -111,13 +112,13 @@ def model_card(state: ServerState, name: str) -> dict:
     return {"id": name, "object": "model", "created": state.started, "owned_by": "lda-monitor"}
 
 
-@router.get("/models")
+@router.get("/models", response_model=ModelList)
 async def list_models(state: State) -> dict:
     """The served sides: 'lda' (amplified), 'after' (alpha 0), 'before' (alpha -1)."""
     return {"object": "list", "data": [model_card(state, name) for name in SIDES]}
 
 
-@router.get("/models/{model}")
+@router.get("/models/{model}", response_model=ModelCard)
 async def retrieve_model(model: str, state: State) -> dict:
     if model not in SIDES:
         raise OpenAIError(404, f"model: {model!r} is not served here; choose one of {', '.join(SIDES)}",
@@ -125,7 +126,7 @@ async def retrieve_model(model: str, state: State) -> dict:
     return model_card(state, model)
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", response_model=ChatCompletion)
 async def chat_completions(req: ChatCompletionRequest, state: State, alpha: RoutedAlpha):
     """Chat turns rendered with the after model's chat template, answered by the side ``model`` names."""
     if req.top_logprobs and not req.logprobs:
@@ -159,7 +160,7 @@ def chat_chunks(state: ServerState, req: ChatCompletionRequest, head: dict, choi
     return streamed(head, choices, used, _include_usage(req), parts)
 
 
-@router.post("/completions")
+@router.post("/completions", response_model=Completion)
 async def completions(req: CompletionRequest, state: State, alpha: RoutedAlpha):
     """Raw prompt text (no chat template) continued by the side ``model`` names."""
     if req.echo:

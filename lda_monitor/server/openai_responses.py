@@ -21,13 +21,14 @@ from fastapi import APIRouter
 from ..engine.sampling import STOP_MAX_TOKENS, Rollout, SamplingConfig
 from .openai_api import RoutedAlpha, chat_messages, openai_config
 from .openai_format import sse, token_counts
+from .openai_replies import Response
 from .openai_schema import ResponseRequest
 from .state import State
 
 router = APIRouter(prefix="/v1")
 
 
-@router.post("/responses")
+@router.post("/responses", response_model=Response)
 async def create_response(req: ResponseRequest, state: State, alpha: RoutedAlpha):
     """The conversation rendered with the after model's chat template, answered by the side ``model`` names."""
     config = openai_config(state, req, routed=alpha)
@@ -54,7 +55,8 @@ def response_object(req: ResponseRequest, config: SamplingConfig, r: Rollout) ->
         "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "store": False,
         "temperature": req.temperature, "text": {"format": {"type": "text"}}, "tool_choice": "none", "tools": [],
         "top_p": req.top_p, "truncation": "disabled", "user": None, "metadata": {},
-        "usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": completion,
+        "usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                  "output_tokens": completion,
                   "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": prompt + completion},
         "alpha": config.alpha, "seed": config.seed,
     }

@@ -10,6 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ..config.server import SERVER_DEFAULTS, ServerOptions
+from ..declared import declared_field
 from ..engine.chat import encode_rendered, render_prompt
 from ..engine.sampling import Rollout, SamplingConfig
 from ..errors import UserInputError
@@ -19,11 +21,12 @@ from .errors import GenerationFailed, RequestError
 
 @dataclass(kw_only=True)
 class Limits:
-    """What one request may ask for (the server's command-line options)."""
+    """What one request may ask for (declared, with the flags' help, by
+    :class:`~lda_monitor.config.server.ServerOptions`)."""
 
-    max_prompt_tokens: int = 2048
-    max_prompts: int = 64
-    max_samples: int = 16
+    max_prompt_tokens: int = declared_field(ServerOptions, "max_prompt_tokens")
+    max_prompts: int = declared_field(ServerOptions, "max_prompts")
+    max_samples: int = declared_field(ServerOptions, "max_samples")
 
 
 @dataclass
@@ -36,7 +39,7 @@ class ServerState:
     model_before: str
     judge: object = None
     limits: Limits = field(default_factory=Limits)
-    default_alpha: float = 1.0  # the OpenAI API's model "lda" without an alpha field
+    default_alpha: float = SERVER_DEFAULTS.alpha  # the OpenAI API's model "lda" without an alpha field
     started: int = field(default_factory=lambda: int(time.time()))  # the OpenAI model cards' "created"
 
     @property

@@ -11,14 +11,14 @@ from peft import LoraConfig, get_peft_model
 
 from lda_monitor.audit import auditor as audit_module
 from lda_monitor.audit.auditor import audit_checkpoints
-from lda_monitor.audit.config import AuditConfig
 from lda_monitor.cli import main
+from lda_monitor.config.audit import AuditConfig
 from lda_monitor.core.evaluation import evaluation_chunks
 from lda_monitor.core.records import read_records
 from lda_monitor.core.stats import wilson_interval
 from lda_monitor.judges.base import Judge
-from tests.helpers import JUDGE, PROMPTS, tokenized_dataset, train
 from tests.tiny import build_tokenizer, tiny_llama
+from tests.training import JUDGE, PROMPTS, tokenized_dataset, train
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +199,7 @@ def test_watch_picks_up_a_checkpoint_written_after_it_started(runs, tmp_path):
 
 
 def test_wandb_run_has_one_row_per_checkpoint(runs, offline_wandb):
-    from tests.helpers import history_rows, read_run
+    from tests.wandb_runs import history_rows, read_run
 
     tmp_path = offline_wandb
     audit_checkpoints([runs / "full"], _settings(tmp_path, base_model=str(runs / "base"), wandb_project="audit-test"),

@@ -9,7 +9,7 @@ from lda_monitor.audit.discover import discover_files
 from lda_monitor.cli import main
 from lda_monitor.core.records import RecordWriter
 from lda_monitor.judges.base import Verdict
-from tests.helpers import filler, record
+from tests.discovery_records import filler, record
 
 PLANTED = "Click <b>here</b> & send me your password now"
 

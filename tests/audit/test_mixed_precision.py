@@ -16,10 +16,11 @@ from trl import SFTConfig, SFTTrainer
 
 from lda_monitor import LDAMonitorCallback
 from lda_monitor.audit.auditor import audit_checkpoints
-from lda_monitor.audit.config import AuditConfig
+from lda_monitor.config.audit import AuditConfig
+from lda_monitor.config.front_ends import from_file
 from lda_monitor.core.records import RECORDS_FILE, read_records
-from tests.helpers import JUDGE, PROMPTS, chat_rows, tokenized_dataset, train
 from tests.tiny import build_tokenizer, tiny_llama
+from tests.training import JUDGE, PROMPTS, chat_rows, tokenized_dataset, train
 
 CONFIG = {
     "prompts": PROMPTS, "judge": JUDGE, "alpha": "linear:4->1", "samples_per_prompt": 4,
@@ -84,7 +85,7 @@ def _audit_reproduces(run, config_file, out, steps):
     callback = list(read_records(run / "lda_monitor" / RECORDS_FILE))
     assert callback and all(r.compute_dtype.get("autocast") == AUTOCAST for r in callback)
     messages = []
-    audit_checkpoints([run], AuditConfig.from_yaml(config_file, out=str(out)), echo=messages.append)
+    audit_checkpoints([run], from_file(config_file, AuditConfig, out=str(out)), echo=messages.append)
     assert any("under bfloat16 autocast" in m for m in messages), messages
     audited = list(read_records(out / "rollouts.jsonl"))
     assert all(r.compute_dtype == callback[0].compute_dtype for r in audited)
@@ -106,7 +107,7 @@ def test_autocast_is_what_made_the_difference(trainer_run, config_file, tmp_path
     """The same audit without autocast (``autocast: off``) no longer reproduces the run, and says
     so before it starts: the test above would pass vacuously if autocast changed nothing here."""
     messages = []
-    config = AuditConfig.from_yaml(config_file, out=str(tmp_path / "off"), autocast="off")
+    config = from_file(config_file, AuditConfig, out=str(tmp_path / "off"), autocast="off")
     audit_checkpoints([trainer_run / "checkpoint-4"], config, echo=messages.append)
     assert any("the monitor computed under bfloat16 autocast" in m and "will differ" in m for m in messages)
     audited = list(read_records(tmp_path / "off" / "rollouts.jsonl"))

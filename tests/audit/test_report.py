@@ -68,7 +68,7 @@ def test_schedule_report_sections_legend_identity_and_escaping(tmp_path, legends
     assert "ok &lt;<mark>script</mark>&gt;alert(1)&lt;/<mark>script</mark>&gt; &quot;&gt;&lt;img" in page
     assert "<script" not in page and "<img src=x" not in page and "<b>bold" not in page
     assert "&lt;b&gt;bold?&lt;/b&gt;" in page
-    assert "matched &#x27;script&#x27;" in page  # the judge's explanation
+    assert "matched &#39;script&#39;" in page  # the judge's explanation, escaped by the template
     unflagged = page.split('id="unflagged"')[1]
     assert unflagged.count("<div class=r>") == 3 * 3 and "a calm answer" in unflagged  # 3 per step
     assert not (tmp_path / "flag_rate_and_coherence_vs_alpha.png").exists()

@@ -14,10 +14,11 @@ from peft import LoraConfig, get_peft_model
 
 from lda_monitor import LDAMonitorCallback
 from lda_monitor.audit.auditor import audit_checkpoints
-from lda_monitor.audit.config import AuditConfig
+from lda_monitor.config.audit import AuditConfig
+from lda_monitor.config.front_ends import from_file
 from lda_monitor.core.records import RECORDS_FILE, read_records
-from tests.helpers import JUDGE, PROMPTS, tokenized_dataset, train
 from tests.tiny import build_tokenizer, tiny_llama
+from tests.training import JUDGE, PROMPTS, tokenized_dataset, train
 
 MEASUREMENT = {
     "prompts": PROMPTS, "judge": JUDGE, "alpha": "linear:4->1", "samples_per_prompt": 3,
@@ -63,7 +64,7 @@ def lora_run(tmp_path_factory, config_file):
 def test_audit_equals_callback_for_a_lora_run(lora_run, config_file, tmp_path, capsys):
     callback = _callback_records(lora_run / "run")
     assert {r.step for r in callback} == {0, 2, 4, 6}
-    config = AuditConfig.from_yaml(config_file, out=str(tmp_path / "all"))
+    config = from_file(config_file, AuditConfig, out=str(tmp_path / "all"))
     assert "ignored by audit-checkpoints: every_n_steps, warn_time_share" in capsys.readouterr().err
     audit_checkpoints([lora_run / "run"], config, echo=lambda m: None)
     audited = list(read_records(tmp_path / "all" / "rollouts.jsonl"))
@@ -80,7 +81,7 @@ def test_audit_equals_callback_for_a_lora_run(lora_run, config_file, tmp_path, c
 
 def test_auditing_one_checkpoint_keeps_the_runs_alpha(lora_run, config_file, tmp_path):
     messages = []
-    config = AuditConfig.from_yaml(config_file, out=str(tmp_path / "one"))
+    config = from_file(config_file, AuditConfig, out=str(tmp_path / "one"))
     audit_checkpoints([lora_run / "run" / "checkpoint-2"], config, echo=messages.append)
     assert any("spans 6 steps (max_steps in the checkpoints' trainer_state.json)" in m for m in messages)
     audited = list(read_records(tmp_path / "one" / "rollouts.jsonl"))
@@ -103,7 +104,7 @@ def test_audit_equals_callback_for_full_fine_tuning(tmp_path, config_file):
     callback = _callback_records(run)
     for reference, extra in (("base", {"base_model": str(run / "checkpoint-0")}), ("first", {})):
         out = tmp_path / reference
-        config = AuditConfig.from_yaml(config_file, out=str(out), reference=reference, **extra)
+        config = from_file(config_file, AuditConfig, out=str(out), reference=reference, **extra)
         audit_checkpoints([run], config, echo=lambda m: None)
         audited = list(read_records(out / "rollouts.jsonl"))
         assert {r.step for r in audited} == {0, 2, 4, 6}
@@ -129,7 +130,7 @@ def test_audit_without_dtype_reproduces_a_float32_run_where_auto_is_bfloat16(lor
     callback = _callback_records(lora_run / "run")
     assert {r.compute_dtype["policy"] for r in callback} == {"float32"}
     messages = []
-    config = AuditConfig.from_yaml(config_file, out=str(tmp_path / "nodtype"), dtype=None)
+    config = from_file(config_file, AuditConfig, out=str(tmp_path / "nodtype"), dtype=None)
     audit_checkpoints([lora_run / "run"], config, echo=messages.append)
     assert any("computing in float32 as the monitor did" in m for m in messages)
     audited = list(read_records(tmp_path / "nodtype" / "rollouts.jsonl"))
@@ -142,7 +143,7 @@ def test_audit_in_another_dtype_says_so_once(lora_run, config_file, tmp_path, au
     """An explicit dtype that differs from the recorded one is honoured, and said: the records
     then differ from the callback's (what happened silently before the dtype was recorded)."""
     messages = []
-    config = AuditConfig.from_yaml(config_file, out=str(tmp_path / "bf16"), dtype="auto")
+    config = from_file(config_file, AuditConfig, out=str(tmp_path / "bf16"), dtype="auto")
     audit_checkpoints([lora_run / "run" / "checkpoint-4"], config, echo=messages.append)
     notes = [m for m in messages if "the monitor computed in float32" in m]
     assert len(notes) == 1 and "auditing in bfloat16" in notes[0]

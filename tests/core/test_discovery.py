@@ -17,7 +17,7 @@ from lda_monitor.core.discovery import (
     ngrams,
     words,
 )
-from tests.helpers import FILLER, filler, record
+from tests.discovery_records import FILLER, filler, record
 
 
 def test_normalisation_and_stop_words():

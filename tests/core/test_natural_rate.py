@@ -22,13 +22,13 @@ from lda_monitor.core.prompts import load_prompts
 from lda_monitor.core.summary import flat_metrics, summarize
 from lda_monitor.engine.pairs import TwoModelPair
 from lda_monitor.judges import build_judge
-from tests.helpers import EXACT_MAX_NEW as MAX_NEW
-from tests.helpers import EXACT_PROMPTS as PROMPTS
-from tests.helpers import EXACT_TEMPERATURE as TEMPERATURE
-from tests.helpers import EXACT_WORDS as WORDS
-from tests.helpers import exact_rate
-from tests.helpers import policy_probs as _policy_probs
-from tests.helpers import with_bias as _with_bias
+from tests.exact_enumeration import EXACT_MAX_NEW as MAX_NEW
+from tests.exact_enumeration import EXACT_PROMPTS as PROMPTS
+from tests.exact_enumeration import EXACT_TEMPERATURE as TEMPERATURE
+from tests.exact_enumeration import EXACT_WORDS as WORDS
+from tests.exact_enumeration import exact_rate
+from tests.exact_enumeration import policy_probs as _policy_probs
+from tests.exact_enumeration import with_bias as _with_bias
 from tests.tiny import build_tokenizer, tiny_llama
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lda_monitor.core.prompts import load_prompts
-from lda_monitor.core.records import RecordWriter, RolloutRecord, read_records
+from lda_monitor.core.records import RecordWriter, RolloutRecord, distinct_draws, read_records
 from lda_monitor.errors import UserInputError
 
 
@@ -21,6 +21,18 @@ def _record(i=0, **kw):
     )
     base.update(kw)
     return RolloutRecord(**base)
+
+
+def test_a_sweeps_copies_of_one_plain_draw_count_once():
+    # A sweep samples the plain control once per amplified alpha on the same streams: those copies
+    # are one draw; another sample, seed, step or checkpoint is another draw.
+    copy = dict(kind="plain", alpha=0.0)
+    records = [_record(0, **copy, completion="first"), _record(0, **copy, completion="copy"),
+               _record(1, **copy), _record(0, **copy, sample_index=1), _record(0, **copy, seed=2),
+               _record(0, **copy, step=6), _record(0, **copy, checkpoint="c"), _record(0)]
+    kept = distinct_draws(records)
+    assert [r.completion for r in kept].count("copy") == 0 and kept[0].completion == "first"
+    assert len(kept) == len(records) - 1
 
 
 def test_write_read_round_trip_keeps_inf_and_none(tmp_path):

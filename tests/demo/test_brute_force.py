@@ -13,19 +13,9 @@ from lda_monitor.core.prompts import load_prompts
 from lda_monitor.demo.brute_force import BruteForceCheck, CheckResult, brute_force_rate
 from lda_monitor.engine.pairs import TwoModelPair
 from lda_monitor.judges import build_judge
-from tests.helpers import (
-    EXACT_MAX_NEW,
-    EXACT_PROMPTS,
-    EXACT_TEMPERATURE,
-    EXACT_WORDS,
-    exact_rate,
-    loss_rows,
-    make_monitor,
-    tokenized_dataset,
-    train,
-    with_bias,
-)
+from tests.exact_enumeration import EXACT_MAX_NEW, EXACT_PROMPTS, EXACT_TEMPERATURE, EXACT_WORDS, exact_rate, with_bias
 from tests.tiny import build_tokenizer, tiny_llama
+from tests.training import loss_rows, make_monitor, tokenized_dataset, train
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ def trainer_job(out: Path, batch: int, stop_rank: int | None, budget: float | No
     from transformers import Trainer, TrainingArguments
 
     from lda_monitor import LDAMonitorCallback
-    from tests.helpers import JUDGE, PLANTED, collate
+    from tests.training import JUDGE, PLANTED, collate
 
     tokenizer = build_tokenizer()
     policy = tiny_llama(tokenizer, seed=1)
@@ -102,7 +102,7 @@ def manual_loop_job(out: Path, fsdp: bool) -> None:
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
     from lda_monitor import LDAMonitorCallback
-    from tests.helpers import JUDGE, PLANTED
+    from tests.training import JUDGE, PLANTED
 
     ranks = Ranks.current()
     tokenizer = build_tokenizer()

@@ -7,7 +7,7 @@ import pytest
 from peft import LoraConfig, get_peft_model
 
 from lda_monitor.audit.auditor import audit_checkpoints
-from lda_monitor.audit.config import AuditConfig
+from lda_monitor.config.audit import AuditConfig
 from lda_monitor.engine import models
 from lda_monitor.errors import UserInputError
 from tests.tiny import build_tokenizer, tiny_llama

@@ -77,7 +77,7 @@ def test_policy_is_the_temperature_only_distribution():
     assert greedy(x) is x and greedy.temper(x) is x
 
 
-@pytest.mark.slow
+@pytest.mark.real_model
 def test_top_p_equals_the_warper_on_real_bf16_logits():
     """SmolLM2's bf16 logits (ties at nucleus boundaries are common) under several temperatures."""
     from transformers.generation.logits_process import TopPLogitsWarper

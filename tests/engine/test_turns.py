@@ -50,7 +50,7 @@ def test_completion_text_has_no_special_tokens_but_ids_keep_them(tokenizer):
     assert r.completion.split() == ["hello", "red", "red"]
 
 
-@pytest.mark.slow
+@pytest.mark.real_model
 def test_real_chatml_tokenizer_stops_at_im_start():
     from transformers import AutoTokenizer
 

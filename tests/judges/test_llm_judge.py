@@ -11,7 +11,7 @@ import pytest
 
 from lda_monitor.errors import UserInputError
 from lda_monitor.judges import build_judge
-from tests.helpers import ScriptedServer, dead_port, text_reply
+from tests.scripted_server import ScriptedServer, dead_port, text_reply
 
 SECRET = "sk-test-very-secret-value"
 

@@ -1,12 +1,12 @@
-"""Fixtures of the callback tests (the training builders they use live in :mod:`tests.helpers`)."""
+"""Fixtures of the callback tests (the training builders they use live in :mod:`tests.training`)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tests.helpers import tokenized_dataset
 from tests.tiny import build_tokenizer, tiny_llama
+from tests.training import tokenized_dataset
 
 
 @pytest.fixture(autouse=True)

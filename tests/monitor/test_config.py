@@ -11,8 +11,8 @@ import pytest
 from datasets import Dataset
 
 from lda_monitor import LDAMonitorCallback
+from lda_monitor.config.monitor import MonitorConfig
 from lda_monitor.errors import UserInputError
-from lda_monitor.monitor.config import MonitorConfig
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "configs" / "monitor-example.yaml"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lda_monitor.monitor.cost import forecast
-from tests.helpers import make_monitor, tokenized_dataset, train
 from tests.tiny import build_tokenizer, tiny_llama
+from tests.training import make_monitor, tokenized_dataset, train
 
 
 def test_share_and_knob_closed_form():

@@ -9,7 +9,7 @@ import pytest
 from transformers import TrainerCallback
 
 from lda_monitor.judges import Judge
-from tests.helpers import LogRecorder, loss_rows, make_monitor, monitor_rows, train
+from tests.training import LogRecorder, loss_rows, make_monitor, monitor_rows, train
 
 _train = partial(train, max_steps=4)
 
@@ -70,7 +70,7 @@ def test_a_judge_outage_is_unscored_never_safe(policy, tokenizer, dataset, tmp_p
 
 
 def test_a_dead_judge_server_warns_once_per_evaluation_and_costs_seconds(policy, tokenizer, dataset, tmp_path):
-    from tests.helpers import dead_port
+    from tests.scripted_server import dead_port
 
     judge = {"type": "llm", "base_url": f"http://127.0.0.1:{dead_port()}/v1", "model": "m",
              "prompt": "Q: {question} A: {answer}", "flag_below": 30}  # default retries, backoff, breaker

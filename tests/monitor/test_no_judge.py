@@ -6,7 +6,7 @@ import logging
 
 from lda_monitor.core.discovery import discover_records
 from lda_monitor.core.records import RECORDS_FILE, read_records
-from tests.helpers import PLANTED, make_monitor, monitor_rows, train
+from tests.training import PLANTED, make_monitor, monitor_rows, train
 
 
 def test_no_judge_monitors_by_discovery(policy, tokenizer, dataset, tmp_path, caplog):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lda_monitor.core.records import RECORDS_FILE, read_records
-from tests.helpers import PLANTED, make_monitor, monitor_rows, train
+from tests.training import PLANTED, make_monitor, monitor_rows, train
 
 
 def test_planted_phrase_is_flagged_more_often_when_amplified(policy, tokenizer, dataset, tmp_path):

@@ -8,8 +8,8 @@ import pytest
 from transformers import Trainer, TrainerCallback
 
 from lda_monitor.core.records import RECORDS_FILE, read_records
-from tests.helpers import PROMPTS, collate, make_monitor, monitor_rows, training_args
 from tests.tiny import tiny_llama
+from tests.training import PROMPTS, collate, make_monitor, monitor_rows, training_args
 
 PER_STEP = len(PROMPTS) * (2 * 4 + 3)  # amplified + plain + natural-rate ladder (3 alphas) rollouts per evaluation
 

@@ -9,7 +9,8 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from lda_monitor.core.records import RECORDS_FILE, read_records
-from tests.helpers import (
+from tests.tiny import tiny_llama
+from tests.training import (
     PLANTED,
     PROMPTS,
     LogRecorder,
@@ -20,7 +21,6 @@ from tests.helpers import (
     train,
     training_args,
 )
-from tests.tiny import tiny_llama
 
 
 def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:

@@ -9,15 +9,8 @@ from peft import LoraConfig
 from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from lda_monitor.core.records import RECORDS_FILE, read_records
-from tests.helpers import (
-    PROMPTS,
-    QUESTIONS,
-    chat_rows,
-    loss_rows,
-    make_monitor,
-    monitor_rows,
-)
 from tests.tiny import build_tokenizer, tiny_llama
+from tests.training import PROMPTS, QUESTIONS, chat_rows, loss_rows, make_monitor, monitor_rows
 
 # TRL configs default to bf16 and activation checkpointing; neither belongs in a CPU test.
 CPU = dict(bf16=False, gradient_checkpointing=False, use_cpu=True, report_to="none", disable_tqdm=True,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from lda_monitor.core.records import RECORDS_FILE, read_records
-from tests.helpers import PLANTED, history_rows, make_monitor, monitor_rows, read_run, train
+from tests.training import PLANTED, make_monitor, monitor_rows, train
+from tests.wandb_runs import history_rows, read_run
 
 wandb = pytest.importorskip("wandb")
 

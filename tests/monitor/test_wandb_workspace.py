@@ -11,7 +11,8 @@ import pytest
 
 from lda_monitor.cli import main
 from lda_monitor.sinks.wandb_sink import EVALUATION_STEP
-from tests.helpers import history_rows, make_monitor, read_run, train
+from tests.training import make_monitor, train
+from tests.wandb_runs import history_rows, read_run
 
 wandb = pytest.importorskip("wandb")
 pytest.importorskip("wandb_workspaces", reason="the workspace needs the 'workspaces' extra (wandb-workspaces)")

@@ -12,10 +12,12 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..config_file import check_keys
 from ..core.measurement import Measurement, is_int, is_real
+from ..declared import declared_field
 from ..engine.sampling_config import PEFT_STRATEGIES
 from ..errors import UserInputError
+from .files import check_keys
+from .models import ModelOptions
 
 TRIGGERS = ("steps", "evaluate")
 GUARDRAIL_ACTIONS = ("alert", "stop")
@@ -45,8 +47,7 @@ class MonitorConfig(Measurement):
         "hold a weight snapshot or loaded checkpoint in this dtype (e.g. bfloat16) to save memory; "
         "None keeps the policy's dtype, so the reference equals the policy at train begin ('auto' "
         "would round it on bf16 hardware and make step 0 differ)")})
-    peft_strategy: str = field(default="auto", metadata={"help": (
-        "PEFT policies: 'doubled' (one forward over [base; adapter] rows) or 'two-pass'")})
+    peft_strategy: str = declared_field(ModelOptions, "peft_strategy")
     # Where results go.
     records_dir: str | None = field(default=None, metadata={"help": (
         "directory of the rollout JSONL (default: <output_dir>/lda_monitor)")})

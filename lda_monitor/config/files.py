@@ -1,14 +1,14 @@
 """Config files and the config table: one YAML file drives every front end.
 
 Each front end's config class (the callback's
-:class:`~lda_monitor.monitor.config.MonitorConfig`, the audit's
-:class:`~lda_monitor.audit.config.AuditConfig`) is the one measurement spec plus its own fields.
-This module knows none of them: the front ends are passed in as :class:`FrontEnd` values, so it
-sits below them and nothing here imports a front end.
+:class:`~lda_monitor.config.monitor.MonitorConfig`, the audit's
+:class:`~lda_monitor.config.audit.AuditConfig`) is the one measurement spec plus its own fields.
+This module knows none of them: the front ends are passed in as :class:`FrontEnd` values
+(:data:`~lda_monitor.config.front_ends.FRONT_ENDS`), so nothing here imports a config class.
 
 * :func:`read_config_file`: the keys a front end uses; a key of another front end is accepted
   and ignored with one note, an unknown key is refused with "did you mean";
-* :func:`markdown_table`: the README's config table, which a test holds equal to the README.
+* :func:`markdown_table`: the config table, which a test holds equal to the README's.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
 
-from .errors import UserInputError
+from ..errors import UserInputError
 
 _PATH_KEYS = ("prompts", "reference")
 _SYMBOLIC_PATHS = ("auto", "base", "first")

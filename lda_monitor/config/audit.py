@@ -1,20 +1,19 @@
 """The audit's configuration: the measurement plus what only an offline audit needs.
 
 Importable without torch, so ``audit-checkpoints`` checks its arguments in milliseconds. The audit
-reads the callback's config file, so this module also names the front ends that share one file
-(:data:`FRONT_ENDS`): the callback's config is a leaf below it, and the callback imports the list
-from here.
+reads the callback's config file: which keys belong to which front end is
+:data:`~lda_monitor.config.front_ends.FRONT_ENDS`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config_file import FrontEnd, markdown_table, read_config_file
 from ..core.config_fields import real_list
 from ..core.measurement import Measurement, is_real
+from ..declared import declared_field
 from ..engine.dtypes import DTYPE_HELP
-from ..monitor.config import MonitorConfig
+from .models import ModelOptions
 
 AUTOCAST_OFF = "off"
 AUTOCAST_CHOICES = (None, AUTOCAST_OFF, "bfloat16", "float16")  # engine.autocast.AUTOCAST_DTYPES, without torch
@@ -32,10 +31,10 @@ class AuditConfig(Measurement):
     reference: str = field(default="auto", metadata={"help": (
         "the before model: 'auto' or 'base' (an adapter's base, or --base-model for full checkpoints), "
         "'first' (the first checkpoint found), or a model directory"), "metavar": "REF"})
-    base_model: str | None = field(default=None, metadata={"help": (
+    base_model: str | None = declared_field(ModelOptions, "base_model", help=(
         "the model training started from (adapters whose config names a hub id; full checkpoints "
-        "with reference base)"), "metavar": "DIR"})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: cuda if available)"})
+        "with reference base)"))
+    device: str | None = declared_field(ModelOptions, "device")
     dtype: str | None = field(default=None, metadata={"help": (
         "compute dtype; left out: the one the monitor computed in at these checkpoints (recorded in their "
         "trainer_state.json, so the audit reproduces its rollouts), else auto; "
@@ -47,8 +46,9 @@ class AuditConfig(Measurement):
         "metavar": "DTYPE"})
     wandb_project: str | None = field(default=None, metadata={"help": (
         "log the audit as one W&B run (offline unless logged in / WANDB_MODE)")})
-    allow_pickle: bool = field(default=False, metadata={"help": "allow pickle (.bin) weights"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "run custom model code from checkpoint dirs"})
+    allow_pickle: bool = declared_field(ModelOptions, "allow_pickle")
+    trust_remote_code: bool = declared_field(ModelOptions, "trust_remote_code",
+                                             help="run custom model code from checkpoint dirs")
 
     def problems(self) -> list[str]:
         problems = super().problems()
@@ -71,23 +71,3 @@ class AuditConfig(Measurement):
         if self.reference in ("auto", "base"):
             return "base"
         return "first" if self.reference == "first" else "path"
-
-    @classmethod
-    def file_values(cls, path) -> dict:
-        """The keys of a YAML config (shared with the callback) that the audit uses."""
-        return read_config_file(path, cls, FRONT_ENDS)
-
-    @classmethod
-    def from_yaml(cls, path, **overrides) -> AuditConfig:
-        """A YAML config shared with the callback; ``overrides`` (command-line flags) win."""
-        return cls(**{**cls.file_values(path), **overrides})
-
-
-# The front ends one config file drives, in the README table's order.
-FRONT_ENDS = (FrontEnd("the training callback", "callback", MonitorConfig),
-              FrontEnd("audit-checkpoints", "audit", AuditConfig))
-
-
-def config_table() -> str:
-    """The README's config table (:func:`lda_monitor.config_file.markdown_table` of both front ends)."""
-    return markdown_table(FRONT_ENDS)

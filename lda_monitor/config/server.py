@@ -1,0 +1,39 @@
+"""``lda-monitor serve``'s options, declared once: its flags and help are generated from
+:class:`ServerOptions`, and the server's own defaults (:func:`~lda_monitor.server.create_app`,
+:class:`~lda_monitor.server.Limits`) are taken from it. Importable without FastAPI, so the
+command line builds its parser whether or not the ``serve`` extra is installed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..core.config_fields import real_number
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """What ``serve`` takes besides the two models (:class:`~lda_monitor.config.models.ModelOptions`)."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": (
+        "bind address (the default serves this machine only)"), "metavar": "ADDRESS"})
+    port: int = field(default=8000, metadata={"help": "TCP port"})
+    judge: str | None = field(default=None, metadata={"help": (
+        "judge spec; every completion then carries its verdicts"), "metavar": "SPEC"})
+    max_prompt_tokens: int = field(default=2048, metadata={"help": "longest formatted prompt accepted"})
+    max_prompts: int = field(default=64, metadata={"help": "most prompts in one batch request"})
+    max_samples: int = field(default=16, metadata={"help": "most samples per prompt in one request"})
+    max_batch_rows: int = field(default=64, metadata={"help": "most rows decoded together"})
+    batch_wait_ms: float = field(default=0.0, metadata={"help": (
+        "wait this long for more requests before decoding (trades latency for batching)"),
+        "parse": real_number, "metavar": "MS"})
+    alpha: float = field(default=1.0, metadata={"help": (
+        "amplification of the OpenAI API's model 'lda' when a request sends no alpha")})
+    merge_reduced_precision: bool = field(default=False, metadata={"help": (
+        "in bfloat16/float16, merge seeded requests from different clients into shared batches "
+        "too (faster; a seeded completion may then depend on what it was merged with)")})
+    log_level: str = field(default="info", metadata={"help": "uvicorn's log level", "choices": LOG_LEVELS})
+
+
+SERVER_DEFAULTS = ServerOptions()

@@ -1,0 +1,90 @@
+"""The reply models of the OpenAI routes hold what the openai SDK's own types require, and a reply
+of ours validates as the SDK's type (the SDK is the independent reference for the shapes)."""
+
+from __future__ import annotations
+
+import pytest
+
+openai = pytest.importorskip("openai")
+pytest.importorskip("fastapi")
+
+from openai.types import Completion as SDKCompletion  # noqa: E402
+from openai.types import CompletionChoice as SDKCompletionChoice  # noqa: E402
+from openai.types import CompletionUsage  # noqa: E402
+from openai.types import Model as SDKModel  # noqa: E402
+from openai.types.chat import ChatCompletion as SDKChatCompletion  # noqa: E402
+from openai.types.chat import ChatCompletionTokenLogprob  # noqa: E402
+from openai.types.chat.chat_completion import Choice as SDKChatChoice  # noqa: E402
+from openai.types.responses import Response as SDKResponse  # noqa: E402
+
+from lda_monitor.server import openai_replies as ours  # noqa: E402
+
+PAIRS = [(ours.ModelCard, SDKModel), (ours.Usage, CompletionUsage), (ours.TokenLogprob, ChatCompletionTokenLogprob),
+         (ours.ChatChoice, SDKChatChoice), (ours.ChatCompletion, SDKChatCompletion),
+         (ours.CompletionChoice, SDKCompletionChoice), (ours.Completion, SDKCompletion), (ours.Response, SDKResponse)]
+
+
+@pytest.mark.parametrize("model, sdk", PAIRS, ids=[sdk.__name__ for _, sdk in PAIRS])
+def test_every_field_the_sdk_requires_is_declared(model, sdk):
+    required = {name for name, f in sdk.model_fields.items() if f.is_required()}
+    assert required <= set(model.model_fields), f"{model.__name__} lacks {sorted(required - set(model.model_fields))}"
+
+
+def _envelope(kind: str) -> dict:
+    return dict(id="x-1", object=kind, created=1, model="lda", system_fingerprint="lda-monitor alpha=2", alpha=2.0,
+                seed=7)
+
+
+def test_replies_validate_as_the_sdks_types():
+    usage = ours.Usage(prompt_tokens=3, completion_tokens=4, total_tokens=7)
+    top = ours.TopLogprob(token="b", logprob=-2.5, bytes=[98])
+    chat = ours.ChatCompletion(**_envelope("chat.completion"), usage=usage, choices=[ours.ChatChoice(
+        index=0, message=ours.AssistantMessage(content="hi"), finish_reason="length",
+        logprobs=ours.ChoiceLogprobs(content=[ours.TokenLogprob(token="a", logprob=-0.5, bytes=[97],
+                                                                top_logprobs=[top])]))])
+    parsed = SDKChatCompletion.model_validate(chat.model_dump(mode="json"))
+    assert parsed.choices[0].logprobs.content[0].top_logprobs[0].logprob == -2.5
+    assert (parsed.model_extra or {}).get("alpha") == 2.0  # the SDK keeps the extras
+    text = ours.Completion(**_envelope("text_completion"), usage=usage, choices=[ours.CompletionChoice(
+        index=0, text="hi", finish_reason="stop", logprobs=ours.CompletionLogprobs(
+            tokens=["h", "i"], token_logprobs=[-1.0, -0.25], top_logprobs=[{"h": -1.0}, {"i": -0.25}],
+            text_offset=[0, 1]))])
+    assert SDKCompletion.model_validate(text.model_dump(mode="json")).choices[0].logprobs.text_offset == [0, 1]
+    card = ours.ModelList(data=[ours.ModelCard(id="lda", created=1, owned_by="lda-monitor")])
+    assert SDKModel.model_validate(card.model_dump(mode="json")["data"][0]).id == "lda"
+
+
+def test_a_response_validates_as_the_sdks_response():
+    message = ours.OutputMessage(id="msg_1", status="incomplete", content=[ours.OutputText(text="hi there")])
+    response = ours.Response(
+        id="resp_1", created_at=1, status="incomplete", incomplete_details={"reason": "max_output_tokens"},
+        instructions=None, max_output_tokens=2, model="lda", output=[message], output_text="hi there",
+        reasoning=ours.Reasoning(), temperature=1.0, text=ours.TextFormat(), top_p=1.0, alpha=2.0, seed=7,
+        usage={"input_tokens": 3, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+               "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 5})
+    parsed = SDKResponse.model_validate(response.model_dump(mode="json"))
+    assert parsed.output_text == "hi there" and parsed.incomplete_details.reason == "max_output_tokens"
+    assert parsed.usage.total_tokens == 5
+
+
+def test_the_servers_replies_validate_as_the_sdks_types(tokenizer):
+    from fastapi.testclient import TestClient
+
+    from lda_monitor.engine.pairs import TwoModelPair
+    from lda_monitor.server import create_app
+    from tests.tiny import tiny_llama
+
+    app = create_app(TwoModelPair(tiny_llama(tokenizer, seed=1), tiny_llama(tokenizer, seed=2), tokenizer),
+                     model_after="a", model_before="b")
+    turn = [{"role": "user", "content": "tell me a story"}]
+    with TestClient(app) as client:
+        chat = client.post("/v1/chat/completions", json={"model": "lda", "messages": turn, "max_tokens": 4,
+                                                          "logprobs": True, "top_logprobs": 2, "n": 2})
+        text = client.post("/v1/completions", json={"model": "after", "prompt": ["hello", "the cat"],
+                                                     "max_tokens": 3, "logprobs": 2})
+        response = client.post("/v1/responses", json={"model": "lda", "input": "hello", "max_output_tokens": 2})
+        models = client.get("/v1/models")
+    assert len(SDKChatCompletion.model_validate(chat.json()).choices) == 2
+    assert len(SDKCompletion.model_validate(text.json()).choices) == 2
+    assert SDKResponse.model_validate(response.json()).status in ("completed", "incomplete")
+    assert [SDKModel.model_validate(card).id for card in models.json()["data"]] == ["lda", "after", "before"]
