@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 
 from ..engine.distributed import SINGLE, Ranks
@@ -28,6 +30,7 @@ from ..engine.sampling_config import SamplingConfig
 from ..judges.health import JudgeFailures, evaluation_scope, failure_metrics, judge_failures
 from .decision import decision_tokens, token_text_ends
 from .measurement import Measurement
+from .progress import EvaluationProgress
 from .prompts import PromptItem, question_text
 from .records import KIND_AMPLIFIED, PER_TOKEN_DECIMALS, RolloutRecord
 from .summary import SummaryRow, flat_metrics, summarize
@@ -192,6 +195,7 @@ def evaluate_chunks(
     checkpoint: str | None = None,
     skip: frozenset[int] | set[int] = frozenset(),
     ranks: Ranks = SINGLE,
+    progress: EvaluationProgress | None = None,
 ) -> Iterator[tuple[int, Evaluation]]:
     """Yield ``(chunk index, Evaluation of that chunk)`` for every chunk not in ``skip``.
 
@@ -203,6 +207,8 @@ def evaluate_chunks(
     in work order: because each rollout has its own random stream, that is exactly the
     single-process result. The caller may stop iterating at any chunk boundary. A judge's
     circuit breaker, once tripped, stays open until the iteration ends (one evaluation).
+    ``progress`` hears of each rollout (this rank's share) as it finishes, by phase (run kind);
+    the chunks in ``skip`` count as done.
     """
     seed = evaluation_seed(measurement.seed, step)
     prompts = [item.prompt for item in items]
@@ -212,8 +218,11 @@ def evaluate_chunks(
     # depend on the chunking (every world_size-th rollout, as without chunks).
     shares = [ranks.shard(work_items(len(items), samples)) for _, _, samples in runs]
     decodes = decode_groups(runs, score_alphas)
-    with evaluation_scope(judge):
-        for index, chunk in enumerate(evaluation_chunks(len(items), measurement)):
+    chunks = evaluation_chunks(len(items), measurement)
+    if progress is not None:
+        progress.begin(*phase_counts(runs, shares, chunks, skip))
+    with evaluation_scope(judge), closing(progress) if progress is not None else nullcontext():
+        for index, chunk in enumerate(chunks):
             if index in skip:
                 continue
             start = time.perf_counter()
@@ -225,7 +234,9 @@ def evaluate_chunks(
                     seeds = [run_seed(seed, runs[i][0], runs[i][1]) for i, _ in owners]
                     decoded = sample(pair, prompts, measurement.sampling(alpha, seed), work=[w for _, w in owners],
                                      streams=[(sd, *w) for sd, (_, w) in zip(seeds, owners, strict=True)],
-                                     alphas=[runs[i][1] for i, _ in owners], lockstep=ranks, score_alphas=score_alphas)
+                                     alphas=[runs[i][1] for i, _ in owners], lockstep=ranks, score_alphas=score_alphas,
+                                     on_done=None if progress is None else
+                                     lambda done, owners=owners: _report(progress, runs, owners, done))
                     for (i, _), rollout in zip(owners, decoded, strict=True):
                         rollouts[i].append(rollout)
                 out = []
@@ -252,6 +263,24 @@ def evaluate_chunks(
                                     primary_judge=judge.name, seconds=time.perf_counter() - start, tokens=tokens)
 
 
+def phase_counts(runs, shares, chunks, skip) -> tuple[dict[str, int], dict[str, int]]:
+    """Rollouts per phase (run kind; the ladder's alphas are one phase) in all, and those in the
+    chunks of ``skip``, for :class:`~lda_monitor.core.progress.EvaluationProgress`."""
+    totals: dict[str, int] = {}
+    done: dict[str, int] = {}
+    skipped = {p for index in skip for p in chunks[index]}
+    for (kind, _, _), share in zip(runs, shares, strict=True):
+        totals[kind] = totals.get(kind, 0) + len(share)
+        done[kind] = done.get(kind, 0) + sum(1 for p, _ in share if p in skipped)
+    return totals, done
+
+
+def _report(progress: EvaluationProgress, runs, owners, done: list[int]) -> None:
+    """Tell ``progress`` which phases the finished rollouts (indices into ``owners``) belong to."""
+    for kind, n in Counter(runs[owners[i][0]][0] for i in done).items():
+        progress.advance(kind, n)
+
+
 def decode_groups(runs: Sequence[tuple[str, float, int]], score_alphas: Sequence[float]) -> list[list[int]]:
     """The runs (indices into ``runs``) decoded together: every run that needs the reference
     model's forward (alpha != 0, or every run when rollouts are scored at other alphas) in one
@@ -276,6 +305,7 @@ def evaluate(
     max_seconds: float | None = None,
     started: float | None = None,
     ranks: Ranks = SINGLE,
+    progress: EvaluationProgress | None = None,
 ) -> Evaluation:
     """Every chunk of :func:`evaluate_chunks` in one :class:`Evaluation`, within ``max_seconds``
     (counted from ``started``, so an adaptive probe before it counts too). Under a process group
@@ -285,7 +315,8 @@ def evaluate(
     result = Evaluation(step=step, alpha=float(alpha), records=[], judge_names=[], primary_judge=judge.name)
     done = 0
     for index, part in evaluate_chunks(pair, items, judge, alpha=alpha, measurement=measurement, step=step,
-                                       run_id=run_id, source=source, checkpoint=checkpoint, ranks=ranks):
+                                       run_id=run_id, source=source, checkpoint=checkpoint, ranks=ranks,
+                                       progress=progress):
         result.extend(part)
         done = index + 1
         if max_seconds is None or done == len(chunks):

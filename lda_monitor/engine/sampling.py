@@ -33,7 +33,7 @@ and it makes per-rollout streams cheap.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -234,8 +234,10 @@ class _StopRules:
 
 
 def _decode_batch(pair, prompt_ids, streams, alphas, config, stops, transforms, lockstep=None, top_logprobs=0,
-                  score_alphas=(), prompt_keys=None):
+                  score_alphas=(), prompt_keys=None, on_done=None):
     """Decode one batch; returns per-row dicts in the order of ``streams``.
+
+    ``on_done``: called with the indices of the rows that finished, at the step they finished.
 
     ``alphas``: each row's alpha. ``prompt_keys``: rows with equal keys share a prompt, which is
     prefilled once and its cache copied to each of them. ``score_alphas``: see :func:`sample`;
@@ -310,6 +312,9 @@ def _decode_batch(pair, prompt_ids, streams, alphas, config, stops, transforms, 
             row["stop"] = stops.reason(token, row["ids"])
             if row["stop"] is None:
                 keep.append(j)
+        if on_done is not None and not idle and len(keep) < len(live):
+            kept = set(keep)
+            on_done([row_index for j, row_index in enumerate(live.tolist()) if j not in kept])
         if step == config.max_new_tokens - 1:
             break
         # Every rank takes part in this collective at every step, whatever its own rows did.
@@ -328,8 +333,11 @@ def _decode_batch(pair, prompt_ids, streams, alphas, config, stops, transforms, 
             tokens[:, None].to(device), mask, next_position[:, None]
         )
         next_position = next_position + 1
-    for row in rows:
-        row["stop"] = row["stop"] or STOP_MAX_TOKENS
+    cut = [i for i, row in enumerate(rows) if row["stop"] is None]
+    for i in cut:
+        rows[i]["stop"] = STOP_MAX_TOKENS
+    if on_done is not None and cut:
+        on_done(cut)
     return rows
 
 
@@ -359,6 +367,7 @@ def sample(
     lockstep=None,
     top_logprobs: int = 0,
     score_alphas: Sequence[float] = (),
+    on_done: Callable[[list[int]], None] | None = None,
 ) -> list[Rollout]:
     """Sample amplified rollouts.
 
@@ -388,6 +397,10 @@ def sample(
     ``top_logprobs`` > 0 also records, at every step, that many likeliest alternatives under the
     distribution sampled from (``Rollout.top_logprobs``; the OpenAI API's ``top_logprobs``). Off
     by default: it costs a top-k over the vocabulary per step.
+
+    ``on_done`` is called with the indices (into ``work``) of the rollouts that finished, as they
+    finish: a decode batch can run for minutes, and a progress bar that moved only between
+    batches would look stuck.
     """
     lockstep = lockstep if lockstep is not None and lockstep.active else None
     score_alphas = tuple(dict.fromkeys(float(a) for a in score_alphas))
@@ -435,6 +448,7 @@ def sample(
             rows = _decode_batch(
                 pair, [encoded[p] for p, _ in chunk_work], [streams[i] for i in chunk], [alphas[i] for i in chunk],
                 config, stops, transforms, lockstep, top_logprobs, score_alphas, prompt_keys=[p for p, _ in chunk_work],
+                on_done=None if on_done is None else lambda rows, chunk=chunk: on_done([chunk[r] for r in rows]),
             )
             for i, (p, s), row in zip(chunk, chunk_work, rows, strict=True):
                 results[i] = _to_rollout(tokenizer, prompts[p], rendered[p], encoded[p], p, s, row, alphas[i])

@@ -85,7 +85,7 @@ from ..audit.config import FRONT_ENDS
 from ..config_file import read_config_file
 from ..core.discovery import discover_records, new_top_phrase, phrase_line
 from ..core.evaluation import choose_alpha, evaluate
-from ..core.progress import evaluation_line, natural_rate_reason, progress_logger
+from ..core.progress import EvaluationProgress, evaluation_line, natural_rate_reason, progress_logger
 from ..core.prompts import load_prompts
 from ..core.records import RecordWriter, drop_records_after, records_path
 from ..core.schedules import parse_schedule
@@ -335,7 +335,9 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
                     evaluation = evaluate(
                         pair, self.items, self.judge, alpha=alpha, measurement=self.config, step=step,
                         run_id=self.run_id, source=RECORD_SOURCE, max_seconds=self.config.max_eval_seconds,
-                        started=start, ranks=self._ranks,
+                        started=start, ranks=self._ranks, progress=EvaluationProgress(
+                            f"lda-monitor step {step}", emit=progress_logger().info,
+                            enabled=self.config.log_progress and self._ranks.is_main),
                     )
             for record in evaluation.records:
                 record.extra["reference"] = self.reference.kind

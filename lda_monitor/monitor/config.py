@@ -54,7 +54,9 @@ class MonitorConfig(Measurement):
         "unflagged rollouts added to each W&B table besides every flagged one")})
     log_progress: bool = field(default=True, metadata={"help": (
         "log one line per evaluation (step, alpha, amplified and plain flagged k/n, unscored, seconds) "
-        "to the lda_monitor.core.progress logger; stderr unless the program configured logging")})
+        "to the lda_monitor.core.progress logger (stderr unless the program configured logging), and "
+        "progress within it: a bar per phase (amplified, plain, estimate) on a terminal, otherwise a "
+        "line per phase at each quarter of its rollouts or every 30 s")})
     # Never hurt the run.
     max_eval_seconds: float | None = field(default=None, metadata={"help": (
         "time budget per evaluation: once exceeded, remaining prompts are skipped and partial "
