@@ -21,7 +21,7 @@ from .core.measurement import SAMPLING_FIELDS, Measurement
 from .core.records import RECORDS_FILE
 from .engine.dtypes import DTYPE_HELP
 from .engine.presets import PRESETS
-from .engine.sampling_config import PEFT_STRATEGIES, sampler_help
+from .engine.sampling_config import PEFT_STRATEGIES, SEEDED_DECODING, sampler_help
 from .errors import UserInputError
 
 EXIT_USER_ERROR = 2
@@ -144,7 +144,7 @@ def _cmd_serve(args) -> int:
         limits=Limits(max_prompt_tokens=args.max_prompt_tokens, max_prompts=args.max_prompts,
                       max_samples=args.max_samples),
         max_rows=args.max_batch_rows, batch_wait_seconds=args.batch_wait_ms / 1000, alpha=args.alpha,
-        merge_reduced_precision=args.merge_reduced_precision,
+        seeded_decoding=args.seeded_decoding,
     )
     print(f"serving {pair.describe()} on http://{args.host}:{args.port} (API docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
@@ -328,9 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait this long for more requests before decoding (trades latency for batching)")
     v.add_argument("--alpha", type=real_number, default=1.0,
                    help="amplification of the OpenAI API's model 'lda' when a request sends no alpha")
-    v.add_argument("--merge-reduced-precision", action="store_true",
-                   help="in bfloat16/float16, merge seeded requests from different clients into shared batches "
-                        "too (faster; a seeded completion may then depend on what it was merged with)")
+    v.add_argument("--seeded-decoding", choices=SEEDED_DECODING, default="float32", help=(
+        "in bfloat16/float16, requests that send a seed: 'float32' (default) decodes them on a float32 copy "
+        "of the weights, merged across clients and identical alone or under load; 'alone' decodes each "
+        "alone in the model's dtype (no copy, one at a time); 'merged' merges them in the model's dtype "
+        "(fastest; a seeded completion may then depend on what it was merged with)"))
     v.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level (default: info)")
     v.set_defaults(run=_cmd_serve)

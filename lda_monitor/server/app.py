@@ -31,18 +31,18 @@ def create_app(
     max_rows: int = 64,
     batch_wait_seconds: float = 0.0,
     alpha: float = 1.0,
-    merge_reduced_precision: bool = False,
+    seeded_decoding: str = "float32",
 ) -> FastAPI:
     """A FastAPI app serving ``pair``.
 
     ``alpha`` is the OpenAI routes' default amplification (model ``lda`` without an ``alpha``
-    field); the reference endpoints keep their own per-request default. ``merge_reduced_precision``:
-    see :mod:`.batcher`.
+    field); the reference endpoints keep their own per-request default. ``seeded_decoding``: how
+    requests that send a seed are decoded in bfloat16/float16 (see :mod:`.batcher`).
     """
     if not abs(alpha) <= MAX_ABS_ALPHA:
         raise UserInputError(f"--alpha must be within +-{MAX_ABS_ALPHA:g}, got {alpha}")
     batcher = RequestBatcher(pair, max_rows=max_rows, wait_seconds=batch_wait_seconds,
-                             merge_reduced_precision=merge_reduced_precision)
+                             seeded_decoding=seeded_decoding)
     state = ServerState(pair=pair, batcher=batcher, model_after=model_after, model_before=model_before,
                         judge=judge, limits=limits or Limits(), default_alpha=alpha)
     app = FastAPI(
