@@ -164,7 +164,7 @@ class EvaluationProgress:
     def line(self, phase: str) -> str:
         done, total = self.done[phase], self.totals[phase]
         left = self.remaining_seconds()
-        eta = f", ~{left:.0f} s left" if left is not None else ""
+        eta = f", ~{left:.0f} s left in the evaluation" if left is not None else ""
         return (f"{self.desc} {phase}: {done}/{total} rollouts ({done / total:.0%}), "
                 f"{self.clock() - self.start:.0f} s elapsed{eta}")
 

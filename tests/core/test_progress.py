@@ -130,7 +130,7 @@ def test_progress_counts_every_rollout_of_each_phase_off_a_terminal(tokenizer, l
     assert by_kind == EXPECTED and progress.done == EXPECTED and progress.totals == EXPECTED
     for phase, total in EXPECTED.items():
         counts = [int(m.group(1)) for m in (re.match(rf"step 5 {phase}: (\d+)/{total} rollouts \(\d+%\), "
-                                                      r"\d+ s elapsed(, ~\d+ s left)?$", line) for line in lines) if m]
+                                                      r"\d+ s elapsed(, ~\d+ s left in the evaluation)?$", line) for line in lines) if m]
         # A line at each quarter crossed (several quarters may pass at once), the last one at 100%.
         assert counts == sorted(counts) and counts[-1] == total and 1 <= len(counts) <= 4, lines
     assert len(lines) == sum(1 for line in lines if re.match(r"step 5 (amplified|plain|estimate): ", line))
@@ -164,11 +164,11 @@ def test_plain_lines_come_every_interval_and_each_quarter():
     now[0] += 10  # 30 s since the start
     progress.advance("amplified")
     # 21 done in 30 s: 79 left at that rate = 112.857 s
-    assert lines == ["step 1 amplified: 21/100 rollouts (21%), 30 s elapsed, ~113 s left"]
+    assert lines == ["step 1 amplified: 21/100 rollouts (21%), 30 s elapsed, ~113 s left in the evaluation"]
     progress.advance("amplified", 4)  # 25: a quarter
     assert lines[-1].startswith("step 1 amplified: 25/100 rollouts (25%)") and len(lines) == 2
     progress.advance("amplified", 75)
-    assert lines[-1] == "step 1 amplified: 100/100 rollouts (100%), 30 s elapsed, ~0 s left"
+    assert lines[-1] == "step 1 amplified: 100/100 rollouts (100%), 30 s elapsed, ~0 s left in the evaluation"
 
 
 def test_a_resumed_unit_starts_from_its_finished_rollouts():
@@ -178,4 +178,4 @@ def test_a_resumed_unit_starts_from_its_finished_rollouts():
     progress.begin({"plain": 8}, {"plain": 4})
     now[0] = 10
     progress.advance("plain", 2)  # 6/8 crosses 75%; 2 new in 10 s, 2 left: 10 s more
-    assert lines == ["unit plain: 6/8 rollouts (75%), 10 s elapsed, ~10 s left"]
+    assert lines == ["unit plain: 6/8 rollouts (75%), 10 s elapsed, ~10 s left in the evaluation"]
