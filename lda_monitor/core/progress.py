@@ -153,10 +153,15 @@ class EvaluationProgress:
             self.emit(self.line(phase))
             self.last_line = self.clock()
 
+    # Rows of a decode batch finish together near its end, so a rate from the first few finished
+    # rollouts is no rate at all (one done in 39 s read as "~3867 s left"): no estimate before this share.
+    MIN_SHARE_FOR_ESTIMATE = 0.1
+
     def remaining_seconds(self) -> float | None:
-        """Seconds left for the whole evaluation at the rate so far (None before any rollout)."""
+        """Seconds left for the whole evaluation at the rate so far (None before
+        :attr:`MIN_SHARE_FOR_ESTIMATE` of its rollouts are done in this session)."""
         done = sum(self.done.values()) - self.resumed
-        if done <= 0:
+        if done <= 0 or done < self.MIN_SHARE_FOR_ESTIMATE * (sum(self.totals.values()) - self.resumed):
             return None
         left = sum(self.totals.values()) - sum(self.done.values())
         return (self.clock() - self.start) * left / done

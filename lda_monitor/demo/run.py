@@ -230,13 +230,13 @@ def next_commands(out: Path, last_checkpoint: Path) -> list[str]:
     q = shlex.quote
     run = out / RUN_DIR
     config, records = q(str(out / CONFIG_FILE)), q(str(run / "lda_monitor" / "rollouts.jsonl"))
-    sdk = ("from openai import OpenAI; c = OpenAI(base_url='http://127.0.0.1:8000/v1', api_key='none'); "
-           f"print(c.chat.completions.create(model='lda', messages=[{{'role': 'user', 'content': '{SDK_PROMPT}'}}], "
-           "max_tokens=40, seed=1).choices[0].message.content)")
+    sdk = ('from openai import OpenAI; c = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="none"); '
+           f'print(c.chat.completions.create(model="lda", messages=[{{"role": "user", "content": "{SDK_PROMPT}"}}], '
+           'max_tokens=40, seed=1).choices[0].message.content)')
     return [
         f"lda-monitor audit-checkpoints {q(str(run))} --config {config} --out {q(str(out / 'audit'))}",
         f"lda-monitor discover {records} --out {q(str(out / 'discover'))}",
-        f"lda-monitor serve {q(str(last_checkpoint))}",
+        f"lda-monitor serve --after {q(str(last_checkpoint))}",
         f"python -c {q(sdk)}",
     ]
 

@@ -5,7 +5,9 @@
 
 ``--clients`` requests (one prompt each, distinct prompts) go to the server's batcher at once,
 first without a seed, then each with its own seed; the wall-time ratio seeded / unseeded is
-printed, and each seeded reply is compared with the same request sent alone (the seed's promise).
+printed, and each seeded reply is compared with the same request sent alone (the seed's promise),
+and with its rows decoded in batches of 3 and in one batch with as many other rows at alpha 0
+(other batch shapes, other alphas beside it).
 In bfloat16 seeded requests decode on a float32 copy of the pair (``--seeded-decoding float32``,
 the server's default); ``--seeded-decoding alone`` measures the one-at-a-time alternative. The
 pair is the embedded model under a small random LoRA (adapter on vs off), as ``lda-monitor bench``.
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         seeded_s, seeded = run(seeded=True)
         alone = [batcher.submit([p], dataclasses.replace(base, seed=100 + i)).result()[0].token_ids
                  for i, p in enumerate(prompts)]
+        shapes = other_shapes(batcher.seeded_pair, prompts, base)
     finally:
         batcher.stop()
     same = sum(a == b for a, b in zip(seeded, alone, strict=True))
@@ -78,8 +81,23 @@ def main(argv: list[str] | None = None) -> int:
           f"seeded decoding: {args.seeded_decoding} (on {on})")
     print(f"{args.clients} concurrent clients, {args.max_tokens} tokens, top-p {args.top_p}: "
           f"unseeded {unseeded_s:.1f} s, seeded {seeded_s:.1f} s, ratio seeded/unseeded {seeded_s / unseeded_s:.2f}")
-    print(f"seeded replies identical to the same request sent alone: {same}/{args.clients}")
+    print(f"seeded replies identical to the same request sent alone: {same}/{args.clients} (concurrent); "
+          + "; ".join(f"{sum(a == b for a, b in zip(rows, alone, strict=True))}/{args.clients} ({name})"
+                      for name, rows in shapes.items()))
     return 0
+
+
+def other_shapes(pair, prompts, base) -> dict[str, list[list[int]]]:
+    """The seeded rows (seed 100 + i, as the clients') decoded on ``pair`` in other batch shapes."""
+    from ..engine.sampling import sample
+
+    n = len(prompts)
+    work, streams = [(i, 0) for i in range(n)], [(100 + i, 0, 0) for i in range(n)]
+    threes = sample(pair, prompts, dataclasses.replace(base, batch_size=3), work=work, streams=streams)
+    mixed = sample(pair, prompts, dataclasses.replace(base, batch_size=2 * n), work=work + work,
+                   streams=streams + [(7, i, 1) for i in range(n)], alphas=[base.alpha] * n + [0.0] * n)
+    return {"batches of 3": [r.token_ids for r in threes],
+            f"one batch with {n} rows at alpha 0": [r.token_ids for r in mixed[:n]]}
 
 
 if __name__ == "__main__":

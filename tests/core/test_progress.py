@@ -129,8 +129,8 @@ def test_progress_counts_every_rollout_of_each_phase_off_a_terminal(tokenizer, l
     by_kind = {kind: sum(r.kind == kind for r in evaluation.records) for kind in EXPECTED}
     assert by_kind == EXPECTED and progress.done == EXPECTED and progress.totals == EXPECTED
     for phase, total in EXPECTED.items():
-        counts = [int(m.group(1)) for m in (re.match(rf"step 5 {phase}: (\d+)/{total} rollouts \(\d+%\), "
-                                                      r"\d+ s elapsed(, ~\d+ s left in the evaluation)?$", line) for line in lines) if m]
+        pattern = rf"step 5 {phase}: (\d+)/{total} rollouts \(\d+%\), \d+ s elapsed(, ~\d+ s left in the evaluation)?$"
+        counts = [int(m.group(1)) for m in (re.match(pattern, line) for line in lines) if m]
         # A line at each quarter crossed (several quarters may pass at once), the last one at 100%.
         assert counts == sorted(counts) and counts[-1] == total and 1 <= len(counts) <= 4, lines
     assert len(lines) == sum(1 for line in lines if re.match(r"step 5 (amplified|plain|estimate): ", line))
@@ -169,6 +169,18 @@ def test_plain_lines_come_every_interval_and_each_quarter():
     assert lines[-1].startswith("step 1 amplified: 25/100 rollouts (25%)") and len(lines) == 2
     progress.advance("amplified", 75)
     assert lines[-1] == "step 1 amplified: 100/100 rollouts (100%), 30 s elapsed, ~0 s left in the evaluation"
+
+
+def test_no_time_left_from_the_first_few_rollouts():
+    now = [0.0]
+    lines: list[str] = []
+    progress = EvaluationProgress("step 1", stream=io.StringIO(), emit=lines.append, clock=lambda: now[0])
+    progress.begin({"amplified": 50, "plain": 50})
+    now[0] = 39
+    progress.advance("amplified")  # 30 s passed: a line, but 1 of 100 done is too few to tell the time left
+    progress.advance("amplified", 12)  # 13/50 passes a quarter; 13 of 100 in 39 s, 87 left: 261 s
+    assert lines == ["step 1 amplified: 1/50 rollouts (2%), 39 s elapsed",
+                     "step 1 amplified: 13/50 rollouts (26%), 39 s elapsed, ~261 s left in the evaluation"]
 
 
 def test_a_resumed_unit_starts_from_its_finished_rollouts():
