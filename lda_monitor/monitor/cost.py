@@ -206,7 +206,9 @@ class CostForecast:
             else:
                 options.append(f"even at the floors ({what}) an evaluation exceeds its share; "
                                "combine with a larger every_n_steps")
-        options.append(f"or set max_monitor_fraction={self.target_share:g} to adapt each evaluation to the budget")
+        adapting = getattr(self.measurement, "max_monitor_fraction", None)
+        options.append(f"max_monitor_fraction={adapting:g} adapts the next evaluations" if adapting else
+                       f"or set max_monitor_fraction={self.target_share:g} to adapt each evaluation to the budget")
         return line + f". For at most {self.target_share:.0%}: " + "; ".join(options)
 
 
