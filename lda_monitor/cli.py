@@ -147,6 +147,9 @@ def _cmd_serve(args) -> int:
         seeded_decoding=args.seeded_decoding,
     )
     print(f"serving {pair.describe()} on http://{args.host}:{args.port} (API docs at /docs)", file=sys.stderr)
+    if app.state.lda.batcher.seeded_pair is not pair:
+        print("requests that send a seed decode on a float32 copy of the weights, merged and reproducible "
+              "(--seeded-decoding alone spares its memory)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
