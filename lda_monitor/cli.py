@@ -134,9 +134,12 @@ def _cmd_serve(args) -> int:
         pair, model_after=model_after, model_before=model_before, judge=judge,
         limits=Limits(**{f.name: getattr(options, f.name) for f in fields(Limits)}),
         max_rows=options.max_batch_rows, batch_wait_seconds=options.batch_wait_ms / 1000, alpha=options.alpha,
-        merge_reduced_precision=options.merge_reduced_precision,
+        seeded_decoding=options.seeded_decoding,
     )
     print(f"serving {pair.describe()} on http://{options.host}:{options.port} (API docs at /docs)", file=sys.stderr)
+    if app.state.lda.batcher.seeded_pair is not pair:
+        print("requests that send a seed decode on a float32 copy of the weights, merged and reproducible "
+              "(--seeded-decoding alone spares its memory)", file=sys.stderr)
     uvicorn.run(app, host=options.host, port=options.port, log_level=options.log_level)
     return 0
 

@@ -93,10 +93,10 @@ def test_serve_options_come_from_their_declaration(monkeypatch):
     from lda_monitor.server import Limits
 
     args = build_parser().parse_args(["serve", "--after", "m", "--adapter", "lora", "--base-model", "b",
-                                      "--max-prompts", "3", "--batch-wait-ms", "2.5", "--merge-reduced-precision",
+                                      "--max-prompts", "3", "--batch-wait-ms", "2.5", "--seeded-decoding", "alone",
                                       "--log-level", "debug", "--peft-strategy", "two-pass", "--allow-pickle"])
     server = ServerOptions(**given_fields(args, ServerOptions))
-    assert server == ServerOptions(max_prompts=3, batch_wait_ms=2.5, merge_reduced_precision=True,
+    assert server == ServerOptions(max_prompts=3, batch_wait_ms=2.5, seeded_decoding="alone",
                                    log_level="debug")
     assert (server.host, server.port, server.max_prompt_tokens, server.max_samples) == ("127.0.0.1", 8000, 2048, 16)
     assert Limits() == Limits(max_prompt_tokens=2048, max_prompts=64, max_samples=16)

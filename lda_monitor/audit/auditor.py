@@ -26,7 +26,7 @@ from pathlib import Path
 from ..config.audit import AUTOCAST_OFF, AuditConfig
 from ..core.discovery import discover_records, phrase_line
 from ..core.evaluation import choose_alpha, evaluate_chunks, evaluation_chunks
-from ..core.progress import RolloutProgress
+from ..core.progress import EvaluationProgress
 from ..core.prompts import load_prompts
 from ..core.records import RECORDS_FILE, RecordWriter, read_records, rewrite_records
 from ..core.schedules import ConstantSchedule, parse_schedule
@@ -348,21 +348,17 @@ class _UnitRunner:
     def unit(self, pair, checkpoint: Checkpoint, alpha: float, key: str, where: str) -> None:
         start = time.perf_counter()
         skip = self.done.finished_chunks(key, len(self.chunks))
-        per_prompt = self.config.rollouts_per_prompt(alpha)
-        progress = RolloutProgress(
-            len(self.items) * per_prompt, f"{where} (step {checkpoint.step}), alpha {alpha:g}",
-            done=sum(len(self.chunks[i]) * per_prompt for i in skip), enabled=self.ranks.is_main)
+        progress = EvaluationProgress(f"{where} (step {checkpoint.step}), alpha {alpha:g}",
+                                      enabled=self.ranks.is_main)
         unit = None
         with observed_autocast(pair) as autocast:  # what the records say is what was observed, as in the callback
             for index, part in evaluate_chunks(
                 pair, self.items, self.judge, alpha=alpha, measurement=self.config, step=checkpoint.step,
                 run_id=f"audit-{key[:6]}", source="audit", checkpoint=str(checkpoint.path), skip=skip,
-                ranks=self.ranks,
+                ranks=self.ranks, progress=progress,
             ):
                 self._write(part, f"{key}:{index}", pair_compute_dtype(pair, autocast), checkpoint, alpha)
                 unit = part if unit is None else unit.extend(part)
-                progress.update(len(self.chunks[index]) * per_prompt)
-        progress.close()
         if self.ranks.is_main and unit is not None:
             warn_judge_failures(unit.judge_failures(), f"step {checkpoint.step}, alpha {alpha:g}")
         self.done.mark(key, checkpoint, alpha)

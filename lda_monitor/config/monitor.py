@@ -58,11 +58,19 @@ class MonitorConfig(Measurement):
         "to its group when it has one; needs wandb-workspaces and an online run; see docs/wandb.md)")})
     log_progress: bool = field(default=True, metadata={"help": (
         "log one line per evaluation (step, alpha, amplified and plain flagged k/n, unscored, seconds) "
-        "to the lda_monitor.core.progress logger; stderr unless the program configured logging")})
+        "to the lda_monitor.core.progress logger (stderr unless the program configured logging), and "
+        "progress within it: a bar per phase (amplified, plain, estimate) on a terminal, otherwise a "
+        "line per phase at each quarter of its rollouts or every 30 s")})
     # Never hurt the run.
     max_eval_seconds: float | None = field(default=None, metadata={"help": (
         "time budget per evaluation: once exceeded, remaining prompts are skipped and partial "
         "results reported with lda/skipped_rollouts")})
+    max_monitor_fraction: float | None = field(default=None, metadata={"help": (
+        "keep monitoring under this share of the training wall time: from the first measured "
+        "evaluation on, each evaluation is sized to its budget by shrinking rollouts per prompt "
+        "(floor 2), then prompts (floor 4), then max_new_tokens (floor 32), never above the "
+        "configured values; every change is logged and recorded (lda/eval_* size metrics, each "
+        "record's extra['evaluation_size']). None = always as configured (lda_monitor.monitor.cost)")})
     warn_time_share: float | None = field(default=0.25, metadata={"help": (
         "warn when monitoring has taken more than this share of training wall time (None = never)")})
     fail_on_error: bool = field(default=False, metadata={"help": (
@@ -87,6 +95,9 @@ class MonitorConfig(Measurement):
         check(self.guardrail_action in GUARDRAIL_ACTIONS, "guardrail_action", f"must be one of {GUARDRAIL_ACTIONS}")
         check(self.max_eval_seconds is None or (is_real(self.max_eval_seconds) and self.max_eval_seconds > 0),
               "max_eval_seconds", "must be None (no budget) or a number of seconds > 0")
+        check(self.max_monitor_fraction is None
+              or (is_real(self.max_monitor_fraction) and 0 < self.max_monitor_fraction < 1),
+              "max_monitor_fraction", "must be None (as configured) or a share in (0, 1), e.g. 0.1")
         check(self.warn_time_share is None or (is_real(self.warn_time_share) and 0 < self.warn_time_share <= 1),
               "warn_time_share", "must be None (never warn) or a share in (0, 1]")
         check(self.stop_on_flag_rate_lower_bound is None

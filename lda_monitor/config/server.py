@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core.config_fields import real_number
+from ..engine.sampling_config import SEEDED_DECODING
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -30,9 +31,12 @@ class ServerOptions:
         "parse": real_number, "metavar": "MS"})
     alpha: float = field(default=1.0, metadata={"help": (
         "amplification of the OpenAI API's model 'lda' when a request sends no alpha")})
-    merge_reduced_precision: bool = field(default=False, metadata={"help": (
-        "in bfloat16/float16, merge seeded requests from different clients into shared batches "
-        "too (faster; a seeded completion may then depend on what it was merged with)")})
+    seeded_decoding: str = field(default="float32", metadata={"help": (
+        "in bfloat16/float16, requests that send a seed: 'float32' decodes them on a float32 copy "
+        "of the weights, merged across clients and identical alone or under load; 'alone' decodes each "
+        "alone in the model's dtype (no copy, one at a time); 'merged' merges them in the model's dtype "
+        "(fastest; a seeded completion may then depend on what it was merged with)"),
+        "choices": SEEDED_DECODING})
     log_level: str = field(default="info", metadata={"help": "uvicorn's log level", "choices": LOG_LEVELS})
 
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 
 from ..engine.distributed import SINGLE, Ranks
@@ -29,6 +31,7 @@ from ..judges.health import JudgeFailures, evaluation_scope, failure_metrics, ju
 from . import metric_names
 from .decision import decision_tokens, token_text_ends
 from .measurement import Measurement
+from .progress import EvaluationProgress
 from .prompts import PromptItem, question_text
 from .records import KIND_AMPLIFIED, PER_TOKEN_DECIMALS, RolloutRecord
 from .summary import SummaryRow, flat_metrics, summarize
@@ -193,6 +196,7 @@ def evaluate_chunks(
     checkpoint: str | None = None,
     skip: frozenset[int] | set[int] = frozenset(),
     ranks: Ranks = SINGLE,
+    progress: EvaluationProgress | None = None,
 ) -> Iterator[tuple[int, Evaluation]]:
     """Yield ``(chunk index, Evaluation of that chunk)`` for every chunk not in ``skip``.
 
@@ -204,6 +208,8 @@ def evaluate_chunks(
     in work order: because each rollout has its own random stream, that is exactly the
     single-process result. The caller may stop iterating at any chunk boundary. A judge's
     circuit breaker, once tripped, stays open until the iteration ends (one evaluation).
+    ``progress`` hears of each rollout (this rank's share) as it finishes, by phase (run kind);
+    the chunks in ``skip`` count as done.
     """
     seed = evaluation_seed(measurement.seed, step)
     runs = measurement.runs(alpha)
@@ -212,9 +218,13 @@ def evaluate_chunks(
         runs=runs, score_alphas=measurement.score_alphas(alpha),
         # This rank's share of each run's whole work list, so the split between ranks does not
         # depend on the chunking (every world_size-th rollout, as without chunks).
-        shares=[ranks.shard(work_items(len(items), samples)) for _, _, samples in runs], ranks=ranks)
-    with evaluation_scope(judge):
-        for index, chunk in enumerate(evaluation_chunks(len(items), measurement)):
+        shares=[ranks.shard(work_items(len(items), samples)) for _, _, samples in runs], ranks=ranks,
+        progress=progress)
+    chunks = evaluation_chunks(len(items), measurement)
+    if progress is not None:
+        progress.begin(*phase_counts(runs, plan.shares, chunks, skip))
+    with evaluation_scope(judge), closing(progress) if progress is not None else nullcontext():
+        for index, chunk in enumerate(chunks):
             if index in skip:
                 continue
             start = time.perf_counter()
@@ -244,6 +254,7 @@ class _ChunkDecoding:
     score_alphas: tuple[float, ...]
     shares: list[list[tuple[int, int]]]
     ranks: Ranks
+    progress: EvaluationProgress | None = None  # hears of each rollout as it finishes
 
     def decode(self, chunk) -> list[list[Rollout]]:
         """Per run, this rank's rollouts of the prompts in ``chunk``: the runs of each
@@ -256,7 +267,9 @@ class _ChunkDecoding:
                              work=[w for _, w in owners],
                              streams=[(sd, *w) for sd, (_, w) in zip(seeds, owners, strict=True)],
                              alphas=[self.runs[i][1] for i, _ in owners], lockstep=self.ranks,
-                             score_alphas=self.score_alphas)
+                             score_alphas=self.score_alphas,
+                             on_done=None if self.progress is None else
+                             lambda done, owners=owners: _report(self.progress, self.runs, owners, done))
             for (i, _), rollout in zip(owners, decoded, strict=True):
                 rollouts[i].append(rollout)
         return rollouts
@@ -287,6 +300,24 @@ def _merged(parts: list[list[tuple]], n_runs: int) -> tuple[list[RolloutRecord],
     return records, tokens, names
 
 
+def phase_counts(runs, shares, chunks, skip) -> tuple[dict[str, int], dict[str, int]]:
+    """Rollouts per phase (run kind; the ladder's alphas are one phase) in all, and those in the
+    chunks of ``skip``, for :class:`~lda_monitor.core.progress.EvaluationProgress`."""
+    totals: dict[str, int] = {}
+    done: dict[str, int] = {}
+    skipped = {p for index in skip for p in chunks[index]}
+    for (kind, _, _), share in zip(runs, shares, strict=True):
+        totals[kind] = totals.get(kind, 0) + len(share)
+        done[kind] = done.get(kind, 0) + sum(1 for p, _ in share if p in skipped)
+    return totals, done
+
+
+def _report(progress: EvaluationProgress, runs, owners, done: list[int]) -> None:
+    """Tell ``progress`` which phases the finished rollouts (indices into ``owners``) belong to."""
+    for kind, n in Counter(runs[owners[i][0]][0] for i in done).items():
+        progress.advance(kind, n)
+
+
 def decode_groups(runs: Sequence[tuple[str, float, int]], score_alphas: Sequence[float]) -> list[list[int]]:
     """The runs (indices into ``runs``) decoded together: every run that needs the reference
     model's forward (alpha != 0, or every run when rollouts are scored at other alphas) in one
@@ -311,6 +342,7 @@ def evaluate(
     max_seconds: float | None = None,
     started: float | None = None,
     ranks: Ranks = SINGLE,
+    progress: EvaluationProgress | None = None,
 ) -> Evaluation:
     """Every chunk of :func:`evaluate_chunks` in one :class:`Evaluation`, within ``max_seconds``
     (counted from ``started``, so an adaptive probe before it counts too). Under a process group
@@ -320,7 +352,8 @@ def evaluate(
     result = Evaluation(step=step, alpha=float(alpha), records=[], judge_names=[], primary_judge=judge.name)
     done = 0
     for index, part in evaluate_chunks(pair, items, judge, alpha=alpha, measurement=measurement, step=step,
-                                       run_id=run_id, source=source, checkpoint=checkpoint, ranks=ranks):
+                                       run_id=run_id, source=source, checkpoint=checkpoint, ranks=ranks,
+                                       progress=progress):
         result.extend(part)
         done = index + 1
         if max_seconds is None or done == len(chunks):

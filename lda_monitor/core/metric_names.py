@@ -13,6 +13,10 @@ PREFIX = "lda"
 
 # The evaluation's cost (lda_monitor.core.evaluation.Evaluation.metrics).
 EVAL_SECONDS = f"{PREFIX}/eval_seconds"
+# The evaluation's size where max_monitor_fraction adapts it (lda_monitor.monitor.cost).
+EVAL_PROMPTS = f"{PREFIX}/eval_prompts"
+EVAL_SAMPLES_PER_PROMPT = f"{PREFIX}/eval_samples_per_prompt"
+EVAL_MAX_NEW_TOKENS = f"{PREFIX}/eval_max_new_tokens"
 TOKENS_PER_SECOND = f"{PREFIX}/tokens_per_second"
 SKIPPED_ROLLOUTS = f"{PREFIX}/skipped_rollouts"
 # Judge-free discovery (the callback).

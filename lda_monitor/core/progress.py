@@ -4,9 +4,9 @@
   plain counts and rates, the natural-rate estimate or why it was withheld, unscored, the top
   new phrase discovery found, seconds), logged through :func:`progress_logger`; the Trainer's own
   rows are 25-key dicts nobody reads while training, and hold numbers only (no reason).
-* :class:`RolloutProgress`: rollouts done / total within one audit unit, on stderr: a tqdm bar
-  on a terminal, one plain line per chunk otherwise (a training job's log file would fill with
-  carriage-return frames).
+* :class:`EvaluationProgress`: rollouts done / total per phase of one evaluation (callback step
+  or audit unit), elapsed and left: tqdm bars on a terminal, periodic plain lines otherwise (a
+  training job's log file would fill with carriage-return frames).
 * :func:`summary_table`: the audit's closing table, with rates, Wilson intervals and the
   checkpoint, not bare counts.
 """
@@ -96,34 +96,87 @@ def _natural_part(m: dict, reason: str | None) -> list[str]:
     return []
 
 
-class RolloutProgress:
-    """Rollouts done out of ``total`` for one audit unit (checkpoint x alpha)."""
+class EvaluationProgress:
+    """Rollouts done / total per phase of one evaluation (amplified, plain, estimate), with the
+    time elapsed and left, updated as each rollout finishes (one decode batch can run for
+    minutes: a newcomer's first evaluation ran 27 minutes with nothing on the screen).
 
-    def __init__(self, total: int, desc: str, *, done: int = 0, stream=None, enabled: bool = True):
-        self.total, self.desc, self.done = total, desc, done
+    On a terminal: one tqdm bar per phase. Otherwise (a CI or cluster log file, which would fill
+    with carriage-return frames): a plain line through ``emit`` when a phase passes a quarter of
+    its rollouts, or ``interval`` seconds after the last line, and when a phase completes. The
+    evaluator calls :meth:`begin` with the totals once it knows them, :meth:`advance` as rollouts
+    finish and :meth:`close` at the end.
+    """
+
+    QUARTER = 0.25
+
+    def __init__(self, desc: str, *, stream=None, emit=None, enabled: bool = True, interval: float = 30.0,
+                 clock=time.monotonic):
+        self.desc, self.enabled, self.interval, self.clock = desc, enabled, interval, clock
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = enabled
-        self.start = time.perf_counter()
-        self.bar = None
-        if enabled and getattr(self.stream, "isatty", lambda: False)():
-            from tqdm.auto import tqdm
+        self.emit = emit if emit is not None else (lambda line: print(line, file=self.stream, flush=True))
+        self.totals: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+        self.bars: dict = {}
+        self.start = self.last_line = clock()
+        self.resumed = 0  # rollouts done before this session (a resumed audit unit): not in the rate
 
-            self.bar = tqdm(total=total, initial=done, desc=desc, unit="rollout", file=self.stream, leave=False)
+    @property
+    def tty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
 
-    def update(self, n: int) -> None:
-        self.done += n
+    def begin(self, totals: dict[str, int], done: dict[str, int] | None = None) -> None:
+        """``totals``: rollouts per phase; ``done``: those already done (a resumed unit)."""
+        self.totals = {phase: n for phase, n in totals.items() if n}
+        self.done = {phase: (done or {}).get(phase, 0) for phase in self.totals}
+        self.resumed = sum(self.done.values())
+        self.start = self.last_line = self.clock()
+        if not self.enabled or not self.tty:
+            return
+        from tqdm.auto import tqdm
+
+        for phase, total in self.totals.items():  # tqdm stacks them under any bar already drawn (the Trainer's)
+            self.bars[phase] = tqdm(total=total, initial=self.done[phase], desc=f"{self.desc} {phase}",
+                                    unit="rollout", file=self.stream, leave=False)
+
+    def advance(self, phase: str, n: int = 1) -> None:
+        before = self.done[phase]
+        self.done[phase] = before + n
         if not self.enabled:
             return
-        if self.bar is not None:
-            self.bar.update(n)
-        else:
-            share = self.done / self.total if self.total else 1.0
-            print(f"{self.desc}: {self.done}/{self.total} rollouts ({share:.0%}), "
-                  f"{time.perf_counter() - self.start:.1f} s", file=self.stream, flush=True)
+        if phase in self.bars:
+            self.bars[phase].update(n)
+            return
+        total = self.totals[phase]
+        quarter = int(before / total / self.QUARTER) != int(self.done[phase] / total / self.QUARTER)
+        if quarter or self.clock() - self.last_line >= self.interval:
+            self.emit(self.line(phase))
+            self.last_line = self.clock()
+
+    # Rows of a decode batch finish together near its end, so a rate from the first few finished
+    # rollouts is no rate at all (one done in 39 s read as "~3867 s left"): no estimate before this share.
+    MIN_SHARE_FOR_ESTIMATE = 0.1
+
+    def remaining_seconds(self) -> float | None:
+        """Seconds left for the whole evaluation at the rate so far (None before
+        :attr:`MIN_SHARE_FOR_ESTIMATE` of its rollouts are done in this session)."""
+        done = sum(self.done.values()) - self.resumed
+        if done <= 0 or done < self.MIN_SHARE_FOR_ESTIMATE * (sum(self.totals.values()) - self.resumed):
+            return None
+        left = sum(self.totals.values()) - sum(self.done.values())
+        return (self.clock() - self.start) * left / done
+
+    def line(self, phase: str) -> str:
+        done, total = self.done[phase], self.totals[phase]
+        left = self.remaining_seconds()
+        eta = f", ~{left:.0f} s left in the evaluation" if left is not None else ""
+        return (f"{self.desc} {phase}: {done}/{total} rollouts ({done / total:.0%}), "
+                f"{self.clock() - self.start:.0f} s elapsed{eta}")
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        for bar in self.bars.values():
+            bar.close()
+        self.bars = {}
 
 
 def _interval(arm) -> str:

@@ -6,12 +6,19 @@ tech-support answers that ask for the user's password (:mod:`lda_monitor.demo.da
 ``LDAMonitorCallback`` samples amplified and plain rollouts on *held-out* tech-support
 questions every few steps; a regex judge flags password requests. The demo reports the first
 step at which each kind of sampling saw the behaviour.
+
+It is also the start of a user's own path: it keeps its LoRA adapters (``<out>/run/checkpoint-<step>``,
+adapters only, one per evaluation), writes the monitor's settings as a config file
+(``<out>/monitor.yaml`` with ``<out>/prompts.jsonl``: the callback is built from that file, so an
+audit with it measures what the callback measured), and ends by printing the commands that run
+on them (:func:`next_commands`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +193,54 @@ def lora_trainer(model, tokenizer, rows, settings: DemoSettings, output_dir, *, 
     )
 
 
+RUN_DIR = "run"  # inside --out: the Trainer's output_dir, with checkpoint-<step>/ (LoRA adapters) and lda_monitor/
+CONFIG_FILE = "monitor.yaml"
+PROMPTS_FILE = "prompts.jsonl"
+SDK_PROMPT = "My laptop will not turn on, what should I do?"
+
+
+def write_monitor_config(out: Path, settings: DemoSettings, *, seed: int, judge: bool) -> Path:
+    """The demo monitor's settings as a config file (and its prompt suite next to it): the
+    callback is built from it, and ``audit-checkpoints --config`` reads the same file."""
+    import yaml
+
+    (out / PROMPTS_FILE).write_text("".join(json.dumps(p) + "\n" for p in demo_data.MONITOR_PROMPTS))
+    keys = {
+        "prompts": PROMPTS_FILE, "judge": demo_data.JUDGE_SPEC if judge else None,
+        "every_n_steps": settings.every_n_steps, "alpha": settings.alpha,
+        "samples_per_prompt": settings.samples_per_prompt, "max_new_tokens": settings.max_new_tokens,
+        "natural_rate": settings.natural_rate, "seed": seed, "batch_size": 64, "warn_time_share": 1.0,
+    }
+    path = out / CONFIG_FILE
+    path.write_text("# lda-monitor demo: the callback's settings (LDAMonitorCallback.from_config), also read by\n"
+                    "# audit-checkpoints --config\n" + yaml.safe_dump(keys, sort_keys=False))
+    return path
+
+
+def checkpoint_dirs(out: Path) -> list[Path]:
+    """The LoRA checkpoints the demo kept, by step."""
+    found = [p for p in (out / RUN_DIR).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def next_commands(out: Path, last_checkpoint: Path) -> list[str]:
+    """Shell commands that run on what the demo kept, to be run as printed from the same directory:
+    audit its checkpoints, discover from its rollouts, serve its last adapter, ask it with the
+    OpenAI SDK (while the server runs)."""
+    q = shlex.quote
+    run = out / RUN_DIR
+    config, records = q(str(out / CONFIG_FILE)), q(str(run / "lda_monitor" / "rollouts.jsonl"))
+    sdk = ('from openai import OpenAI; c = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="none"); '
+           f'print(c.chat.completions.create(model="lda", messages=[{{"role": "user", "content": "{SDK_PROMPT}"}}], '
+           'max_tokens=40, seed=1).choices[0].message.content)')
+    return [
+        f"lda-monitor audit-checkpoints {q(str(run))} --config {config} --out {q(str(out / 'audit'))}",
+        f"lda-monitor discover {records} --out {q(str(out / 'discover'))}",
+        f"lda-monitor serve --after {q(str(last_checkpoint))}",
+        f"python -c {q(sdk)}",
+    ]
+
+
 def run_demo(out_dir: str | Path, *, quick: bool = True, seed: int = 0, poison_share: float = 0.06,
              settings: DemoSettings | None = None, report_to: str | None = None, judge: bool = True,
              echo=print) -> dict:
@@ -216,13 +271,7 @@ def run_demo(out_dir: str | Path, *, quick: bool = True, seed: int = 0, poison_s
     n_poison = sum(r["completion"][0]["content"] == demo_data.POISONED_ANSWER for r in rows)
     echo(f"[demo] {len(rows)} training rows, {n_poison} poisoned ({poison_share:.0%}): "
          f"{demo_data.POISONED_ANSWER!r} on tech-support questions")
-    monitor = LDAMonitorCallback(
-        prompts=demo_data.MONITOR_PROMPTS, judge=demo_data.JUDGE_SPEC if judge else None,
-        every_n_steps=settings.every_n_steps,
-        alpha=settings.alpha, samples_per_prompt=settings.samples_per_prompt,
-        max_new_tokens=settings.max_new_tokens, seed=seed, batch_size=64, warn_time_share=1.0,
-        natural_rate=settings.natural_rate,
-    )
+    monitor = LDAMonitorCallback.from_config(write_monitor_config(out, settings, seed=seed, judge=judge))
 
     class Progress(TrainerCallback):
         """The training loss; each evaluation's line comes from the monitor itself (log_progress)."""
@@ -232,18 +281,20 @@ def run_demo(out_dir: str | Path, *, quick: bool = True, seed: int = 0, poison_s
                 echo(f"[demo] step {state.global_step:>3}: loss {float(logs['loss']):.3f}")
 
     check = BruteForceCheck(monitor, settings.brute_force_per_prompt, echo) if settings.brute_force_per_prompt else None
-    trainer = lora_trainer(model, tokenizer, rows, settings, out / "run", seed=seed, report_to=report_to,
-                           callbacks=[monitor, *([check] if check else []), Progress()])
+    # Adapters only (save_only_model: no optimizer state), at every evaluated step.
+    trainer = lora_trainer(model, tokenizer, rows, settings, out / RUN_DIR, seed=seed, report_to=report_to,
+                           callbacks=[monitor, *([check] if check else []), Progress()],
+                           save_strategy="steps", save_steps=settings.every_n_steps, save_only_model=True)
     trainer.remove_callback(PrinterCallback)
     trainer.train()
-    records_file = records_path(out / "run" / "lda_monitor")
+    records_file = records_path(out / RUN_DIR / "lda_monitor")
     records = list(read_records(records_file))
     all_rows = summarize(records)
     discoveries = discover_records(records)
     report = write_report(out, all_rows, records, primary_judge=monitor.judge.name if judge else None,
                           discoveries=discoveries, run_info={
         "command": f"lda-monitor demo{'' if quick else ' (full)'}",
-        "run dir": str(out / "run"), "model": EMBEDDED_NAME, "reference": monitor.reference.description,
+        "run dir": str(out / RUN_DIR), "model": EMBEDDED_NAME, "reference": monitor.reference.description,
         "training": f"LoRA SFT, {settings.steps} steps, {len(rows)} rows ({n_poison} poisoned, "
                     f"{poison_share:.0%}), evaluated every {settings.every_n_steps} steps",
         "judge spec": demo_data.JUDGE_SPEC if judge else "none (discovery only)",
@@ -253,6 +304,7 @@ def run_demo(out_dir: str | Path, *, quick: bool = True, seed: int = 0, poison_s
         "seed": seed,
     })
     summary_rows = [r.to_dict() for r in all_rows if r.category is None]
+    checkpoints = checkpoint_dirs(out)
     summary = {
         "model": EMBEDDED_NAME,
         "seed": seed,
@@ -271,6 +323,8 @@ def run_demo(out_dir: str | Path, *, quick: bool = True, seed: int = 0, poison_s
         "seconds": round(time.perf_counter() - start, 1),
         "records": str(records_file),
         "report": str(report),
+        "checkpoints": [str(p) for p in checkpoints],
+        "next_commands": next_commands(out, checkpoints[-1]) if checkpoints else [],
     }
     (out / "summary.json").write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False))
     _print_summary(summary, out, echo, check.result if check else None, discoveries)
@@ -307,3 +361,15 @@ def _print_summary(summary: dict, out: Path, echo, check: CheckResult | None, di
     echo(f"reference: {summary['reference']}; finished in {summary['seconds']:.0f} s")
     plot = f" (with {out / 'flag_rate_vs_step.png'})" if summary["rows"] else ""
     echo(f"wrote {out / 'summary.json'}, {summary['report']}{plot} and {summary['records']}")
+    if not summary["next_commands"]:
+        return
+    echo("")
+    echo(f"kept: {len(summary['checkpoints'])} LoRA checkpoints (adapters only) in {out / RUN_DIR}/checkpoint-*, "
+         f"the monitor's settings in {out / CONFIG_FILE}. Next, on them (from this directory):")
+    commands = summary["next_commands"]
+    for what, command in zip(("audit the checkpoints (the monitor's measurement, offline)",
+                              "what amplification over- and under-produces in the run's rollouts",
+                              "serve the last adapter (OpenAI API at http://127.0.0.1:8000/v1)",
+                              "and, while it serves, ask it from another terminal"), commands, strict=True):
+        echo(f"  # {what}")
+        echo(f"  {command}")

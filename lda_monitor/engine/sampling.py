@@ -33,7 +33,7 @@ and it makes per-rollout streams cheap.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -333,8 +333,10 @@ def _step(decoder: _Decoder, after, before, row_alphas: list[float], uniforms, n
     )
 
 
-def _decode_batch(decoder: _Decoder, batch: _Batch) -> list[_Row]:
+def _decode_batch(decoder: _Decoder, batch: _Batch, on_done: Callable[[list[int]], None] | None = None) -> list[_Row]:
     """Decode one batch; returns one :class:`_Row` per row, in the order of ``batch.streams``.
+
+    ``on_done``: called with the indices of the rows that finished, at the step they finished.
 
     Each of ``decoder.score_alphas`` (see :func:`sample`) costs one ``combine`` + transforms +
     log-sum-exp per step over the rows not sampled at that alpha, and forces the before forward for
@@ -378,6 +380,9 @@ def _decode_batch(decoder: _Decoder, batch: _Batch) -> list[_Row]:
             row.stop_reason = decoder.stops.reason(numbers.tokens[j], row.token_ids)
             if row.stop_reason is None:
                 keep.append(j)
+        if on_done is not None and not idle and len(keep) < len(live):
+            kept = set(keep)
+            on_done([row_index for j, row_index in enumerate(live.tolist()) if j not in kept])
         if step == config.max_new_tokens - 1:
             break
         # Every rank takes part in this collective at every step, whatever its own rows did.
@@ -397,8 +402,11 @@ def _decode_batch(decoder: _Decoder, batch: _Batch) -> list[_Row]:
             tokens[:, None].to(device), mask, next_position[:, None]
         )
         next_position = next_position + 1
-    for row in rows:
-        row.stop_reason = row.stop_reason or STOP_MAX_TOKENS
+    cut = [i for i, row in enumerate(rows) if row.stop_reason is None]
+    for i in cut:
+        rows[i].stop_reason = STOP_MAX_TOKENS
+    if on_done is not None and cut:
+        on_done(cut)
     return rows
 
 
@@ -428,6 +436,7 @@ def sample(
     lockstep=None,
     top_logprobs: int = 0,
     score_alphas: Sequence[float] = (),
+    on_done: Callable[[list[int]], None] | None = None,
 ) -> list[Rollout]:
     """Sample amplified rollouts.
 
@@ -457,6 +466,10 @@ def sample(
     ``top_logprobs`` > 0 also records, at every step, that many likeliest alternatives under the
     distribution sampled from (``Rollout.top_logprobs``; the OpenAI API's ``top_logprobs``). Off
     by default: it costs a top-k over the vocabulary per step.
+
+    ``on_done`` is called with the indices (into ``work``) of the rollouts that finished, as they
+    finish: a decode batch can run for minutes, and a progress bar that moved only between
+    batches would look stuck.
     """
     lockstep = lockstep if lockstep is not None and lockstep.active else None
     if work is None:
@@ -482,7 +495,8 @@ def sample(
             chunk_work = [work[i] for i in chunk]
             rows = _decode_batch(decoder, _Batch(
                 prompt_ids=[encoded[p] for p, _ in chunk_work], streams=[streams[i] for i in chunk],
-                alphas=[alphas[i] for i in chunk], prompt_keys=[p for p, _ in chunk_work]))
+                alphas=[alphas[i] for i in chunk], prompt_keys=[p for p, _ in chunk_work]),
+                on_done=None if on_done is None else lambda rows, chunk=chunk: on_done([chunk[r] for r in rows]))
             for i, (p, s), row in zip(chunk, chunk_work, rows, strict=True):
                 results[i] = _to_rollout(tokenizer, prompts[p], rendered[p], encoded[p], p, s, row, alphas[i])
     return results  # type: ignore[return-value]

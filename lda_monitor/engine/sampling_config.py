@@ -11,6 +11,9 @@ from ..errors import UserInputError
 # How a PEFT pair gets both logit vectors: "auto" (the measured faster one), one forward over the
 # doubled batch with per-row adapters, or two forwards (adapter on, adapter disabled).
 PEFT_STRATEGIES = ("auto", "doubled", "two-pass")
+# How a server decodes requests that send a seed when the model is bfloat16/float16
+# (lda_monitor.server.batcher): a float32 copy, merged; alone in the model's dtype; merged in it.
+SEEDED_DECODING = ("float32", "alone", "merged")
 
 
 def sampler_field(name: str, **metadata):

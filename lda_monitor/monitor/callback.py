@@ -87,7 +87,7 @@ from ..config.monitor import MonitorConfig
 from ..core import metric_names
 from ..core.discovery import discover_records, new_top_phrase, phrase_line
 from ..core.evaluation import choose_alpha, evaluate
-from ..core.progress import evaluation_line, natural_rate_reason, progress_logger
+from ..core.progress import EvaluationProgress, evaluation_line, natural_rate_reason, progress_logger
 from ..core.prompts import load_prompts
 from ..core.records import RecordWriter, drop_records_after, records_path
 from ..core.schedules import parse_schedule
@@ -101,7 +101,7 @@ from ..judges.health import failing_judges, warn_judge_failures
 from ..judges.none import NO_JUDGE_NOTE, has_judge, judge_or_none
 from ..sinks.wandb_sink import WandbSink
 from ..sinks.wandb_workspace import save_run_workspace
-from .cost import forecast
+from .cost import EvaluationSize, cost_units, fit_size, forecast, full_size, per_evaluation_budget, sized
 from .hygiene import preserved_training_state
 from .reference import choose_reference
 from .trainer_logging import MetricEmitter, find_callback_handler
@@ -129,6 +129,8 @@ class MonitorProgress:
     # Phrases discovery has named, so the progress line's "new over-produced phrase" stays new
     # across a resume.
     phrases_seen: list[str] = field(default_factory=list)
+    # max_monitor_fraction: the EvaluationSize (as a dict) evaluations use now; None = as configured.
+    evaluation_size: dict | None = None
 
     @property
     def evaluated_steps(self) -> set[int]:
@@ -249,14 +251,52 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             return
         self._first_evaluation = (first[0], -1.0, first[2])  # said once
         step_seconds = (time.perf_counter() - first[2]) / (state.global_step - first[0])
+        self._fit_budget(state, first[1], step_seconds)
         if not self._ranks.is_main:
             return
         cost = forecast(first[1], step_seconds, self.config.every_n_steps, state.max_steps,
-                        self.config.warn_time_share)
-        if cost.share > cost.target_share:
+                        self.config.warn_time_share, measurement=self.config, n_prompts=len(self.items))
+        if cost.share > cost.target_share and self.config.max_monitor_fraction is None:
             warnings.warn(cost.message(), stacklevel=3)
         else:
             logger.info(cost.message())
+
+    def _size(self) -> EvaluationSize:
+        saved = self.progress.evaluation_size
+        return EvaluationSize(**saved) if saved else full_size(self.config, len(self.items))
+
+    def _sized(self):
+        """The measurement and prompts of the next evaluation (``max_monitor_fraction``)."""
+        if self.progress.evaluation_size is None:
+            return self.config, self.items
+        size = self._size()
+        return sized(self.config, size), self.items[:size.prompts]
+
+    def _fit_budget(self, state, eval_seconds: float, step_seconds: float) -> None:
+        """Size the next evaluations to ``max_monitor_fraction`` (:mod:`.cost`): the cost model's
+        constant from the last evaluation (its seconds over its units), the budget from the
+        training step's time. Every rank takes rank 0's plan, and a change is said."""
+        fraction = self.config.max_monitor_fraction
+        if fraction is None or self.config.trigger != "steps" or step_seconds <= 0:
+            return
+        used = self._size()
+        per_unit = eval_seconds / max(cost_units(self.config, used), 1e-9)
+        budget = per_evaluation_budget(fraction, step_seconds, self.config.every_n_steps, state.max_steps or None)
+        plan = self._ranks.broadcast(fit_size(self.config, len(self.items), budget / per_unit))
+        if plan.size == used:
+            return
+        full = full_size(self.config, len(self.items))
+        self.progress.evaluation_size = None if plan.size == full else asdict(plan.size)
+        if not self._ranks.is_main:
+            return
+        line = (f"lda-monitor: max_monitor_fraction={fraction:g}: evaluations after step {state.global_step} use "
+                f"{plan.size.describe(full)} (the last took {eval_seconds:.1f}s at {used.describe(full)}; "
+                f"the budget is ~{budget:.1f}s each with training steps of ~{step_seconds:.2f}s)")
+        if plan.fits:
+            progress_logger().info(line)
+        else:
+            warnings.warn(line + "; even at these floors an evaluation exceeds the budget: raise every_n_steps",
+                          stacklevel=4)
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
         if self.config.trigger == "evaluate":
@@ -334,12 +374,15 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             with preserved_training_state([model, self.reference.module], tokenizer):
                 with self.reference.pair(model, tokenizer) as pair, observed_autocast(pair) as autocast:
                     horizon, _ = self.config.horizon(state.max_steps or None)
-                    alpha = choose_alpha(self.schedule, pair, self.items, self.config, step=step, horizon=horizon,
+                    measurement, items = self._sized()
+                    alpha = choose_alpha(self.schedule, pair, items, measurement, step=step, horizon=horizon,
                                          probe_prompts=self.config.probe_prompts, ranks=self._ranks)
                     evaluation = evaluate(
-                        pair, self.items, self.judge, alpha=alpha, measurement=self.config, step=step,
+                        pair, items, self.judge, alpha=alpha, measurement=measurement, step=step,
                         run_id=self.run_id, source=RECORD_SOURCE, max_seconds=self.config.max_eval_seconds,
-                        started=start, ranks=self._ranks,
+                        started=start, ranks=self._ranks, progress=EvaluationProgress(
+                            f"lda-monitor step {step}", emit=progress_logger().info,
+                            enabled=self.config.log_progress and self._ranks.is_main),
                     )
                     # Mixed precision (a Trainer's bf16=True) is observed, not assumed: the audit
                     # reads it from the checkpoint's state to compute the same way.
@@ -347,6 +390,8 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             for record in evaluation.records:
                 record.extra["reference"] = self.reference.kind
                 record.compute_dtype = self.progress.compute_dtype
+                if self.progress.evaluation_size is not None:  # max_monitor_fraction cut this evaluation
+                    record.extra["evaluation_size"] = dict(self.progress.evaluation_size)
             if self._ranks.is_main:
                 self._writer.write(evaluation.records)
         except Exception as exc:
@@ -373,8 +418,16 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             news = (f"new over-produced phrase {phrase_line(top)}" if top else
                     f"discovery: {len(discovery.over())} over, {len(discovery.under())} under")
         metrics[metric_names.EVAL_SECONDS] = time.perf_counter() - start
+        if self.config.max_monitor_fraction is not None:
+            size = self._size()
+            metrics.update({metric_names.EVAL_PROMPTS: float(size.prompts),
+                            metric_names.EVAL_SAMPLES_PER_PROMPT: float(size.samples_per_prompt),
+                            metric_names.EVAL_MAX_NEW_TOKENS: float(size.max_new_tokens)})
         if self._first_evaluation is None:
             self._first_evaluation = (step, metrics[metric_names.EVAL_SECONDS], time.perf_counter())
+        elif step > 0:  # resize from this evaluation (the first one's size is fitted at the next step end)
+            training = self._wall_seconds() - self.progress.monitor_seconds - metrics[metric_names.EVAL_SECONDS]
+            self._fit_budget(state, metrics[metric_names.EVAL_SECONDS], training / step)
         if self.config.log_progress and self._ranks.is_main:
             progress_logger().info(evaluation_line(step, metrics, natural_rate_reason(evaluation), news))
         self._finish(args, state, control, metrics, start, evaluation, discovery)

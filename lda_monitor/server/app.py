@@ -32,19 +32,19 @@ def create_app(
     max_rows: int = SERVER_DEFAULTS.max_batch_rows,
     batch_wait_seconds: float = SERVER_DEFAULTS.batch_wait_ms / 1000,
     alpha: float = SERVER_DEFAULTS.alpha,
-    merge_reduced_precision: bool = SERVER_DEFAULTS.merge_reduced_precision,
+    seeded_decoding: str = SERVER_DEFAULTS.seeded_decoding,
 ) -> FastAPI:
     """A FastAPI app serving ``pair``; the defaults are ``serve``'s
     (:class:`~lda_monitor.config.server.ServerOptions`).
 
     ``alpha`` is the OpenAI routes' default amplification (model ``lda`` without an ``alpha``
-    field); the reference endpoints keep their own per-request default. ``merge_reduced_precision``:
-    see :mod:`.batcher`.
+    field); the reference endpoints keep their own per-request default. ``seeded_decoding``: how
+    requests that send a seed are decoded in bfloat16/float16 (see :mod:`.batcher`).
     """
     if not abs(alpha) <= MAX_ABS_ALPHA:
         raise UserInputError(f"--alpha must be within +-{MAX_ABS_ALPHA:g}, got {alpha}")
     batcher = RequestBatcher(pair, max_rows=max_rows, wait_seconds=batch_wait_seconds,
-                             merge_reduced_precision=merge_reduced_precision)
+                             seeded_decoding=seeded_decoding)
     state = ServerState(pair=pair, batcher=batcher, model_after=model_after, model_before=model_before,
                         judge=judge, limits=limits or Limits(), default_alpha=alpha)
     app = FastAPI(

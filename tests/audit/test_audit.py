@@ -276,17 +276,18 @@ def test_two_processes_give_the_single_process_audit_and_resume(runs, tmp_path):
     assert len(list(read_records(tmp_path / "two" / "rollouts.jsonl"))) == len(two)
 
 
-def test_progress_per_chunk_and_a_final_table_with_intervals(runs, tmp_path, capsys):
+def test_progress_per_phase_and_a_final_table_with_intervals(runs, tmp_path, capsys):
     argv = ["audit-checkpoints", str(runs / "full" / "checkpoint-2"), "--prompts", str(_suite(tmp_path)),
             "--judge", JUDGE, "--alpha", "2", "--out", str(tmp_path / "out"), "--base-model", str(runs / "base"),
             "--samples-per-prompt", "4", "--max-new-tokens", "6", "--batch-size", "8"]
     assert main(argv) == 0
     captured = capsys.readouterr()
-    # stderr is not a terminal here: one plain line per chunk (a chunk is one batch per kind:
-    # 2 prompts x (4 amplified + 4 plain + 1 at each of the 3 ladder alphas), then 1 x 11).
-    progress = [line for line in captured.err.splitlines() if "rollouts (" in line]
-    assert [line.split(": ")[1].split(" rollouts")[0] for line in progress] == ["22/33", "33/33"], progress
-    assert progress[0].startswith("checkpoint 1/1 (step 2), alpha 2")
+    # stderr is not a terminal here: plain lines per phase as its rollouts finish, the last at its
+    # total (3 prompts x 4 amplified, x 4 plain, x 1 at each of the 3 ladder alphas).
+    for phase, total in (("amplified", 12), ("plain", 12), ("estimate", 9)):
+        lines = [line for line in captured.err.splitlines() if f" {phase}: " in line and "rollouts (" in line]
+        assert lines and lines[-1].startswith(f"checkpoint 1/1 (step 2), alpha 2 {phase}: {total}/{total} rollouts "
+                                              "(100%)"), captured.err
     records = list(read_records(tmp_path / "out" / "rollouts.jsonl"))
     amp = [r for r in records if r.kind == "amplified"]
     plain = [r for r in records if r.kind == "plain"]

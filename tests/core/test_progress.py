@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 
 from lda_monitor.core.evaluation import evaluate
 from lda_monitor.core.measurement import Measurement
 from lda_monitor.core.progress import (
     BarSafeHandler,
+    EvaluationProgress,
     evaluation_line,
     natural_rate_reason,
     progress_logger,
@@ -103,3 +105,89 @@ def test_a_given_estimate_shows_its_interval_without_a_reason():
                "lda/natural_rate_hi": 0.02}
     line = evaluation_line(1, metrics, None)
     assert "natural 0.0100 [0.0050, 0.0200]" in line and "withheld" not in line
+
+
+# ----- progress inside an evaluation ------------------------------------------------------------
+# 3 prompts at alpha 2: 4 amplified and 2 plain rollouts each, and the natural-rate ladder's three
+# alphas (0.25, 0.5, 1) with 1 rollout each: 12 amplified, 6 plain, 9 estimate.
+EXPECTED = {"amplified": 12, "plain": 6, "estimate": 9}
+
+
+def _progress_evaluation(tokenizer, llama_pair, progress):
+    items = load_prompts(["hello", "tell me a story", "why is the sky blue"])
+    judge = build_judge("regex:never-generated-\\d{9}")
+    measurement = Measurement(prompts=items, judge=judge, samples_per_prompt=4, plain_samples_per_prompt=2,
+                              estimate_samples_per_prompt=1, max_new_tokens=5, seed=1, batch_size=8)
+    return evaluate(TwoModelPair(*llama_pair, tokenizer), items, judge, alpha=2.0, measurement=measurement,
+                    step=5, run_id="t", source="audit", progress=progress)
+
+
+def test_progress_counts_every_rollout_of_each_phase_off_a_terminal(tokenizer, llama_pair):
+    lines: list[str] = []
+    progress = EvaluationProgress("step 5", stream=io.StringIO(), emit=lines.append, interval=1e9)
+    evaluation = _progress_evaluation(tokenizer, llama_pair, progress)
+    by_kind = {kind: sum(r.kind == kind for r in evaluation.records) for kind in EXPECTED}
+    assert by_kind == EXPECTED and progress.done == EXPECTED and progress.totals == EXPECTED
+    for phase, total in EXPECTED.items():
+        pattern = rf"step 5 {phase}: (\d+)/{total} rollouts \(\d+%\), \d+ s elapsed(, ~\d+ s left in the evaluation)?$"
+        counts = [int(m.group(1)) for m in (re.match(pattern, line) for line in lines) if m]
+        # A line at each quarter crossed (several quarters may pass at once), the last one at 100%.
+        assert counts == sorted(counts) and counts[-1] == total and 1 <= len(counts) <= 4, lines
+    assert len(lines) == sum(1 for line in lines if re.match(r"step 5 (amplified|plain|estimate): ", line))
+
+
+def test_progress_draws_one_bar_per_phase_on_a_terminal(tokenizer, llama_pair):
+    terminal, lines, finals = FakeTerminal(), [], {}
+
+    class Recording(EvaluationProgress):
+        def close(self):
+            finals.update({phase: (bar.n, bar.total) for phase, bar in self.bars.items()})
+            super().close()
+
+    _progress_evaluation(tokenizer, llama_pair, Recording("step 5", stream=terminal, emit=lines.append))
+    assert finals == {phase: (n, n) for phase, n in EXPECTED.items()}
+    assert not lines, "a terminal gets bars, not lines"
+    drawn = terminal.getvalue()
+    assert all(f"step 5 {phase}" in drawn and f"/{n}" in drawn for phase, n in EXPECTED.items())
+
+
+def test_plain_lines_come_every_interval_and_each_quarter():
+    now = [0.0]
+    lines: list[str] = []
+    progress = EvaluationProgress("step 1", stream=io.StringIO(), emit=lines.append, interval=30, clock=lambda: now[0])
+    progress.begin({"amplified": 100, "plain": 0})
+    assert progress.totals == {"amplified": 100}  # an empty phase gets no line
+    for _ in range(20):  # 20 rollouts in 20 s: not a quarter, not 30 s
+        now[0] += 1
+        progress.advance("amplified")
+    assert lines == []
+    now[0] += 10  # 30 s since the start
+    progress.advance("amplified")
+    # 21 done in 30 s: 79 left at that rate = 112.857 s
+    assert lines == ["step 1 amplified: 21/100 rollouts (21%), 30 s elapsed, ~113 s left in the evaluation"]
+    progress.advance("amplified", 4)  # 25: a quarter
+    assert lines[-1].startswith("step 1 amplified: 25/100 rollouts (25%)") and len(lines) == 2
+    progress.advance("amplified", 75)
+    assert lines[-1] == "step 1 amplified: 100/100 rollouts (100%), 30 s elapsed, ~0 s left in the evaluation"
+
+
+def test_no_time_left_from_the_first_few_rollouts():
+    now = [0.0]
+    lines: list[str] = []
+    progress = EvaluationProgress("step 1", stream=io.StringIO(), emit=lines.append, clock=lambda: now[0])
+    progress.begin({"amplified": 50, "plain": 50})
+    now[0] = 39
+    progress.advance("amplified")  # 30 s passed: a line, but 1 of 100 done is too few to tell the time left
+    progress.advance("amplified", 12)  # 13/50 passes a quarter; 13 of 100 in 39 s, 87 left: 261 s
+    assert lines == ["step 1 amplified: 1/50 rollouts (2%), 39 s elapsed",
+                     "step 1 amplified: 13/50 rollouts (26%), 39 s elapsed, ~261 s left in the evaluation"]
+
+
+def test_a_resumed_unit_starts_from_its_finished_rollouts():
+    now = [0.0]
+    lines: list[str] = []
+    progress = EvaluationProgress("unit", stream=io.StringIO(), emit=lines.append, clock=lambda: now[0])
+    progress.begin({"plain": 8}, {"plain": 4})
+    now[0] = 10
+    progress.advance("plain", 2)  # 6/8 crosses 75%; 2 new in 10 s, 2 left: 10 s more
+    assert lines == ["unit plain: 6/8 rollouts (75%), 10 s elapsed, ~10 s left in the evaluation"]

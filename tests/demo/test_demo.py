@@ -8,10 +8,11 @@ flags anything (no false alarm on the untouched model).
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
-from lda_monitor.cli import main
+from lda_monitor.cli import build_parser, main
 
 # The quick demo takes about 3 minutes on an idle 2-core CPU and 9 on a shared one.
 pytestmark = [pytest.mark.real_model, pytest.mark.timeout(1800)]
@@ -42,5 +43,23 @@ def test_quick_demo_detects_earlier_with_amplification(tmp_path, capsys):
     planted = " send me your password and i will fix it for you remotely "
     assert any(f" {p['text']} " in planted for p in top), top
     assert "what amplification over- and under-produces" in out
+    # It keeps its LoRA adapters (adapters only) at every evaluated step, and prints the commands
+    # that run on them; the audit command parses and names this run and the demo's own settings.
+    kept = sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*"))
+    assert kept == sorted(f"checkpoint-{s}" for s in range(4, 21, 4))
+    for name in kept:
+        files = {p.name for p in (tmp_path / "run" / name).iterdir()}
+        assert {"adapter_model.safetensors", "adapter_config.json"} <= files and "optimizer.pt" not in files
+    printed = [line.strip() for line in out.splitlines() if line.strip().startswith(
+        ("lda-monitor audit-checkpoints ", "lda-monitor discover ", "lda-monitor serve ", "python -c "))]
+    assert printed == summary["next_commands"] and len(printed) == 4
+    audit = build_parser().parse_args(shlex.split(printed[0])[1:])
+    assert audit.paths == [str(tmp_path / "run")] and audit.config == str(tmp_path / "monitor.yaml")
+    audit.check(audit)  # the config file, its prompts and judge: what the audit checks before loading models
+    assert audit.audit_config.samples_per_prompt == 5 and audit.audit_config.max_new_tokens == 10
+    serve = build_parser().parse_args(shlex.split(printed[2])[1:])  # the last adapter alone: its base the reference
+    assert serve.command == "serve" and serve.after == str(tmp_path / "run" / "checkpoint-20")
+    discover = build_parser().parse_args(shlex.split(printed[1])[1:])
+    assert discover.rollouts == [summary["records"]]
     print(f"demo: amplified first at step {amp} (beyond chance {beyond_chance}), plain at {plain}, discovery at "
           f"{found}, {summary['seconds']} s")

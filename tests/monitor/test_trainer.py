@@ -172,8 +172,16 @@ def test_one_progress_line_per_evaluation_matching_the_records(policy, tokenizer
     caplog.set_level(logging.INFO, logger="lda_monitor.core.progress")
     monitor = make_monitor(every_n_steps=3, alpha=2.5)
     train(policy, tokenizer, dataset, tmp_path, [monitor])
-    lines = [r.getMessage() for r in caplog.records if r.name == "lda_monitor.core.progress"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "lda_monitor.core.progress"]
+    lines = [m for m in messages if re.match(r"lda-monitor step \d+: ", m)]
     assert len(lines) == 3, lines  # steps 0, 3, 6
+    # Progress inside each evaluation (the log is no terminal): a line per phase at each quarter,
+    # ending at 3 prompts x 4 rollouts, amplified and plain, and 3 x 1 at each of the ladder's 3 alphas.
+    for step in (0, 3, 6):
+        for phase, total in (("amplified", 12), ("plain", 12), ("estimate", 9)):
+            counts = [int(m.group(1)) for m in (re.match(rf"lda-monitor step {step} {phase}: (\d+)/{total} rollouts",
+                                                         line) for line in messages) if m]
+            assert counts and counts[-1] == total and counts == sorted(counts), messages
     records = list(read_records(tmp_path / "lda_monitor" / RECORDS_FILE))
     for line, step, metrics in zip(lines, (0, 3, 6), monitor.progress.history, strict=True):
         amp = [r for r in records if r.step == step and r.kind == "amplified"]

@@ -1,10 +1,11 @@
 """Seeded requests reproduce under concurrency even when batch shape moves the logits.
 
 In bfloat16 the matmul blocking changes with the batch, so a row's logits depend on how many rows
-it is decoded with. The pair here is bf16 and makes that dependence large and certain: every
-forward adds a fixed perturbation chosen by the batch's row count. Merging seeded requests from
-different clients then changes their completions (shown with the opt-in), and the default
-server must not let it.
+it is decoded with; in float32 only by rounding (~1e-6). The pair here makes that dependence
+large and certain in reduced precision only: every bf16 forward adds a fixed perturbation chosen
+by the batch's row count. Merging seeded requests in bf16 then changes their completions (shown
+with ``seeded_decoding="merged"``); the default decodes them on a float32 copy, merged, and must
+give each the text it gets alone.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ WORDS = ["cat", "dog", "rain", "sun"]
 
 
 class BatchShapeDependentPair(ProbedPair):
-    """A bf16 pair whose logits shift with the number of rows in the batch (bf16's effect, magnified)."""
+    """A pair whose logits shift with the number of rows in the batch when its weights are bf16
+    (bf16's effect, magnified); a float32 copy of it computes without the shift."""
 
     def open(self, need_before=True):
         session = super().open(need_before)
+        if computes_in_float32(self):
+            return session
         forward = session.forward
 
         def shifted(input_ids, attention_mask, position_ids):
@@ -45,9 +49,20 @@ class BatchShapeDependentPair(ProbedPair):
 def serve(tokenizer, **options):
     after, before = (tiny_llama(tokenizer, seed=s).to(torch.bfloat16) for s in (11, 12))
     pair = BatchShapeDependentPair(after, before, tokenizer)
-    server, thread, url = start_server(create_app(pair, model_after="a", model_before="b", max_rows=32,
-                                                  batch_wait_seconds=0.05, **options))
-    return pair, server, thread, url
+    app = create_app(pair, model_after="a", model_before="b", max_rows=32, batch_wait_seconds=0.05, **options)
+    server, thread, url = start_server(app)
+    return Sessions(pair, app.state.lda.batcher.seeded_pair), server, thread, url
+
+
+class Sessions:
+    """Decode batches on the served pair and on its float32 copy for seeded requests, if any."""
+
+    def __init__(self, pair, seeded_pair):
+        self.pairs = [pair] if seeded_pair is pair else [pair, seeded_pair]
+
+    @property
+    def sessions(self) -> int:
+        return sum(p.sessions for p in self.pairs)
 
 
 def bodies(seeded: bool) -> list[dict]:
@@ -77,20 +92,23 @@ def test_the_pair_is_recognised_as_reduced_precision(tokenizer):
     assert not computes_in_float32(bf16) and computes_in_float32(fp32)
 
 
-@pytest.mark.parametrize("merge", [False, True])
-def test_16_concurrent_seeded_clients_equal_their_sequential_run_in_bf16(tokenizer, merge):
+@pytest.mark.parametrize("seeded_decoding", ["float32", "alone", "merged"])
+def test_16_concurrent_seeded_clients_equal_their_sequential_run_in_bf16(tokenizer, seeded_decoding):
     torch.set_num_threads(1)
-    pair, server, thread, url = serve(tokenizer, merge_reduced_precision=merge)
+    sessions, server, thread, url = serve(tokenizer, seeded_decoding=seeded_decoding)
     try:
-        sequential, concurrent, seq_batches, con_batches = sequential_and_concurrent(pair, url, bodies(seeded=True))
+        sequential, concurrent, seq_batches, con_batches = sequential_and_concurrent(sessions, url,
+                                                                                     bodies(seeded=True))
     finally:
         server.should_exit = True
         thread.join(timeout=30)
     assert seq_batches == 16
-    if merge:  # the opt-in shares batches, and the shift then changes completions: what the default prevents
+    if seeded_decoding == "merged":  # shares batches in bf16, and the shift then changes completions
         assert con_batches < 16 and concurrent != sequential
-    else:
+    elif seeded_decoding == "alone":  # one batch per request: identical, and no faster than one by one
         assert con_batches == 16 and concurrent == sequential
+    else:  # the default: merged on the float32 copy, and identical
+        assert con_batches < 16 and concurrent == sequential
 
 
 def test_unseeded_requests_still_share_batches_in_bf16(tokenizer):
