@@ -46,7 +46,7 @@ from ..judges.describe import describe_judge
 from ..judges.health import warn_judge_failures
 from ..judges.none import NO_JUDGE_NOTE, has_judge, judge_or_none
 from ..sinks.wandb_sink import WandbSink
-from .checkpoints import Checkpoint, NoCheckpointsFound, discover, recorded_compute_dtype
+from .checkpoints import Checkpoint, NoCheckpointsFound, discover, recorded_compute_dtype, recorded_size_budget
 from .outputs import write_outputs
 from .report import sampling_info
 
@@ -269,6 +269,9 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
     if ranks.is_main:  # records of a chunk interrupted between its two writes
         rewrite_records(records_path, lambda r: r.extra.get("audit_key") in done)
     dtype, reference_dtype, autocast = audit_dtype(config, checkpoints, echo)
+    size_note = _size_budget_note(checkpoints)
+    if size_note:
+        echo(f"note: {size_note}")
     config = replace(config, dtype=dtype)
     models = _Models(replace(config, device=rank_device(config.device)), checkpoints, reference_dtype, autocast)
     sink = None
@@ -302,6 +305,8 @@ def _audit(paths, config: AuditConfig, out: Path, echo) -> list:
         return ranks.broadcast(None)
     info = {**_run_info(paths, config, checkpoints, judge), "mixed precision": _mixed_precision_info(
         autocast, (_recorded(checkpoints, _silent) or {}).get("autocast"))}
+    if size_note:
+        info["evaluation size"] = size_note
     rows = write_outputs(out, list(read_records(records_path)), run_info=info,
                          primary_judge=judge.name if has_judge(judge) else None)
     return ranks.broadcast(rows)
@@ -419,6 +424,19 @@ def _run_info(paths, config: AuditConfig, checkpoints, judge) -> dict:
         "seed": config.seed,
         "output": str(config.out),
     }
+
+
+def _size_budget_note(checkpoints: list[Checkpoint]) -> str | None:
+    """Said before the audit starts and in its report when the monitor adapted its evaluations to a
+    time budget: the audit samples the configured size, so where the callback cut an evaluation the
+    rollouts differ from its records (each of which names the size it had, ``extra.evaluation_size``)."""
+    fractions = {f for c in checkpoints if (f := recorded_size_budget(c.path)) is not None}
+    if not fractions:
+        return None
+    return (f"the monitor ran with max_monitor_fraction={', '.join(f'{f:g}' for f in sorted(fractions))}, so it "
+            "may have sampled smaller evaluations than configured; this audit samples the configured size, so at "
+            "steps where the callback cut one (its records' extra.evaluation_size) the rollouts differ from its "
+            "records; give those sizes (prompts, samples_per_prompt, max_new_tokens) to reproduce them")
 
 
 def _mixed_precision_info(used: dict | None, recorded: dict | None) -> str:

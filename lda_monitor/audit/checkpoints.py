@@ -86,19 +86,36 @@ def discover(paths) -> tuple[list[Checkpoint], list[str]]:
     return found, notes
 
 
-def recorded_compute_dtype(path: Path) -> dict | None:
-    """The dtypes the monitor computed its rollouts in at this checkpoint (``{"policy": ...,
-    "reference": ...}``, saved with its state in ``trainer_state.json``), or None when no
-    lda-monitor callback ran or it predates the record."""
+def _saved_monitor(path: Path) -> list[dict]:
+    """The lda-monitor callback's saved state entries (``args`` and ``attributes``) in this
+    checkpoint's ``trainer_state.json``; empty when no callback ran or the file is unreadable."""
     state_file = Path(path) / "trainer_state.json"
     if not state_file.is_file():
-        return None
+        return []
     try:
         saved = (json.loads(state_file.read_text()).get("stateful_callbacks") or {}).get("LDAMonitorCallback")
     except (OSError, ValueError):
-        return None
-    for entry in saved if isinstance(saved, list) else [saved]:
-        recorded = ((entry or {}).get("attributes") or {}).get("monitor_state", {}).get("compute_dtype")
+        return []
+    return [entry or {} for entry in (saved if isinstance(saved, list) else [saved])]
+
+
+def recorded_compute_dtype(path: Path) -> dict | None:
+    """The dtypes the monitor computed its rollouts in at this checkpoint (``{"policy": ...,
+    "reference": ...}``, and ``"autocast"`` under mixed precision; saved with its state in
+    ``trainer_state.json``), or None when no lda-monitor callback ran or it predates the record."""
+    for entry in _saved_monitor(path):
+        recorded = (entry.get("attributes") or {}).get("monitor_state", {}).get("compute_dtype")
         if recorded:
             return recorded
+    return None
+
+
+def recorded_size_budget(path: Path) -> float | None:
+    """The ``max_monitor_fraction`` the monitor ran with at this checkpoint, or None: with it the
+    callback shrinks evaluations to its time budget, sizes an audit of the configured measurement
+    does not reproduce."""
+    for entry in _saved_monitor(path):
+        fraction = (entry.get("args") or {}).get("max_monitor_fraction")
+        if fraction is not None:
+            return fraction
     return None
