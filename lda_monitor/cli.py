@@ -19,6 +19,7 @@ from .core.config_fields import add_field_arguments, given_fields, real_number
 from .core.discovery import MIN_COUNT, Q_LEVEL
 from .core.measurement import SAMPLING_FIELDS, Measurement
 from .core.records import RECORDS_FILE
+from .demo.detection_cli import add_parser as add_detection_parser
 from .engine.dtypes import DTYPE_HELP
 from .engine.presets import PRESETS
 from .engine.sampling_config import PEFT_STRATEGIES, sampler_help
@@ -303,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the embedded tokenizer; no naive loop); measure at --max-new-tokens 256"))
     b.add_argument("--json", action="store_true", help="print the measurements as JSON")
     b.set_defaults(run=_cmd_bench)
+    bench_commands = b.add_subparsers(dest="bench_command", metavar="{detection}", help=(
+        "with no subcommand: the throughput benchmark above"))
+    add_detection_parser(bench_commands)
 
     d = sub.add_parser("demo", help="offline end-to-end demo: LDA catches a planted behaviour early")
     d.add_argument("--quick", action="store_true", help="the 3-minute version (CI runs it)")
