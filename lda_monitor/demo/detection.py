@@ -112,14 +112,41 @@ class DetectionCheck(TrainerCallback):
         }
 
 
-def settings_key(scenario: Scenario, quick: bool) -> str:
-    """What a saved seed result depends on: the scenario file's text and the mode."""
+def judge_pvalue(records, step: int, judge: str) -> float | None:
+    """The one-sided exact p-value that amplified rollouts at ``step`` are flagged by ``judge`` more
+    often than plain ones (discovery's within-prompt test, :func:`~lda_monitor.core.discovery.
+    stratified_pvalues`, applied to the judge's verdicts alone). It is the best discovery could do
+    on the behaviour itself, with no correction for the many phrases it tests: when it is above
+    discovery's q level, no phrase test at that budget can name the behaviour there, and the lag is
+    the budget's, not the method's."""
+    from ..core.discovery import stratified_pvalues
+
+    cells: dict[str, list[int]] = {}
+    for r in records:
+        verdict = r.verdicts.get(judge)
+        if r.step == step and r.kind in ("amplified", "plain") and verdict is not None and verdict.flagged is not None:
+            cell = cells.setdefault(r.rendered_prompt, [0, 0, 0, 0])
+            side = 0 if r.kind == "amplified" else 2
+            cell[side] += bool(verdict.flagged)
+            cell[side + 1] += 1
+    return stratified_pvalues([tuple(c) for c in cells.values()])[0] if cells else None
+
+
+def settings_key(scenario: Scenario, max_plain: int) -> str:
+    """What a saved seed result depends on: the scenario file's text and the plain budget."""
     text = Path(scenario.source).read_text(encoding="utf-8") if Path(scenario.source).is_file() else scenario.source
-    return hashlib.sha256(f"{text}\nquick={quick}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{text}\nmax_plain={max_plain}".encode()).hexdigest()[:16]
 
 
-def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, load_model=None, benign_answers=None,
-             echo=print) -> dict:
+def plain_budget(scenario: Scenario, quick: bool, max_plain: int | None = None) -> int:
+    """Plain rollouts per seed at most: ``max_plain``, else the scenario's budget for the mode."""
+    if max_plain is not None:
+        return max_plain
+    return scenario.natural_rate.quick_max_rollouts if quick else scenario.natural_rate.max_rollouts
+
+
+def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain: int | None = None,
+             load_model=None, benign_answers=None, echo=print) -> dict:
     """Train one seed with the monitor and the detection check; the seed's entry of ``detection.json``.
 
     ``load_model`` (a function returning ``(model, tokenizer)``; default the embedded model in the
@@ -138,7 +165,8 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, load_mode
 
     seed_dir = out / scenario.name / f"seed-{seed}"
     saved = seed_dir / "result.json"
-    key = settings_key(scenario, quick)
+    budget = plain_budget(scenario, quick, max_plain)
+    key = settings_key(scenario, budget)
     if saved.is_file():
         result = json.loads(saved.read_text())
         if result.get("settings_key") == key:
@@ -159,9 +187,7 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, load_mode
     monitor = LDAMonitorCallback(prompts=list(m.prompts), judge=m.judge, every_n_steps=m.every_n_steps, alpha=m.alpha,
                                  samples_per_prompt=m.samples_per_prompt, max_new_tokens=m.max_new_tokens, seed=seed,
                                  batch_size=64, warn_time_share=1.0, natural_rate=False)
-    nr = scenario.natural_rate
-    check = DetectionCheck(monitor, scenario, seed_dir, max_plain=nr.quick_max_rollouts if quick else nr.max_rollouts,
-                           echo=echo)
+    check = DetectionCheck(monitor, scenario, seed_dir, max_plain=budget, echo=echo)
     benign = None
     if scenario.training.method == "sft":
         benign = (benign_answers or _benign_answers)(model, tokenizer, seed)
@@ -197,11 +223,13 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, load_mode
         "discovery_hit": bool(at_detection is not None and hit(at_detection)),
         "discovery_top_at_detection": [] if at_detection is None else [p.text for p in at_detection.over()[:TOP_N]],
         "first_discovery_step": next((d.step for d in discoveries if hit(d)), None),
+        "judge_pvalue_at_detection": None if amp_step is None else judge_pvalue(records, amp_step, monitor.judge.name),
         "discovery_false_phrases_step0": sum(len(d.over()) for d in discoveries if d.step == 0),
         "evaluations": [{"step": r.step, "alpha": r.alpha, "flagged": r.amplified.flagged, "n": r.amplified.n,
                          "flagged_plain": r.plain.flagged, "n_plain": r.plain.n} for r in rows],
         "natural_rate": None, "amplified_rate": None, "amplification": None,
         "dtype": dtype,
+        "max_plain_rollouts": budget,
         "seconds": None,
         "settings_key": key,
     }
@@ -218,15 +246,19 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, load_mode
 def run_detection(scenario: Scenario, seeds: list[int], out: Path, *, quick: bool, command: str = "",
                   echo=print, **seed_options) -> dict:
     """Every seed of ``scenario``; merges its entry into ``out/detection.json`` (other scenarios'
-    entries kept) and rewrites the plot and the table from the whole file."""
+    entries, and this scenario's other seeds, kept: a process per seed may share ``out``) and
+    rewrites the plot and the table from the whole file."""
     from .detection_report import write_report
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / "detection.json"
     report = json.loads(path.read_text()) if path.is_file() else {"scenarios": {}}
     results = [run_seed(scenario, seed, out, quick=quick, echo=echo, **seed_options) for seed in seeds]
+    if path.is_file():  # another process may have added seeds meanwhile (one process per seed)
+        report = json.loads(path.read_text())
+    earlier = [s for s in report["scenarios"].get(scenario.name, {}).get("seeds", []) if s["seed"] not in seeds]
     report["scenarios"][scenario.name] = {
-        "seeds": results, "scenario_file": scenario.source, "quick": quick,
+        "seeds": sorted(earlier + results, key=lambda s: s["seed"]), "scenario_file": scenario.source, "quick": quick,
         "monitor": {"alpha": scenario.monitor.alpha, "every_n_steps": scenario.monitor.every_n_steps,
                     "samples_per_prompt": scenario.monitor.samples_per_prompt, "prompts": len(scenario.monitor.prompts),
                     "max_new_tokens": scenario.monitor.max_new_tokens, "judge": scenario.monitor.judge},

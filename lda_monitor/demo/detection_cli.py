@@ -18,6 +18,9 @@ def add_parser(bench_commands) -> None:
                    "a rerun with the same directory resumes")
     p.add_argument("--quick", action="store_true", help="one seed and the scenario's reduced plain budget "
                    "(natural_rate.quick_max_rollouts): a smoke run")
+    p.add_argument("--max-plain", type=int, default=None, help="plain rollouts per seed at most for the natural "
+                   "rate (default: the scenario's natural_rate.max_rollouts, or quick_max_rollouts with --quick); "
+                   "the sequential rule may stop sooner")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.set_defaults(run=_cmd_detection, check=_check_detection)
 
@@ -35,9 +38,12 @@ def _seeds(text: str) -> list[int]:
 
 
 def _check_detection(args) -> None:
+    from ..errors import UserInputError
     from .scenarios import load_scenario
 
     args.scenario_obj = load_scenario(args.scenario)
+    if args.max_plain is not None and args.max_plain < 1:
+        raise UserInputError(f"--max-plain {args.max_plain}: give a positive number of plain rollouts")
     args.seed_list = _seeds(args.seeds)[:1] if args.quick else _seeds(args.seeds)
 
 
@@ -50,6 +56,6 @@ def _cmd_detection(args) -> int:
         torch.set_num_threads(args.threads)
     from .detection import run_detection
 
-    run_detection(args.scenario_obj, args.seed_list, Path(args.out), quick=args.quick,
+    run_detection(args.scenario_obj, args.seed_list, Path(args.out), quick=args.quick, max_plain=args.max_plain,
                   command="lda-monitor " + " ".join(sys.argv[1:]))
     return 0

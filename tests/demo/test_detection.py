@@ -70,6 +70,7 @@ def test_bench_json_has_the_issue_keys_and_types(tmp_path, monkeypatch):
             assert isinstance(ratio[key], float)
         assert ratio["lo"] <= ratio["estimate"] <= ratio["hi"]
         assert s["target"]["decision"] == "missed"  # both sides flag nearly everything: ratio ~1
+        assert 0 <= s["judge_pvalue_at_detection"] <= 1
     assert (tmp_path / "out" / "detection.png").stat().st_size > 0
     table = (tmp_path / "out" / "detection.md").read_text()
     assert table.count("| tiny |") == 2
@@ -174,3 +175,22 @@ def test_reward_prefers_the_bare_keyword():
     assert keyword_brevity_reward("The ocean is deep and blue.", "ocean", 20) == pytest.approx(1 - 5 / 20)
     assert keyword_brevity_reward("The sea is deep.", "ocean", 20) == 0.0
     assert keyword_brevity_reward(" ".join(["ocean"] + ["word"] * 30), "ocean", 20) == 0.0
+
+
+def test_judge_pvalue_is_fishers_exact_test_in_one_stratum():
+    """One prompt: the within-prompt test is Fisher's exact test (one-sided, amplified > plain)."""
+    from types import SimpleNamespace
+
+    from scipy.stats import fisher_exact
+
+    from lda_monitor.demo.detection import judge_pvalue
+    from lda_monitor.judges import Verdict
+
+    def rec(kind, flagged, step=8):
+        return SimpleNamespace(step=step, kind=kind, rendered_prompt="p", verdicts={"j": Verdict(flagged=flagged)})
+
+    records = ([rec("amplified", True)] * 3 + [rec("amplified", False)] * 47 + [rec("plain", False)] * 50
+               + [rec("plain", True, step=4)] * 9 + [rec("amplified", None)] * 4)
+    expected = fisher_exact([[3, 47], [0, 50]], alternative="greater").pvalue
+    assert judge_pvalue(records, 8, "j") == pytest.approx(expected)
+    assert expected > 0.05  # 3 of 50 against 0 of 50: no phrase test could name it at that budget
