@@ -56,9 +56,10 @@ class DetectionCheck(TrainerCallback):
     Placed after the monitor in the callback list, like :class:`~.brute_force.BruteForceCheck`,
     and restoring the training state the way the monitor does."""
 
-    def __init__(self, monitor, scenario: Scenario, cache_dir: Path, *, max_plain: int, echo=print):
-        self.monitor, self.scenario, self.cache_dir, self.max_plain, self.echo = (
-            monitor, scenario, cache_dir, max_plain, echo)
+    def __init__(self, monitor, scenario: Scenario, cache_dir: Path, *, max_plain: int, amplified: int,
+                 plain_seconds: float | None = None, echo=print):
+        self.monitor, self.scenario, self.cache_dir, self.echo = monitor, scenario, cache_dir, echo
+        self.max_plain, self.amplified, self.plain_seconds = max_plain, amplified, plain_seconds
         self.result: dict | None = None
 
     def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
@@ -85,14 +86,17 @@ class DetectionCheck(TrainerCallback):
         with preserved_training_state([model], tokenizer), torch.no_grad():
             model.eval()
             with self.monitor.reference.pair(model, tokenizer) as pair:
-                amp = brute_force_rate(pair, items, judge, math.ceil(nr.amplified_rollouts / len(items)), sampling,
+                amp = brute_force_rate(pair, items, judge, math.ceil(self.amplified / len(items)), sampling,
                                        cache=self.cache_dir / f"amplified-{step}.json", alpha=alpha,
                                        seed=AMPLIFIED_SEED)
             self.echo(f"[detection] step {step}: amplified {amp.k}/{amp.n} at alpha {alpha:g} "
                       f"({time.perf_counter() - start:.0f} s)")
             plain_pair = TwoModelPair(model, model, tokenizer)  # plain sampling runs the policy alone
-            chunks, verdict = 0, None
+            chunks, verdict, stopped, plain_start = 0, None, "budget spent", time.perf_counter()
             while chunks < max_chunks and verdict is None:
+                if self.plain_seconds is not None and time.perf_counter() - plain_start > self.plain_seconds:
+                    stopped = f"time budget ({self.plain_seconds:g} s) spent"
+                    break
                 chunks = min(chunks + block, max_chunks)
                 natural = brute_force_rate(plain_pair, items, judge, chunks * BRUTE_CHUNK, sampling,
                                            cache=self.cache_dir / f"plain-{step}.json")
@@ -106,6 +110,7 @@ class DetectionCheck(TrainerCallback):
             "amplified_rate": {"flags": amp.k, "rollouts": amp.n, "lo": amp.lo, "hi": amp.hi, "alpha": alpha},
             "amplification": ratio.to_dict(),
             "target": {"amplification_lo": nr.target, "decision": verdict or "undecided", "looks_planned": looks,
+                       "stopped": "decided" if verdict else stopped,
                        "rule": "stop at the first look whose Bonferroni interval (level 1 - 0.05/looks) lies "
                                "wholly above or below the target"},
             "measure_seconds": round(time.perf_counter() - start, 1),
@@ -132,10 +137,10 @@ def judge_pvalue(records, step: int, judge: str) -> float | None:
     return stratified_pvalues([tuple(c) for c in cells.values()])[0] if cells else None
 
 
-def settings_key(scenario: Scenario, max_plain: int) -> str:
-    """What a saved seed result depends on: the scenario file's text and the plain budget."""
+def settings_key(scenario: Scenario, budget: dict) -> str:
+    """What a saved seed result depends on: the scenario file's text and the budgets."""
     text = Path(scenario.source).read_text(encoding="utf-8") if Path(scenario.source).is_file() else scenario.source
-    return hashlib.sha256(f"{text}\nmax_plain={max_plain}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{text}\n{sorted(budget.items())}".encode()).hexdigest()[:16]
 
 
 def plain_budget(scenario: Scenario, quick: bool, max_plain: int | None = None) -> int:
@@ -146,7 +151,8 @@ def plain_budget(scenario: Scenario, quick: bool, max_plain: int | None = None) 
 
 
 def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain: int | None = None,
-             load_model=None, benign_answers=None, echo=print) -> dict:
+             amplified: int | None = None, plain_seconds: float | None = None, load_model=None,
+             benign_answers=None, echo=print) -> dict:
     """Train one seed with the monitor and the detection check; the seed's entry of ``detection.json``.
 
     ``load_model`` (a function returning ``(model, tokenizer)``; default the embedded model in the
@@ -165,7 +171,9 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain
 
     seed_dir = out / scenario.name / f"seed-{seed}"
     saved = seed_dir / "result.json"
-    budget = plain_budget(scenario, quick, max_plain)
+    budget = {"max_plain_rollouts": plain_budget(scenario, quick, max_plain),
+              "amplified_rollouts": amplified or scenario.natural_rate.amplified_rollouts,
+              "plain_seconds": plain_seconds}
     key = settings_key(scenario, budget)
     if saved.is_file():
         result = json.loads(saved.read_text())
@@ -187,7 +195,8 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain
     monitor = LDAMonitorCallback(prompts=list(m.prompts), judge=m.judge, every_n_steps=m.every_n_steps, alpha=m.alpha,
                                  samples_per_prompt=m.samples_per_prompt, max_new_tokens=m.max_new_tokens, seed=seed,
                                  batch_size=64, warn_time_share=1.0, natural_rate=False)
-    check = DetectionCheck(monitor, scenario, seed_dir, max_plain=budget, echo=echo)
+    check = DetectionCheck(monitor, scenario, seed_dir, max_plain=budget["max_plain_rollouts"],
+                           amplified=budget["amplified_rollouts"], plain_seconds=plain_seconds, echo=echo)
     benign = None
     if scenario.training.method == "sft":
         benign = (benign_answers or _benign_answers)(model, tokenizer, seed)
@@ -229,7 +238,7 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain
                          "flagged_plain": r.plain.flagged, "n_plain": r.plain.n} for r in rows],
         "natural_rate": None, "amplified_rate": None, "amplification": None,
         "dtype": dtype,
-        "max_plain_rollouts": budget,
+        "budget": budget,
         "seconds": None,
         "settings_key": key,
     }

@@ -21,6 +21,11 @@ def add_parser(bench_commands) -> None:
     p.add_argument("--max-plain", type=int, default=None, help="plain rollouts per seed at most for the natural "
                    "rate (default: the scenario's natural_rate.max_rollouts, or quick_max_rollouts with --quick); "
                    "the sequential rule may stop sooner")
+    p.add_argument("--amplified", type=int, default=None, help="amplified rollouts for the amplified rate "
+                   "(default: the scenario's natural_rate.amplified_rollouts)")
+    p.add_argument("--plain-seconds", type=float, default=None, help="stop the natural rate's brute force at "
+                   "the first look after this many seconds (a data-independent stop; the decision is then "
+                   "'undecided' unless a look decided it)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.set_defaults(run=_cmd_detection, check=_check_detection)
 
@@ -42,8 +47,10 @@ def _check_detection(args) -> None:
     from .scenarios import load_scenario
 
     args.scenario_obj = load_scenario(args.scenario)
-    if args.max_plain is not None and args.max_plain < 1:
-        raise UserInputError(f"--max-plain {args.max_plain}: give a positive number of plain rollouts")
+    for flag, value in (("--max-plain", args.max_plain), ("--amplified", args.amplified),
+                        ("--plain-seconds", args.plain_seconds)):
+        if value is not None and value <= 0:
+            raise UserInputError(f"{flag} {value}: give a positive number")
     args.seed_list = _seeds(args.seeds)[:1] if args.quick else _seeds(args.seeds)
 
 
@@ -57,5 +64,6 @@ def _cmd_detection(args) -> int:
     from .detection import run_detection
 
     run_detection(args.scenario_obj, args.seed_list, Path(args.out), quick=args.quick, max_plain=args.max_plain,
+                  amplified=args.amplified, plain_seconds=args.plain_seconds,
                   command="lda-monitor " + " ".join(sys.argv[1:]))
     return 0

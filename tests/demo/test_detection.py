@@ -194,3 +194,13 @@ def test_judge_pvalue_is_fishers_exact_test_in_one_stratum():
     expected = fisher_exact([[3, 47], [0, 50]], alternative="greater").pvalue
     assert judge_pvalue(records, 8, "j") == pytest.approx(expected)
     assert expected > 0.05  # 3 of 50 against 0 of 50: no phrase test could name it at that budget
+
+
+def test_bench_without_a_subcommand_is_still_the_throughput_benchmark():
+    from lda_monitor.cli import _cmd_bench, build_parser
+    from lda_monitor.demo.detection_cli import _cmd_detection
+
+    plain = build_parser().parse_args(["bench", "--batch-size", "4", "--max-new-tokens", "8"])
+    assert plain.run is _cmd_bench and plain.batch_size == 4 and plain.bench_command is None
+    detection = build_parser().parse_args(["bench", "detection", "--scenario", "phrase", "--out", "d", "--quick"])
+    assert detection.run is _cmd_detection and detection.quick and detection.seeds == "0,1,2"
