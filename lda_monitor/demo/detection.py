@@ -94,7 +94,7 @@ class DetectionCheck(TrainerCallback):
             plain_pair = TwoModelPair(model, model, tokenizer)  # plain sampling runs the policy alone
             chunks, verdict, stopped, plain_start = 0, None, "budget spent", time.perf_counter()
             while chunks < max_chunks and verdict is None:
-                if self.plain_seconds is not None and time.perf_counter() - plain_start > self.plain_seconds:
+                if chunks and self.plain_seconds is not None and time.perf_counter() - plain_start > self.plain_seconds:
                     stopped = f"time budget ({self.plain_seconds:g} s) spent"
                     break
                 chunks = min(chunks + block, max_chunks)
