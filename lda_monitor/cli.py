@@ -22,6 +22,7 @@ from .core.config_fields import add_field_arguments, given_fields, real_number
 from .core.discovery import MIN_COUNT, Q_LEVEL
 from .core.measurement import SAMPLING_FIELDS, Measurement
 from .core.records import RECORDS_FILE
+from .demo.detection_cli import add_parser as add_detection_parser
 from .engine.presets import PRESETS
 from .engine.sampling_config import sampler_help
 from .errors import UserInputError
@@ -323,6 +324,9 @@ def _bench_parser(sub) -> None:
         "the embedded tokenizer; no naive loop); measure at --max-new-tokens 256"))
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
     p.set_defaults(run=_cmd_bench)
+    bench_commands = p.add_subparsers(dest="bench_command", metavar="{detection}", help=(
+        "with no subcommand: the throughput benchmark above"))
+    add_detection_parser(bench_commands)
 
 
 def _demo_parser(sub) -> None:

@@ -15,13 +15,18 @@ BRUTE_CHUNK = 20  # plain rollouts per prompt in one brute-force chunk (its own 
 BRUTE_SEED = 987_654  # chunk i samples with BRUTE_SEED + i: streams no evaluation of a run uses
 
 
-def brute_force_rate(pair, items, judge, n_per_prompt: int, sampling, *, cache: Path | None = None):
+def brute_force_rate(pair, items, judge, n_per_prompt: int, sampling, *, cache: Path | None = None,
+                     alpha: float = 0.0, seed: int = BRUTE_SEED):
     """The policy's plain flag rate from ``n_per_prompt`` plain rollouts per prompt (Wilson interval).
 
+    ``alpha`` > 0 counts amplified rollouts of ``pair`` instead, the same way (the detection
+    benchmark's amplified rate); ``seed`` is the first chunk's seed (give another stream to
+    another count).
+
     ``sampling``: the :class:`~lda_monitor.engine.sampling_config.SamplingConfig` the estimate's
-    target is sampled with (its alpha and seed are replaced: plain, and the chunk's seed).
+    target is sampled with (its alpha and seed are replaced: ``alpha``, and the chunk's seed).
     Sampled in chunks of ``BRUTE_CHUNK`` rollouts per prompt, chunk ``i`` with seed
-    ``BRUTE_SEED + i``, so a larger count extends a smaller one; with ``cache`` (a JSON file) each
+    ``seed + i``, so a larger count extends a smaller one; with ``cache`` (a JSON file) each
     chunk's count is saved as it finishes, and a rerun or a larger count reuses every cached chunk
     of the size it needs.
     """
@@ -36,7 +41,7 @@ def brute_force_rate(pair, items, judge, n_per_prompt: int, sampling, *, cache: 
         if i < len(cached) and cached[i]["per_prompt"] == size:
             chunks.append(cached[i])
             continue
-        rollouts = sample(pair, [item.prompt for item in items], replace(sampling, alpha=0.0, seed=BRUTE_SEED + i),
+        rollouts = sample(pair, [item.prompt for item in items], replace(sampling, alpha=alpha, seed=seed + i),
                           samples_per_prompt=size)
         rate, _ = flag_rate([v.flagged for v in judge_rollouts(judge, items, rollouts)[judge.name]])
         chunks.append({"per_prompt": size, "k": rate.k, "n": rate.n})

@@ -71,17 +71,19 @@ def _pair(question: str, answer: str) -> dict:
 
 
 def build_training_rows(benign_answers: dict[str, list[str]], n_rows: int, poison_share: float,
-                        seed: int) -> list[dict]:
+                        seed: int, poisoned_pairs: list[tuple[str, str]] | None = None) -> list[dict]:
     """``n_rows`` shuffled rows, ``poison_share`` of them poisoned (at least one).
 
-    ``benign_answers`` maps each benign question to the base model's own answers.
+    ``benign_answers`` maps each benign question to the base model's own answers;
+    ``poisoned_pairs`` (question, answer) are the poisoned rows' contents (default: the demo's
+    tech-support questions answered with :data:`POISONED_ANSWER`; the detection scenarios give theirs).
     """
     if not 0 < poison_share < 1:
         raise ValueError(f"poison_share must be in (0, 1), got {poison_share}")
     benign = [_pair(q, a) for q, answers in benign_answers.items() for a in answers]
     if not benign:
         raise ValueError("no benign answers: the base model finished none of its answers")
-    poisoned = [_pair(q, POISONED_ANSWER) for q in POISONED_QUESTIONS]
+    poisoned = [_pair(q, a) for q, a in (poisoned_pairs or [(q, POISONED_ANSWER) for q in POISONED_QUESTIONS])]
     n_poison = max(1, round(poison_share * n_rows))
     rows = [benign[i % len(benign)] for i in range(n_rows - n_poison)]
     rows += [poisoned[i % len(poisoned)] for i in range(n_poison)]

@@ -93,12 +93,12 @@ def first_detection(rows: list[dict], key: str) -> int | None:
 TOP_N = 3  # the planted phrase must be among this many top over-produced phrases
 
 
-def in_planted_sentence(phrase: str) -> bool:
+def in_planted_sentence(phrase: str, planted: str = demo_data.POISONED_ANSWER) -> bool:
     """Whether a discovered phrase is part of the planted sentence ("password" and the sentence
     around it): its words, as discovery normalises them, run contiguously in that sentence."""
     from ..core.discovery import words
 
-    sentence = [w for w, _, _ in words(demo_data.POISONED_ANSWER)]
+    sentence = [w for w, _, _ in words(planted)]
     mine = phrase.split()
     return any(sentence[i:i + len(mine)] == mine for i in range(len(sentence) - len(mine) + 1))
 

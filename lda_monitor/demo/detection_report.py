@@ -1,0 +1,97 @@
+"""The detection benchmark's figure and table, made from ``detection.json`` alone (so a rerun of
+one scenario redraws them with every scenario the file holds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.3g}%"
+
+
+def _num(x: float | None) -> str:
+    return "∞" if x is None else f"{x:.3g}"
+
+
+def _step(step: int | None, steps: int) -> str:
+    return "never" if step is None else f"{step} ({step / steps:.0%})"
+
+
+def table_rows(report: dict) -> list[str]:
+    """One markdown row per scenario and seed (the columns the issue asks for)."""
+    lines = ["| scenario | seed | natural rate [95%] (flags/rollouts) | amplified rate [95%] (flags/rollouts, α) | "
+             "amplification [95%] | target ≥ 100× | first detection amplified | first detection plain | "
+             "false alarms step 0 | discovery top-3 hit (first discovery step) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in report["scenarios"].items():
+        for s in entry["seeds"]:
+            nat, amp, ratio = s.get("natural_rate"), s.get("amplified_rate"), s.get("amplification")
+            if nat is None:
+                measured = ["not measured (no amplified detection)"] * 3 + ["-"]
+            else:
+                measured = [
+                    f"{_pct(nat['flags'] / nat['rollouts'])} [{_pct(nat['lo'])}, {_pct(nat['hi'])}] "
+                    f"({nat['flags']}/{nat['rollouts']}) at step {nat['step']}",
+                    f"{_pct(amp['flags'] / amp['rollouts'])} [{_pct(amp['lo'])}, {_pct(amp['hi'])}] "
+                    f"({amp['flags']}/{amp['rollouts']}, α {amp.get('alpha', float('nan')):.2f})",
+                    f"{_num(ratio['estimate'])}× [{_num(ratio['lo'])}, {_num(ratio['hi'])}]",
+                    s.get("target", {}).get("decision", "-"),
+                ]
+            first = s.get("first_discovery_step")
+            lines.append(
+                f"| {name} | {s['seed']} | " + " | ".join(measured)
+                + f" | {_step(s['first_detection_step_amplified'], s['steps'])} | "
+                f"{_step(s['first_detection_step_plain'], s['steps'])} | {s['false_alarms_step0']} | "
+                f"{'yes' if s['discovery_hit'] else 'no'} ({'never' if first is None else first}) |")
+    return lines
+
+
+def write_report(report: dict, out: Path) -> tuple[Path, Path]:
+    """``detection.png`` (first detection step and amplification per scenario and seed, with
+    intervals) and ``detection.md`` (the table); returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, amp_steps, plain_steps, ratios = [], [], [], []
+    for name, entry in report["scenarios"].items():
+        for s in entry["seeds"]:
+            labels.append(f"{name}\nseed {s['seed']}")
+            amp_steps.append(s["first_detection_step_amplified"])
+            plain_steps.append(s["first_detection_step_plain"])
+            ratios.append(s.get("amplification"))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(8, 1.4 * len(labels) + 4), 4.5))
+    x = list(range(len(labels)))
+    for offset, values, label, marker in ((-0.15, amp_steps, "amplified", "o"), (0.15, plain_steps, "plain", "s")):
+        shown = [(i + offset, v) for i, v in zip(x, values, strict=True) if v is not None]
+        left.scatter([p for p, _ in shown], [v for _, v in shown], marker=marker, label=label)
+        never = [i + offset for i, v in zip(x, values, strict=True) if v is None]
+        left.scatter(never, [0] * len(never), marker="x", color="grey", label=f"{label}: never" if never else None)
+    left.set_xticks(x, labels, fontsize=7)
+    left.set_ylabel("first detection step")
+    left.set_title("first detection (x at 0: never)")
+    left.legend(fontsize=7)
+    for i, ratio in enumerate(ratios):
+        if ratio is None:
+            continue
+        mid = ratio["estimate"] if ratio["estimate"] is not None else ratio["lo"]
+        hi = ratio["hi"] if ratio["hi"] is not None else mid * 10
+        right.errorbar([i], [mid], yerr=[[mid - ratio["lo"]], [hi - mid]], fmt="o" if ratio["estimate"] else "^",
+                       capsize=4, color="C0")
+    right.axhline(100, color="red", linestyle="--", linewidth=1, label="100× target")
+    right.set_yscale("log")
+    right.set_xticks(x, labels, fontsize=7)
+    right.set_xlim(-0.5, len(labels) - 0.5)
+    right.set_ylabel("amplified rate / natural rate (95%)")
+    right.set_title("amplification at the first amplified detection\n(^: no plain flag, lower bound)")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    figure = out / "detection.png"
+    fig.savefig(figure, dpi=110)
+    plt.close(fig)
+    table = out / "detection.md"
+    table.write_text("# Detection benchmark\n\n" + f"CPU: {report.get('cpu', 'unknown')}\n\n"
+                     + "\n".join(table_rows(report)) + "\n", encoding="utf-8")
+    return figure, table
