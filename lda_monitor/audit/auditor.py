@@ -304,9 +304,17 @@ class _UnitRunner:
         self.done, self.writer, self.sink, self.records_path, self.echo = done, writer, sink, records_path, echo
         self.chunks = evaluation_chunks(len(items), config)
 
+    def _unit_records(self, key: str) -> list:
+        """The records of unit ``key`` already on disk (a resumed unit's finished chunks)."""
+        if not self.records_path.is_file():
+            return []
+        return [r for r in read_records(self.records_path) if r.extra.get("audit_key", "").startswith(key)]
+
     def unit(self, pair, checkpoint: Checkpoint, alpha: float, key: str, where: str, compute_dtype: dict) -> None:
         start = time.perf_counter()
-        skip = self.done.finished_chunks(key, len(self.chunks))
+        # The prompts' chunks, then the stratified estimate's rounds (numbered on after them).
+        skip = self.done.finished_chunks(key, len(self.chunks) + self.config.estimate_rounds(len(self.items)))
+        prior = self._unit_records(key) if skip else []
         per_prompt = self.config.rollouts_per_prompt(alpha)
         progress = RolloutProgress(
             len(self.items) * per_prompt, f"{where} (step {checkpoint.step}), alpha {alpha:g}",
@@ -315,6 +323,7 @@ class _UnitRunner:
         for index, part in evaluate_chunks(
             pair, self.items, self.judge, alpha=alpha, measurement=self.config, step=checkpoint.step,
             run_id=f"audit-{key[:6]}", source="audit", checkpoint=str(checkpoint.path), skip=skip, ranks=self.ranks,
+            prior=prior,
         ):
             chunk_key = f"{key}:{index}"
             for record in part.records:
@@ -324,7 +333,7 @@ class _UnitRunner:
                 self.writer.write(part.records)
             self.done.mark(chunk_key, checkpoint, alpha)
             unit = part if unit is None else unit.extend(part)
-            progress.update(len(self.chunks[index]) * per_prompt)
+            progress.update(len(self.chunks[index]) * per_prompt if index < len(self.chunks) else 0)
         progress.close()
         if self.ranks.is_main and unit is not None:
             warn_judge_failures(unit.judge_failures(), f"step {checkpoint.step}, alpha {alpha:g}")
@@ -333,8 +342,7 @@ class _UnitRunner:
         found = None
         if unit is not None and self.ranks.is_main:
             if skip:  # resumed mid-unit: the chunks finished before come from disk
-                unit.records = [r for r in read_records(self.records_path)
-                                if r.extra.get("audit_key", "").startswith(key)]
+                unit.records = self._unit_records(key)
             found = next(iter(discover_records(unit.records)), None)
         if self.sink is not None and unit is not None:
             self.sink.log(checkpoint.step, unit.metrics(), unit, discovery=found)

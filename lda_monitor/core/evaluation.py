@@ -27,9 +27,10 @@ from ..engine.sampling import Rollout, rollout_seed, sample
 from ..engine.sampling_config import SamplingConfig
 from ..judges.health import JudgeFailures, evaluation_scope, failure_metrics, judge_failures
 from .decision import decision_tokens, token_text_ends
+from .estimate_rounds import estimate_rounds
 from .measurement import Measurement
 from .prompts import PromptItem, question_text
-from .records import KIND_AMPLIFIED, PER_TOKEN_DECIMALS, RolloutRecord
+from .records import KIND_AMPLIFIED, KIND_ESTIMATE, PER_TOKEN_DECIMALS, RolloutRecord
 from .summary import SummaryRow, flat_metrics, summarize
 
 
@@ -192,6 +193,7 @@ def evaluate_chunks(
     checkpoint: str | None = None,
     skip: frozenset[int] | set[int] = frozenset(),
     ranks: Ranks = SINGLE,
+    prior: Sequence[RolloutRecord] = (),
 ) -> Iterator[tuple[int, Evaluation]]:
     """Yield ``(chunk index, Evaluation of that chunk)`` for every chunk not in ``skip``.
 
@@ -203,6 +205,10 @@ def evaluate_chunks(
     in work order: because each rollout has its own random stream, that is exactly the
     single-process result. The caller may stop iterating at any chunk boundary. A judge's
     circuit breaker, once tripped, stays open until the iteration ends (one evaluation).
+
+    After the prompts' chunks come the stratified estimate's rounds
+    (:mod:`lda_monitor.core.estimate_rounds`), numbered on from the last chunk; they screen the prompts
+    by the records of every chunk, so a caller that skips chunks passes those chunks' records as ``prior``.
     """
     seed = evaluation_seed(measurement.seed, step)
     prompts = [item.prompt for item in items]
@@ -212,8 +218,10 @@ def evaluate_chunks(
     # depend on the chunking (every world_size-th rollout, as without chunks).
     shares = [ranks.shard(work_items(len(items), samples)) for _, _, samples in runs]
     decodes = decode_groups(runs, score_alphas)
+    chunks = evaluation_chunks(len(items), measurement)
+    seen: list[RolloutRecord] = list(prior)
     with evaluation_scope(judge):
-        for index, chunk in enumerate(evaluation_chunks(len(items), measurement)):
+        for index, chunk in enumerate(chunks):
             if index in skip:
                 continue
             start = time.perf_counter()
@@ -248,8 +256,20 @@ def evaluate_chunks(
                 tokens += sum(t for _, t, _ in run_parts)
                 records += sorted((r for _, _, rs in run_parts for r in rs),
                                   key=lambda r: (r.prompt_index, r.sample_index))
+            seen += records
             yield index, Evaluation(step=step, alpha=float(alpha), records=records, judge_names=names,
                                     primary_judge=judge.name, seconds=time.perf_counter() - start, tokens=tokens)
+
+        def round_part(rollouts, config, seconds):
+            verdicts = judge_rollouts(judge, items, rollouts)
+            records = rollout_records(rollouts, items, verdicts, kind=KIND_ESTIMATE, step=step, seed=config.seed,
+                                      run_id=run_id, source=source, checkpoint=checkpoint, sampling=config,
+                                      tokenizer=pair.tokenizer)
+            return Evaluation(step=step, alpha=float(alpha), records=records, judge_names=list(verdicts),
+                              primary_judge=judge.name, seconds=seconds, tokens=sum(r.num_tokens for r in rollouts))
+
+        yield from estimate_rounds(pair, items, judge, alpha=alpha, measurement=measurement, step=step, seed=seed,
+                                   records=seen, first_index=len(chunks), skip=skip, ranks=ranks, make_part=round_part)
 
 
 def decode_groups(runs: Sequence[tuple[str, float, int]], score_alphas: Sequence[float]) -> list[list[int]]:
@@ -288,7 +308,7 @@ def evaluate(
                                        run_id=run_id, source=source, checkpoint=checkpoint, ranks=ranks):
         result.extend(part)
         done = index + 1
-        if max_seconds is None or done == len(chunks):
+        if max_seconds is None or done >= len(chunks):  # the estimate's rounds are not cut by the budget
             continue
         elapsed = ranks.broadcast(time.perf_counter() - start)
         if elapsed > max_seconds:

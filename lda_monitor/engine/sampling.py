@@ -33,7 +33,7 @@ and it makes per-rollout streams cheap.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -49,6 +49,7 @@ STOP_END_OF_TURN = "end_of_turn"
 STOP_EOS = "eos"
 STOP_STRING = "stop_string"
 STOP_MAX_TOKENS = "max_new_tokens"
+STOP_DECIDED = "decided"  # the caller's stop hook: the rollout's verdict can no longer change
 
 
 @dataclass
@@ -234,11 +235,12 @@ class _StopRules:
 
 
 def _decode_batch(pair, prompt_ids, streams, alphas, config, stops, transforms, lockstep=None, top_logprobs=0,
-                  score_alphas=(), prompt_keys=None):
+                  score_alphas=(), prompt_keys=None, stop_hook=None):
     """Decode one batch; returns per-row dicts in the order of ``streams``.
 
     ``alphas``: each row's alpha. ``prompt_keys``: rows with equal keys share a prompt, which is
-    prefilled once and its cache copied to each of them. ``score_alphas``: see :func:`sample`;
+    prefilled once and its cache copied to each of them. ``stop_hook(row, ids)``: True stops that row
+    after ``ids`` (next to the end-of-turn stop). ``score_alphas``: see :func:`sample`;
     each costs one ``combine`` + transforms + log-sum-exp per step over the rows not sampled at
     that alpha, and forces the before forward for every row.
 
@@ -308,6 +310,8 @@ def _decode_batch(pair, prompt_ids, streams, alphas, config, stops, transforms, 
             for a, values in lp_at.items():
                 row["lp_at"][a].append(values[j])
             row["stop"] = stops.reason(token, row["ids"])
+            if row["stop"] is None and stop_hook is not None and stop_hook(row_index, row["ids"]):
+                row["stop"] = STOP_DECIDED
             if row["stop"] is None:
                 keep.append(j)
         if step == config.max_new_tokens - 1:
@@ -359,8 +363,13 @@ def sample(
     lockstep=None,
     top_logprobs: int = 0,
     score_alphas: Sequence[float] = (),
+    stop_when: Callable[[int, list[int]], bool] | None = None,
 ) -> list[Rollout]:
     """Sample amplified rollouts.
+
+    ``stop_when(i, ids)``: True ends work item ``i``'s rollout after its tokens ``ids`` (stop
+    reason ``decided``), for rollouts whose only use is a verdict already decided; checked after
+    the stop tokens and stop strings.
 
     ``score_alphas``: also record each rollout's token log-probs under the sampler at each of
     these alphas (``Rollout.logprob_at``), for natural-rate estimation. Plain (alpha 0) rollouts
@@ -435,6 +444,7 @@ def sample(
             rows = _decode_batch(
                 pair, [encoded[p] for p, _ in chunk_work], [streams[i] for i in chunk], [alphas[i] for i in chunk],
                 config, stops, transforms, lockstep, top_logprobs, score_alphas, prompt_keys=[p for p, _ in chunk_work],
+                stop_hook=(lambda row, ids, chunk=chunk: stop_when(chunk[row], ids)) if stop_when else None,
             )
             for i, (p, s), row in zip(chunk, chunk_work, rows, strict=True):
                 results[i] = _to_rollout(tokenizer, prompts[p], rendered[p], encoded[p], p, s, row, alphas[i])
