@@ -19,6 +19,7 @@ from .core.config_fields import add_field_arguments, given_fields, real_number
 from .core.discovery import MIN_COUNT, Q_LEVEL
 from .core.measurement import SAMPLING_FIELDS, Measurement
 from .core.records import RECORDS_FILE
+from .demo import estimate_bench
 from .engine.dtypes import DTYPE_HELP
 from .engine.presets import PRESETS
 from .engine.sampling_config import PEFT_STRATEGIES, sampler_help
@@ -303,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the embedded tokenizer; no naive loop); measure at --max-new-tokens 256"))
     b.add_argument("--json", action="store_true", help="print the measurements as JSON")
     b.set_defaults(run=_cmd_bench)
+    # Benchmarks of other things are subcommands; `bench` alone stays the throughput benchmark.
+    benches = b.add_subparsers(dest="bench", metavar="{estimate}")
+    e = benches.add_parser("estimate", help="the natural-rate estimate against exact rates: DIR/estimate.json")
+    estimate_bench.add_arguments(e)
+    e.set_defaults(run=estimate_bench.run)
 
     d = sub.add_parser("demo", help="offline end-to-end demo: LDA catches a planted behaviour early")
     d.add_argument("--quick", action="store_true", help="the 3-minute version (CI runs it)")
