@@ -24,8 +24,13 @@ from ..errors import UserInputError
 
 
 def screening_scores(flagged: Sequence[int], scored: Sequence[int]) -> list[float]:
-    """Each prompt's S_j from its screening rollouts: sqrt(flagged / scored) (0 without any)."""
-    return [math.sqrt(k / n) if n else 0.0 for k, n in zip(flagged, scored, strict=True)]
+    """Each prompt's S_j from its screening rollouts: sqrt((flagged + 1/2) / (scored + 1)), the
+    square root of the rate's posterior mean under Jeffreys' prior. Not sqrt(flagged / scored): with
+    a few screening rollouts per prompt, a behaviour on every prompt leaves half of them at 0 flags by
+    chance, and the raw rate would starve those of rollouts (in the exact ``uniform`` world that
+    tripled the estimate's variance); the smoothed one barely moves rollouts off prompts whose rate
+    is truly 0, which add no variance however few rollouts they get."""
+    return [math.sqrt((k + 0.5) / (n + 1)) for k, n in zip(flagged, scored, strict=True)]
 
 
 def neyman_allocation(scores: Sequence[float], total: int, *, floor: int = 1,

@@ -29,10 +29,13 @@ Held against exact enumeration of every outcome of small stratified designs in
 ``tests/core/test_stratified.py``.
 
 **Publication.** The point estimate is published with at least ``MIN_FLAGGED`` flagged plain
-rollouts (as for the importance-sampling estimate: a value resting on one or two flags can be
-far off, however honest its interval); with fewer, only the one-sided upper bound is given
-(``method`` "upper-bound"). A prompt without scored plain rollouts leaves its stratum unmeasured:
-withheld, with no bound.
+rollouts and an interval inside [value / 2, 2 value] (``WITHIN``), so that whenever the interval
+covers the rate the value is within 2x of it. A count threshold alone does not do that: at a budget
+whose expected count of flags is near the threshold, the estimates that pass it are the lucky high
+ones (in the exact ``uniform`` world, 3 flagged of ~340, estimates published on >= 5 effective flags
+were all more than 2x too high, with honest intervals). Otherwise only the one-sided upper bound is
+given (``method`` "upper-bound"); :func:`flagged_effective` is reported as a diagnostic. A prompt without scored plain
+rollouts leaves its stratum unmeasured: withheld, with no bound.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ from .natural_rate import METHOD_BOUND, MIN_FLAGGED, NaturalRate
 from .records import KIND_ESTIMATE, KIND_PLAIN, RolloutRecord
 
 METHOD_STRATIFIED = "stratified-gamma"
+# Published only when every value of the interval is within this factor of the estimate: then an
+# interval that covers the rate (>= 95%) puts the estimate within this factor of it.
+WITHIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -107,8 +113,25 @@ def stratified_rate(strata: Sequence[Stratum], *, level: float = 0.95) -> Natura
     if flagged < MIN_FLAGGED:
         return NaturalRate(None, None, gamma_upper(strata, level), METHOD_BOUND,
                            f"{flagged} flagged plain rollouts (< {MIN_FLAGGED}): upper bound only", **diagnostics)
+    effective = flagged_effective(strata)
+    diagnostics["flagged_ess"] = effective
     rate, lo, hi = gamma_interval(strata, level)
+    if lo < rate / WITHIN or hi > rate * WITHIN:
+        return NaturalRate(None, None, gamma_upper(strata, level), METHOD_BOUND,
+                           f"the interval [{lo:.4f}, {hi:.4f}] reaches beyond {WITHIN:g}x of the value {rate:.4f} "
+                           f"({effective:.1f} effective flagged plain rollouts): too few to be within {WITHIN:g}x; "
+                           "upper bound only", **diagnostics)
     return NaturalRate(rate, lo, hi, METHOD_STRATIFIED, **diagnostics)
+
+
+def flagged_effective(strata: Sequence[Stratum]) -> float:
+    """(sum_j u_j k_j)^2 / sum_j u_j^2 k_j with u_j = 1 / n_j: the number of equally weighted flags
+    that would give the estimate its spread (the gamma interval's shape). A flag in a prompt with 3
+    rollouts weighs as much as 10 in a prompt with 30; the values of estimates resting on a few such
+    flags were up to several times off in the exact ``uniform`` world, with honest but huge intervals."""
+    y = sum(s.flagged / s.scored for s in strata)
+    v = sum(s.flagged / s.scored**2 for s in strata)
+    return y * y / v if v else 0.0
 
 
 def relative_half_width(estimate: NaturalRate) -> float | None:

@@ -16,7 +16,9 @@ as the callback and the audit run it, once per seed. Per world and setting:
   control, ladder, rounds; a rollout decoded with the reference model counts two per token).
   The amplified rollouts are the monitor's detection and are not counted; ``..._with_screening``
   counts them too;
-* ``published_by``: how many published estimates each estimator gave.
+* ``published_by``: how many published estimates each estimator gave;
+* ``stratified_point_gain``: the same ratio for the stratified point estimate of every seed, published
+  or not (what the Neyman allocation buys before the interval's publication rule).
 
 Settings: ``both`` (the default: importance sampling and the stratified estimate, the choice of
 :mod:`lda_monitor.core.estimate_choice`) and ``stratified`` (``importance_sampling`` off).
@@ -65,6 +67,7 @@ def forward_passes(records, *, screening: bool) -> int:
 def world_rows(name: str, seeds: int) -> list[dict]:
     from ..core.evaluation import evaluate
     from ..core.prompts import load_prompts
+    from ..core.stratified import plain_strata
     from ..core.summary import summarize
     from ..engine.pairs import TwoModelPair
     from .exact_worlds import WORLDS, build, judge, prompt_items
@@ -77,7 +80,7 @@ def world_rows(name: str, seeds: int) -> list[dict]:
     rows = []
     for setting, overrides in SETTINGS.items():
         spec = measurement(items, flagger, world, **overrides)
-        values, by, covering, within, cost, cost_all, plain_tokens = [], {}, 0, 0, 0, 0, []
+        values, by, covering, within, cost, cost_all, plain_tokens, points = [], {}, 0, 0, 0, 0, [], []
         start = time.perf_counter()
         for seed in range(seeds):
             records = evaluate(pair, items, flagger, alpha=spec.alpha, measurement=spec, step=seed, run_id="bench",
@@ -86,6 +89,8 @@ def world_rows(name: str, seeds: int) -> list[dict]:
             cost += forward_passes(records, screening=False)
             cost_all += forward_passes(records, screening=True)
             plain_tokens += [r.num_tokens for r in records if r.kind == "plain"]
+            strata = plain_strata(records, "bad", len(items))
+            points.append(statistics.fmean(s.flagged / s.scored for s in strata))
             estimate = row.natural
             if estimate.rate.value is None:
                 continue
@@ -94,13 +99,19 @@ def world_rows(name: str, seeds: int) -> list[dict]:
             within += truth / 2 <= estimate.rate.value <= 2 * truth
             covering += estimate.rate.lo <= truth <= estimate.rate.hi
         rmse = math.sqrt(statistics.fmean((v - truth) ** 2 for v in values)) / truth if values else None
-        plain_needed = (1 - truth) / (truth * rmse**2) * statistics.fmean(plain_tokens) if rmse else None
+        per_plain = statistics.fmean(plain_tokens)
+        plain_needed = (1 - truth) / (truth * rmse**2) * per_plain if rmse else None
+        # The stratified point estimate of every seed, published or not: what the allocation buys.
+        point_rmse = math.sqrt(statistics.fmean((v - truth) ** 2 for v in points)) / truth
         rows.append({
             "name": name if setting == "both" else f"{name}/{setting}", "exact_rate": truth, "seeds": seeds,
             "published": len(values), "within_2x": within, "covering": covering,
             "forward_pass_gain": plain_needed / (cost / seeds) if plain_needed else None,
             "forward_pass_gain_with_screening": plain_needed / (cost_all / seeds) if plain_needed else None,
-            "relative_rmse": rmse, "published_by": by, "setting": setting, "world": world.what,
+            "relative_rmse": rmse, "published_by": by,
+            "stratified_point_relative_rmse": point_rmse,
+            "stratified_point_gain": (1 - truth) / (truth * point_rmse**2) * per_plain / (cost / seeds),
+            "setting": setting, "world": world.what,
             "prompt_rates": [min(rates), max(rates)], "seconds": round(time.perf_counter() - start, 1),
         })
         print(json.dumps(rows[-1]), flush=True)

@@ -26,7 +26,8 @@ def test_neyman_allocation_matches_a_hand_computation():
     assert neyman_allocation([1.0, 0.01, 0.01], 12, floor=3) == [6, 3, 3]
     # No screening signal: proportional to the weights.
     assert neyman_allocation([0, 0, 0], 7, floor=0) == [3, 2, 2]
-    assert screening_scores([1, 0, 4], [4, 4, 0]) == [0.5, 0.0, 0.0]
+    # Jeffreys-smoothed: sqrt((k + 1/2) / (n + 1)).
+    assert screening_scores([1, 0, 4], [4, 4, 0]) == pytest.approx([math.sqrt(0.3), math.sqrt(0.1), math.sqrt(4.5)])
     with pytest.raises(UserInputError, match="floor"):
         neyman_allocation([1, 1, 1], 5, floor=2)
 
@@ -91,8 +92,16 @@ def test_gamma_interval_is_garwoods_with_one_stratum():
 
 
 def test_stratified_rate_publishes_withholds_and_bounds():
-    published = stratified_rate([Stratum(2, 10), Stratum(1, 40), Stratum(0, 5)])
-    assert published.rate == pytest.approx((0.2 + 0.025) / 3) and published.lo < published.rate < published.hi
+    published = stratified_rate([Stratum(30, 300), Stratum(12, 400), Stratum(0, 50)])
+    assert published.rate == pytest.approx((0.1 + 0.03) / 3)
+    assert published.rate / 2 <= published.lo < published.rate < published.hi <= 2 * published.rate
+    # 3 flags, 2 of them in a prompt with 10 rollouts: (0.2 + 0.025)^2 / (2/100 + 1/1600) = 2.45 effective,
+    # and an interval far wider than 2x: withheld with its bound.
+    light = stratified_rate([Stratum(2, 10), Stratum(1, 40), Stratum(0, 5)])
+    assert light.rate is None and light.flagged_ess == pytest.approx(0.225**2 / 0.020625) and light.hi > 0.075
+    assert "2.5 effective flagged" in light.reason and "beyond 2x" in light.reason
+    # Many flags, all of them in one prompt of three: within 2x and published.
+    assert stratified_rate([Stratum(40, 100), Stratum(0, 100), Stratum(0, 100)]).rate == pytest.approx(0.4 / 3)
     few = stratified_rate([Stratum(1, 10), Stratum(0, 40)])
     assert few.rate is None and few.method == "upper-bound" and few.hi > 0.05 and "upper bound" in few.reason
     unmeasured = stratified_rate([Stratum(3, 10), Stratum(0, 0)])
@@ -106,10 +115,11 @@ def test_the_choice_takes_each_estimate_at_975_and_publishes_one():
     z95, z975 = stats.norm.ppf(0.975), stats.norm.ppf(0.9875)
     assert wide.hi == pytest.approx(0.1 * math.exp(math.log(2) * z975 / z95))
     assert wide.lo == pytest.approx(0.1 * math.exp(-math.log(2) * z975 / z95))
-    tight = stratified_rate([Stratum(30, 300), Stratum(30, 300)], level=0.975)
-    loose = stratified_rate([Stratum(3, 30), Stratum(3, 30)], level=0.975)
-    assert choose(importance, tight).method == "stratified-gamma"
-    assert choose(importance, loose) == wide
+    tight = stratified_rate([Stratum(300, 3000), Stratum(300, 3000)], level=0.975)
+    loose = stratified_rate([Stratum(30, 300), Stratum(30, 300)], level=0.975)
+    sharp = NaturalRate(0.1, 0.095, 0.105, "mis-balance")
+    assert choose(importance, tight).method == choose(importance, loose).method == "stratified-gamma"
+    assert choose(sharp, loose) == widened(sharp)
     assert choose(None, loose) == loose and choose(importance, None) == importance
     withheld = choose(NaturalRate(None, None, 0.3, "upper-bound", "few"),
                       stratified_rate([Stratum(0, 30)], level=0.975))
