@@ -53,21 +53,20 @@ def round_work(scores: Sequence[float], measurement: Measurement, round_index: i
 
 
 def estimate_rounds(pair, items: Sequence[PromptItem], judge, *, alpha: float, measurement: Measurement, step: int,
-                    seed: int, records: Sequence[RolloutRecord], first_index: int, skip=frozenset(),
+                    stream_seed: int, records: Sequence[RolloutRecord], first_index: int, skip=frozenset(),
                     ranks: Ranks = SINGLE, make_part) -> Iterator[tuple[int, object]]:
     """Yield ``(first_index + round, part)`` for each round not in ``skip`` (whose records must be in
-    ``records``); ``make_part(done rollouts, verdicts, config, seconds)`` builds the chunk's
+    ``records``); ``stream_seed``: the rounds' random streams (the evaluation's own for the kind);
+    ``make_part(rollouts, config, seconds)`` builds the chunk's
     :class:`~lda_monitor.core.evaluation.Evaluation`, as for the prompts' chunks."""
     rounds = measurement.estimate_rounds(len(items))
     if not rounds:
         return
-    from .evaluation import run_seed  # the evaluation module imports this one
-
     records = list(records)
     scores = screening(records, judge.name, alpha, len(items))
     level = BOTH_LEVEL if measurement.importance_sampling else 0.95
     target = measurement.natural_rate_half_width
-    config = measurement.sampling(0.0, run_seed(seed, KIND_ESTIMATE, 0.0))
+    config = measurement.sampling(0.0, stream_seed)
     prompts = [item.prompt for item in items]
     for r in range(rounds):
         if first_index + r not in skip:

@@ -268,7 +268,8 @@ def evaluate_chunks(
             return Evaluation(step=step, alpha=float(alpha), records=records, judge_names=list(verdicts),
                               primary_judge=judge.name, seconds=seconds, tokens=sum(r.num_tokens for r in rollouts))
 
-        yield from estimate_rounds(pair, items, judge, alpha=alpha, measurement=measurement, step=step, seed=seed,
+        yield from estimate_rounds(pair, items, judge, alpha=alpha, measurement=measurement, step=step,
+                                   stream_seed=run_seed(seed, KIND_ESTIMATE, 0.0),
                                    records=seen, first_index=len(chunks), skip=skip, ranks=ranks, make_part=round_part)
 
 
