@@ -34,8 +34,8 @@ Method, per evaluation (one step or checkpoint at one amplified alpha, with its 
   natural log of the ratio of the two shares with a pseudo-count of 0.5 rollouts per count
   (1 per total), finite when a count is 0.
 
-This module is pure Python (no torch, no scipy) and reads records only, so the callback, the
-audit and ``lda-monitor discover`` compute the same phrases.
+The test and the q-values are in :mod:`lda_monitor.core.stats`. This module has no torch and
+reads records only, so the callback, the audit and ``lda-monitor discover`` compute the same phrases.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from .records import KIND_AMPLIFIED, KIND_PLAIN
+from .stats import bh_qvalues, smallest_pvalue, stratified_pvalues
 
 MAX_WORDS = 4
 Q_LEVEL = 0.05
@@ -164,68 +165,6 @@ def spans(text: str, phrase: Sequence[str]) -> list[list[int]]:
         else:
             i += 1
     return out
-
-
-# ----- the exact stratified test ---------------------------------------------------------------
-
-def hypergeom_pmf(n_a: int, n_p: int, m: int) -> list[float]:
-    """P(X = k) for k = 0..min(n_a, m): amplified rollouts among the ``m`` of a stratum that
-    contain a phrase, when ``n_a`` amplified and ``n_p`` plain rollouts are exchangeable."""
-    total = math.comb(n_a + n_p, m)
-    return [math.comb(n_a, k) * math.comb(n_p, m - k) / total for k in range(min(n_a, m) + 1)]
-
-
-def _convolve(a: list[float], b: list[float]) -> list[float]:
-    out = [0.0] * (len(a) + len(b) - 1)
-    for i, x in enumerate(a):
-        if x:
-            for j, y in enumerate(b):
-                out[i + j] += x * y
-    return out
-
-
-def stratified_pvalues(strata: Sequence[tuple[int, int, int, int]]) -> tuple[float, float]:
-    """One-sided exact p-values (over, under) of the phrase counts ``strata``: per stratum
-    (amplified containing, amplified total, plain containing, plain total). The statistic is the
-    total amplified count; its null law, given each stratum's margins, is the convolution of the
-    strata's hypergeometrics. ``over`` = P(T >= observed), ``under`` = P(T <= observed)."""
-    law, observed = [1.0], 0
-    for a, n_a, b, n_p in strata:
-        if n_a and n_p and 0 < a + b < n_a + n_p:  # otherwise the stratum's count is fixed
-            law = _convolve(law, hypergeom_pmf(n_a, n_p, a + b))
-            observed += a
-        else:
-            law = [0.0] * a + law  # a constant shift
-            observed += a
-    over = min(1.0, math.fsum(law[observed:]))
-    under = min(1.0, math.fsum(law[: observed + 1]))
-    return over, under
-
-
-def smallest_pvalue(strata: Sequence[tuple[int, int, int, int]]) -> float:
-    """The smallest p-value either one-sided test could give with these margins: every rollout
-    containing the phrase on one side (the product of each stratum's extreme probability)."""
-    over = under = 1.0
-    for a, n_a, b, n_p in strata:
-        m = a + b
-        if n_a and n_p and 0 < m < n_a + n_p:
-            pmf = hypergeom_pmf(n_a, n_p, m)
-            over *= pmf[-1]
-            under *= pmf[max(0, m - n_p)]
-    return min(over, under)
-
-
-def bh_qvalues(pvalues: Sequence[float]) -> list[float]:
-    """Benjamini-Hochberg adjusted p-values (q-values), in the input order."""
-    m = len(pvalues)
-    order = sorted(range(m), key=lambda i: pvalues[i])
-    q = [1.0] * m
-    running = 1.0
-    for rank in range(m, 0, -1):
-        i = order[rank - 1]
-        running = min(running, pvalues[i] * m / rank)
-        q[i] = min(running, 1.0)
-    return q
 
 
 def log_ratio(a: int, n_a: int, b: int, n_p: int, pseudo: float = PSEUDO_COUNT) -> float:

@@ -1,5 +1,5 @@
 """How often the policy itself (alpha = 0, sampled as the user samples it) shows the flagged
-behaviour, estimated from the rollouts an evaluation already draws. Pure numpy; no I/O.
+behaviour, estimated from the rollouts an evaluation already draws. numpy and scipy; no I/O.
 
 **Pooled estimate (multiple importance sampling, balance heuristic).** Every rollout's sequence
 density is exact under any alpha (each decode step is normalised), so an evaluation's rollouts
@@ -10,93 +10,46 @@ with the user's temperature and truncation) the balance heuristic gives, per pro
     p_hat = (1/N) sum_i f_i w_i,    w_i = p_0(y_i) / sum_k c_k q_k(y_i),
 
 unbiased for P_0(flagged) wherever the mixture covers p_0's support. The suite's rate is the
-equal-weight mean over prompts (a suite's rate is the mean of its prompts' rates). Its standard
-error uses the pooled sample variance of f_i w_i per prompt, which over-estimates the variance
-of a stratified draw by the spread between the proposals' means (conservative, never smaller):
-SE = sqrt(sum_j var_j) / J.
+equal-weight mean over prompts. Its standard error uses the pooled sample variance of f_i w_i per
+prompt, which over-estimates the variance of a stratified draw by the spread between the
+proposals' means (conservative): SE = sqrt(sum_j var_j) / J. The 95% interval is normal on the log
+scale (:func:`~lda_monitor.core.stats.log_scale_interval`, capped at 1): a weighted estimate of a
+small rate is right-skewed, and its sample variance is small exactly when it under-estimates, so a
+symmetric p_hat +- 1.96 SE misses the truth from below more often than 5%.
 
-The 95% interval is normal on the log scale, p_hat * exp(+-1.96 SE / p_hat) (capped at 1): a
-weighted estimate of a small rate is right-skewed, and its sample variance is small exactly when
-it under-estimates (few flagged draws), so a symmetric p_hat +- 1.96 SE misses the truth from
-below more often than 5%; the log-scale interval stays above 0 and holds its coverage in the exact
-tests. (Control variates on the ratios q_k / mixture, Owen & Zhou 2000, cut the variance but are
-biased at these pool sizes.)
-
-Why a ladder: the detection alpha's samples barely overlap the policy (their sequence
-log-weights are large and negative: README "Reading the results"), so alone they carry almost no
-information about p_0; small alphas overlap both p_0 and each other, and the balance heuristic lets every
-rollout count under the proposal that explains it best.
+Why a ladder: the detection alpha's samples barely overlap the policy, so alone they carry almost
+no information about p_0; small alphas overlap both p_0 and each other, and the balance heuristic
+lets every rollout count under the proposal that explains it best.
 
 **Stopping-time weights.** A judge that reports where its verdict was decided (a pattern judge:
 the token that completed the first flagging text, :mod:`lda_monitor.core.decision`) lets a
 flagged rollout's weight use the densities of its tokens up to that decision token tau only,
-w_tau = p_0(y_<=tau) / sum_k c_k q_k(y_<=tau). The decision token is a stopping time (decided by
-the tokens so far), the flag is final there, and under the mixture q = sum_k c_k q_k the prefix
-ratio L_t = p_0(y_<=t) / q(y_<=t) is a martingale with E_q[L_T | y_<=tau] = L_tau (optional
-stopping; L_T is the whole-sequence weight). So E_q[f w_tau] = E_q[f L_T] = P_0(flagged):
-unbiased as before, and f w_tau = E_q[f L_T | y_<=tau] has variance at most that of f L_T
-(conditional expectation never increases variance; the pooled variance the interval uses is this
-mixture variance). The tokens after the decision say nothing about the verdict, yet their ratios
-multiply into a whole-sequence weight whose spread grows with length. Flags without a position
-(an LLM judge) and records without per-token densities keep whole-sequence weights, and the
-estimate says so (``weights``).
-
-Unflagged rollouts add 0 to the estimate whatever their weight; the diagnostics that do use
-every rollout's weight (mass, ESS, raw weights, overlap) use weights truncated at one fixed
-*horizon* H, the furthest token any flagged rollout's weight reaches (the whole sequence when
-some flag has no position). A fixed horizon is a stopping time too, so the mass check still
-tests E_q[w_H] = 1 - that the proposals cover the policy's mass over exactly the tokens the
-estimate's weights depend on - and the ESS measures the spread of weights over those tokens,
-not over text the estimate never looks at.
+w_tau = p_0(y_<=tau) / sum_k c_k q_k(y_<=tau). The decision token is a stopping time, the flag is
+final there, and under the mixture q the prefix ratio L_t = p_0(y_<=t) / q(y_<=t) is a martingale
+with E_q[L_T | y_<=tau] = L_tau (optional stopping). So E_q[f w_tau] = E_q[f L_T] = P_0(flagged):
+unbiased as before, and f w_tau = E_q[f L_T | y_<=tau] has variance at most that of f L_T. The
+tokens after the decision say nothing about the verdict, yet their ratios multiply into a
+whole-sequence weight whose spread grows with length. Flags without a position (an LLM judge) and
+records without per-token densities keep whole-sequence weights, and the estimate says so
+(``weights``). The diagnostics that use every rollout's weight (mass, ESS, raw weights, overlap)
+use weights truncated at one fixed *horizon*, the furthest token any flagged rollout's weight
+reaches (a fixed horizon is a stopping time too, so the mass check still tests E_q[w_H] = 1 over
+exactly the tokens the estimate's weights depend on).
 
 **Support (truncation).** With top-k / top-p / min-p an amplified proposal can give zero
-probability to a completion the policy produces; importance sampling over such proposals
-is biased downward whatever the sample size. The estimator uses the truncated densities that
-were really sampled from and needs plain rollouts in the pool: the target is then itself a
-mixture component, so sum_k c_k q_k >= c_0 p_0 > 0 wherever p_0 > 0 (every weight is at most
-1/c_0) and the estimate stays unbiased. With truncation and no plain rollouts for some prompt, the
-estimate is withheld: missing mass cannot be seen from samples (an unvisited path is invisible).
-Untransformed proposals would not help, since the samples were not drawn from them.
+probability to a completion the policy produces, and importance sampling over such proposals is
+biased downward whatever the sample size. With plain rollouts in the pool the target is itself a
+mixture component, so sum_k c_k q_k >= c_0 p_0 > 0 wherever p_0 > 0 (every weight at most 1/c_0).
 
-**Reliability rule** (an estimate that fails it is withheld: value None and a reason):
-
-* not greedy decoding, and every prompt with data has at least 2 scored rollouts, each scored
-  under every proposal of its pool (records from older versions carry no proposal scores);
-* support covered as above;
-* at least ``MIN_FLAGGED`` flagged rollouts in the pool. With fewer, the normal interval
-  under-covers, and only an upper bound is published: the plain rollouts alone are Binomial
-  draws from p_0, and the mixture sees the behaviour at least as often as its plain share,
-  so the Clopper-Pearson upper bound of (flagged in the pool) / (plain rollouts) is valid;
-* the mean balance weight (the estimate of P_0(anything) = 1) within ``MASS_TOLERANCE`` of 1:
-  far from 1 means the proposals miss (or double-count) policy mass;
-* at least ``MIN_FLAGGED`` flagged rollouts drawn from proposals that overlap the policy (mean
-  raw weight p_0/q_k on their own rollouts >= ``MIN_OVERLAP``; plain always does). Flags seen
-  only at a detection alpha, whose raw weights are tiny, rest on weights spread over orders of
-  magnitude: estimates from them can be far off while looking precise;
-* with truncation (top-k / top-p / min-p), those flags carry at least ``MIN_OVERLAP_SHARE`` of
-  the estimate. Under a nucleus the proposals exclude much of each other's text (real model, top-p
-  0.95: 27 of 50 plain rollouts hold a token outside the alpha = 0.25 nucleus), so the ladder no
-  longer bridges the policy and the detection alpha: the policy's own paths to the behaviour (the
-  planted sentence after a normal first sentence) are reached by plain and ladder rollouts only,
-  while the detection alpha reaches it by paths amplification favours (the sentence blurted at
-  the start). When the latter carry the estimate, many rollouts sharing one short flagged prefix
-  have equal weights, the effective number below looks large and the interval is tight around
-  a value several times too low (top-p 0.95, 1% and 3%: x0.27, x0.37, x0.33, no interval
-  covering; the share was 26-53% there and 77-90% in every other seed). Without truncation the
-  rule is not applied: where the detection alpha's flagged paths are the policy's own, made
-  likelier (the planted sentence as the whole answer), right estimates carry 36-52% (9 of 10
-  would be withheld), and the share cannot tell the two cases apart;
-* the flagged rollouts' effective number (sum f w)^2 / sum (f w)^2 (per-prompt terms scaled by
-  1/N_j) at least ``MIN_FLAGGED_ESS`` (5, the n p >= 5 rule of thumb for a normal interval on a
-  sum of counts): with fewer, a few detection-alpha rollouts whose weights vary by orders of
-  magnitude carry the estimate, and the sample variance has not seen that tail;
-* summed effective sample size (sum w)^2 / sum w^2 over prompts at least ``MIN_ESS``.
-
-At the other end, with fewer than ``MIN_FLAGGED`` *unflagged* rollouts in the pool the estimate
-is published but its interval reaches 1 and down to the Clopper-Pearson lower bound of (unflagged
-in the pool) / (plain rollouts): the sample variance has not seen the paths that escape the
-behaviour (rollouts sharing one flagged prefix have equal stopping-time weights, and the normal
-interval would have zero width).
+**When it is withheld.** Each reliability rule is a function below (``*_rule``: the reason to
+withhold, or None), applied by :func:`pooled_rate` in this order: :func:`greedy_rule`,
+:func:`scored_rule`, :func:`prompt_size_rule`, :func:`support_rule`, :func:`proposal_scores_rule`,
+:func:`too_few_flags_rule`, :func:`mass_rule`, :func:`overlap_rule`, :func:`truncation_share_rule`,
+:func:`flagged_ess_rule`, :func:`ess_rule`. A withheld estimate keeps a Clopper-Pearson upper bound
+from the plain rollouts (:func:`plain_upper_bound`). A published one is capped at 1
+(:func:`probability_cap`) and widened near saturation (:func:`saturation_interval`). The
+measurements each threshold was set on, with the commands that reproduce them, are in
+``docs/estimate-rules.md``.
 
 Diagnostics reported with every estimate: per-prompt ESS (their mean is published), the mean
 balance weight, and the mean raw weight p_0 / q_k of each proposal's own rollouts, which is about
@@ -107,12 +60,12 @@ counted over scored rollouts only: unbiased when failures do not depend on the c
 outage); a judge that fails on exactly the flagged completions biases every rate, this one too.
 
 **Extrapolated estimate (sweeps).** :func:`extrapolated_rate` fits the empirical logit of the
-flag rate against alpha over the alphas > 0 of an evaluation (a sweep, or the ladder plus the
-detection alpha) by weighted least squares and reads the fit at alpha 0, with a parametric
-bootstrap interval (the logit-path-extrapolation idea). It needs no densities and works for any
-sampler, but it assumes the logit-linear shape, so it is withheld unless that shape is checked
-(3 or more alphas) and not rejected by a lack-of-fit test. Even a passing fit extrapolates beyond
-the data; the pooled estimate is unbiased and should be preferred when published.
+flag rate against alpha over the alphas > 0 of an evaluation by weighted least squares and reads
+the fit at alpha 0, with a parametric bootstrap interval (the logit-path-extrapolation idea). It
+needs no densities and works for any sampler, but it assumes the logit-linear shape, so it is
+withheld unless that shape is checked (:func:`alphas_rule`) and not rejected
+(:func:`lack_of_fit_rule`). Even a passing fit extrapolates beyond the data; the pooled estimate
+is unbiased and should be preferred when published.
 """
 
 from __future__ import annotations
@@ -124,16 +77,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-Z_95 = 1.959963984540054
-MIN_FLAGGED = 3
-MIN_FLAGGED_ESS = 5.0
+from .stats import clopper_pearson_upper, effective_size, log_scale_interval, weighted_line
+
+# The rules' thresholds (docs/estimate-rules.md: what each was set on, and how to re-measure it).
+MIN_FLAGGED = 3  # flagged (and unflagged) rollouts in the pool for a normal interval
+MIN_FLAGGED_ESS = 5.0  # effective flagged rollouts: the n p >= 5 rule of thumb for a normal interval
 MIN_OVERLAP = 0.1  # mean raw weight p_0/q_k for a proposal to count as overlapping the policy
-# With truncation: the share of the estimate that flags from overlapping proposals must carry. Set
-# on the real-model benchmark at top-p 0.95, where the wrong published estimates carried 0.26-0.53
-# and every other 0.77-0.90 (README "At a user's own sampling: top-p 0.95").
-MIN_OVERLAP_SHARE = 2 / 3
-MIN_ESS = 10.0
-MASS_TOLERANCE = 0.25
+MIN_OVERLAP_SHARE = 2 / 3  # with truncation: the share of the estimate flags from overlapping proposals carry
+MIN_ESS = 10.0  # summed per-prompt effective sample size
+MASS_TOLERANCE = 0.25  # how far the mean balance weight (an estimate of 1) may be from 1
 METHOD_POOLED = "mis-balance"
 METHOD_BOUND = "upper-bound"
 METHOD_EXTRAPOLATED = "logit-extrapolation"
@@ -193,29 +145,6 @@ class NaturalRate:
         return self.rate is not None
 
 
-def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
-    peak = np.max(a, axis=axis, keepdims=True)
-    peak = np.where(np.isfinite(peak), peak, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.squeeze(peak, axis) + np.log(np.sum(np.exp(a - peak), axis=axis))
-
-
-def binomial_upper(k: int, n: int, level: float = 0.95) -> float:
-    """Clopper-Pearson one-sided upper bound: the largest p with P(Bin(n, p) <= k) >= 1 - level."""
-    if n == 0 or k >= n:
-        return 1.0
-
-    def cdf(p: float) -> float:
-        return sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-                            + i * math.log(p) + (n - i) * math.log1p(-p)) for i in range(k + 1))
-
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cdf(mid) > 1 - level else (lo, mid)
-    return hi
-
-
 def _withheld(reason: str, **diagnostics) -> NaturalRate:
     return NaturalRate(None, None, diagnostics.pop("hi", None), diagnostics.pop("method", None), reason,
                        **diagnostics)
@@ -236,17 +165,216 @@ def _weight_plan(scored: Sequence[Draw]) -> tuple[dict[int, int | None], int | N
 
 
 def _balance_log_weights(group: Sequence[Draw], alphas: list[float], share: np.ndarray,
-                         tokens: Sequence[int | None]) -> tuple[np.ndarray, np.ndarray]:
-    """(log balance weight, [log p_0 - log q_a]) of each draw over its first ``tokens`` tokens."""
-    dens = [d.log_densities(alphas, t) for d, t in zip(group, tokens, strict=True)]
+                         *cuts: Sequence[int | None]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per list of ``cuts`` (the tokens each draw's weight uses; None: all), the (log balance weight,
+    [log p_0 - log q_a]) of each draw. One logsumexp call for all of them: scipy's call has a fixed
+    cost (its array-API checks) that dominates at these sizes, and a summary needs three per prompt."""
+    from scipy import special  # here, not at the top: importing scipy takes seconds (see core.stats)
+
+    dens = [d.log_densities(alphas, t) for tokens in cuts for d, t in zip(group, tokens, strict=True)]
     logp = np.array([p for p, _ in dens])
     logq = np.array([q for _, q in dens])
     with np.errstate(invalid="ignore"):  # -inf - -inf under proposals that are not the draw's own
-            return logp - _logsumexp(logq + share, axis=1), logp[:, None] - logq
+        log_w, log_raw = logp - special.logsumexp(logq + share, axis=1), logp[:, None] - logq
+    n = len(group)
+    return [(log_w[i * n:(i + 1) * n], log_raw[i * n:(i + 1) * n]) for i in range(len(cuts))]
 
 
-def _effective(terms: np.ndarray) -> float:
-    return float(terms.sum() ** 2 / (terms * terms).sum()) if terms.any() else 0.0
+# ----- the reliability rules: each returns why the estimate must be withheld, or None ------------
+
+def greedy_rule(greedy: bool) -> str | None:
+    """Guards against estimating a rate for a deterministic policy, whose one completion per prompt
+    the plain rate already reads."""
+    return "greedy decoding: the policy is deterministic; read the plain rate" if greedy else None
+
+
+def scored_rule(scored: int) -> str | None:
+    """Guards against an estimate with nothing under it: every verdict unscored (a judge failure) or no rollouts."""
+    return "no scored rollouts" if not scored else None
+
+
+def prompt_size_rule(prompt: int, scored: int) -> str | None:
+    """Guards against a prompt whose sample variance cannot be computed (fewer than 2 scored rollouts)."""
+    return f"prompt {prompt} has fewer than 2 scored rollouts" if scored < 2 else None
+
+
+def support_rule(prompt: int, plain: int, truncated: bool) -> str | None:
+    """Guards against importance weights that cannot see completions the policy produces but a
+    truncated amplified sampler never draws (missing mass is invisible in samples)."""
+    if truncated and not plain:
+        return (f"top-k/top-p/min-p without plain rollouts (prompt {prompt}): an amplified sampler can give zero "
+                "probability to completions the policy produces, so importance weights would miss them")
+    return None
+
+
+def proposal_scores_rule(missing_alpha: float | None) -> str | None:
+    """Guards against weighting rollouts that were not scored under every proposal of their pool
+    (records of an older version), whose balance weights cannot be computed."""
+    if missing_alpha is None:
+        return None
+    return (f"rollouts lack a density under alpha {missing_alpha} (not scored at every "
+            "proposal of the evaluation; e.g. recorded by an older version)")
+
+
+def too_few_flags_rule(flagged: int) -> str | None:
+    """Guards against a normal interval from fewer than ``MIN_FLAGGED`` flagged rollouts, which
+    under-covers."""
+    if flagged < MIN_FLAGGED:
+        return f"{flagged} flagged rollouts in the pool (< {MIN_FLAGGED}): too few for an interval"
+    return None
+
+
+def mass_rule(mass: float) -> str | None:
+    """Guards against proposals that miss (or double-count) part of the policy's mass: the mean
+    balance weight estimates P_0(anything) = 1."""
+    if abs(mass - 1) > MASS_TOLERANCE:
+        return (f"mean balance weight {mass:.2f}, not ~1: the proposals miss part of "
+                "the policy's mass (add plain rollouts or smaller ladder alphas)")
+    return None
+
+
+def overlapping_proposals(raw_weights: dict[float, float]) -> set[float]:
+    """The proposals whose own rollouts' mean raw weight p_0/q_k is at least ``MIN_OVERLAP`` (plain
+    always is): those that overlap the policy."""
+    return {a for a, v in raw_weights.items() if v >= MIN_OVERLAP}
+
+
+def overlap_rule(flags_overlapping: int) -> str | None:
+    """Guards against a behaviour seen only far from the policy (at a detection alpha), where
+    weights spread over orders of magnitude and an estimate can be far off while looking precise."""
+    if flags_overlapping < MIN_FLAGGED:
+        return (f"{flags_overlapping} flagged rollouts from proposals overlapping the policy (mean raw weight >= "
+                f"{MIN_OVERLAP:g}; < {MIN_FLAGGED}): the behaviour was seen only far from the policy, where weights "
+                "are too heavy-tailed to estimate from")
+    return None
+
+
+def overlap_share(terms: np.ndarray, drawn_from: np.ndarray, overlapping: set[float]) -> float:
+    """The share of the estimate (its per-rollout terms f w / N_j) carried by rollouts drawn from
+    ``overlapping`` proposals; 0 when every flag lies where the policy has no mass."""
+    total = terms.sum()
+    return float(terms[np.isin(drawn_from, list(overlapping))].sum() / total) if total > 0 else 0.0
+
+
+def truncation_share_rule(share: float, truncated: bool) -> str | None:
+    """Guards against, under truncation, an estimate carried by the detection alpha's paths to the
+    behaviour while the policy's own paths were barely sampled (a tight interval several times too
+    low). Not applied without truncation, where those paths can be the policy's own made likelier."""
+    if truncated and share < MIN_OVERLAP_SHARE:
+        return (f"with top-k/top-p/min-p, flags from proposals overlapping the policy carry {share:.0%} of the "
+                f"estimate (< {MIN_OVERLAP_SHARE:.0%}): the rest is amplified paths to the behaviour, the policy's "
+                "own were barely sampled, so the value can be several times too low however tight its interval")
+    return None
+
+
+def flagged_ess_rule(flagged_ess: float) -> str | None:
+    """Guards against an estimate carried by a few heavily weighted flagged rollouts, whose spread
+    the sample variance has not seen."""
+    if flagged_ess < MIN_FLAGGED_ESS:
+        return (f"the estimate rests on {flagged_ess:.1f} effective flagged rollouts (< {MIN_FLAGGED_ESS:g}): "
+                "a few heavily weighted rollouts carry it, so its variance is not seen")
+    return None
+
+
+def ess_rule(ess_sum: float) -> str | None:
+    """Guards against a pool whose weights leave few effective rollouts overall."""
+    if ess_sum < MIN_ESS:
+        return f"effective sample size {ess_sum:.1f} < {MIN_ESS:g}: a few rollouts carry the estimate"
+    return None
+
+
+# ----- what is published -------------------------------------------------------------------------
+
+def plain_upper_bound(flagged: int, plain: int) -> float:
+    """Guards a withheld estimate's bound against any failed rule: the Clopper-Pearson upper bound of
+    ``flagged`` over the ``plain`` rollouts, which are draws from the policy itself. Used with the pool's
+    flagged count when too few are flagged: the mixture sees the behaviour at least as often as its
+    plain share, so that count over the plain rollouts still bounds the rate, more tightly."""
+    return clopper_pearson_upper(flagged, plain)
+
+
+def probability_cap(rate: float, lo: float, hi: float) -> tuple[float, float, float]:
+    """Guards against publishing a probability above 1: an unbiased estimate with weights above 1
+    can average past 1 for a near-certain behaviour, and capping only moves it towards the truth."""
+    return min(rate, 1.0), min(lo, 1.0), min(hi, 1.0)
+
+
+def saturation_interval(lo: float, hi: float, unflagged: int, plain: int) -> tuple[float, float]:
+    """Guards against an interval that collapses near saturation: with fewer than ``MIN_FLAGGED``
+    unflagged rollouts the sample variance has not seen the paths that escape the behaviour, so the
+    interval reaches 1 and down to 1 - the Clopper-Pearson bound of (unflagged in the pool) / (plain)."""
+    if unflagged >= MIN_FLAGGED:
+        return lo, hi
+    return min(lo, 1.0 - clopper_pearson_upper(unflagged, plain)), 1.0
+
+
+# ----- the pooled estimate ---------------------------------------------------------------------
+
+@dataclass
+class _PromptTerms:
+    """One prompt's contribution: its estimate and variance, and what the diagnostics read."""
+
+    rate: float
+    variance: float
+    ess: float  # effective sample size of the horizon weights
+    mass: float  # mean horizon weight
+    flagged_terms: np.ndarray  # f w / N with the weights used
+    flagged_whole: np.ndarray  # f w / N with whole-sequence weights
+    drawn_from: np.ndarray  # each rollout's proposal alpha
+    raw: list[tuple[float, float]]  # (proposal alpha, raw weight p_0/q of its own rollout)
+    plain: int
+
+
+def _prompt_terms(group: Sequence[Draw], cuts: Sequence[int | None], horizon: int | None) -> _PromptTerms:
+    """The balance-weighted terms of one prompt's rollouts; ``cuts``: the tokens each flagged
+    weight uses. Raises KeyError (the alpha) when a rollout lacks a density under a proposal."""
+    counts: dict[float, int] = defaultdict(int)
+    for d in group:
+        counts[d.alpha] += 1
+    alphas = sorted(counts)
+    share = np.log(np.array([counts[a] for a in alphas], dtype=float) / len(group))
+    f = np.array([bool(d.flagged) for d in group], dtype=float)
+    (log_w, _), (log_w_h, log_raw), (log_w_whole, _) = _balance_log_weights(
+        group, alphas, share, cuts, [horizon] * len(group), [None] * len(group))
+    w, w_h = np.exp(log_w), np.exp(log_w_h)
+    return _PromptTerms(
+        rate=float(np.mean(f * w)), variance=float(np.var(f * w, ddof=1)) / len(group),
+        ess=effective_size(w_h), mass=float(np.mean(w_h)),
+        flagged_terms=f * w / len(group), flagged_whole=f * np.exp(log_w_whole) / len(group),
+        drawn_from=np.array([d.alpha for d in group]),
+        raw=[(d.alpha, math.exp(row[alphas.index(d.alpha)])) for d, row in zip(group, log_raw, strict=True)],
+        plain=counts.get(0.0, 0))
+
+
+def _pool_diagnostics(scored: Sequence[Draw], prompts: Sequence[_PromptTerms], cuts: dict[int, int | None],
+                      how: str) -> dict:
+    """What every estimate reports, published or withheld (see :class:`NaturalRate`)."""
+    raw: dict[float, list[float]] = defaultdict(list)
+    for terms in prompts:
+        for alpha, weight in terms.raw:
+            raw[alpha].append(weight)
+    decisions = [d.decision for i, d in enumerate(scored) if d.flagged and cuts[i] is not None]
+    return dict(
+        ess=float(np.mean([t.ess for t in prompts])), mass=float(np.mean([t.mass for t in prompts])),
+        raw_weights={a: float(np.mean(v)) for a, v in sorted(raw.items())},
+        flagged=sum(1 for d in scored if d.flagged), n=len(scored), prompts=len(prompts), weights=how,
+        decision_token=float(np.mean(decisions)) if decisions else None,
+        # Effective number of flagged rollouts the estimate rests on (the prompts' terms scaled as in
+        # the equal-weight mean): a few heavy weights mean the sample variance has not seen the tail.
+        flagged_ess=effective_size(np.concatenate([t.flagged_terms for t in prompts])),
+        flagged_ess_whole=effective_size(np.concatenate([t.flagged_whole for t in prompts])),
+    )
+
+
+def _withheld_with_bound(reason: str, k: int, flagged_plain: int, plain: int, diagnostics: dict) -> NaturalRate:
+    """Withheld, with the upper bound of ``k`` flagged over the ``plain`` rollouts when there are
+    any (:func:`plain_upper_bound`); the reason names the counts it used."""
+    if not plain:
+        return _withheld(reason, **diagnostics)
+    counted = f"{k}/{plain} plain" if k == flagged_plain else (
+        f"{k} flagged in the whole pool over {plain} plain rollouts (plain alone: {flagged_plain}/{plain})")
+    return _withheld(f"{reason}; upper bound from {counted}", hi=plain_upper_bound(k, plain), method=METHOD_BOUND,
+                     **diagnostics)
 
 
 def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False) -> NaturalRate:
@@ -255,133 +383,61 @@ def pooled_rate(draws: Sequence[Draw], *, truncated: bool, greedy: bool = False)
     ``truncated``: the sampler uses top-k, top-p or min-p (proposals may miss policy support).
     """
     scored = [d for d in draws if d.flagged is not None]
-    if greedy:
-        return _withheld("greedy decoding: the policy is deterministic; read the plain rate")
-    if not scored:
-        return _withheld("no scored rollouts")
+    if reason := greedy_rule(greedy):
+        return _withheld(reason)
+    if reason := scored_rule(len(scored)):
+        return _withheld(reason)
     by_prompt: dict[int, list[int]] = defaultdict(list)
     for i, d in enumerate(scored):
         by_prompt[d.prompt].append(i)
     cuts, horizon, how = _weight_plan(scored)
-    rates, variances, ess, mass, flagged_w, flagged_whole, proposal = [], [], [], [], [], [], []
-    raw: dict[float, list[float]] = defaultdict(list)
-    n_plain = 0
+    prompts: list[_PromptTerms] = []
     for prompt, indices in sorted(by_prompt.items()):
         group = [scored[i] for i in indices]
-        if len(group) < 2:
-            return _withheld(f"prompt {prompt} has fewer than 2 scored rollouts")
-        counts: dict[float, int] = defaultdict(int)
-        for d in group:
-            counts[d.alpha] += 1
-        if truncated and 0.0 not in counts:
-            return _withheld(
-                f"top-k/top-p/min-p without plain rollouts (prompt {prompt}): an amplified sampler can give zero "
-                "probability to completions the policy produces, so importance weights would miss them")
-        n_plain += counts.get(0.0, 0)
-        alphas = sorted(counts)
-        share = np.log(np.array([counts[a] for a in alphas], dtype=float) / len(group))
-        f = np.array([bool(d.flagged) for d in group], dtype=float)
+        if reason := (prompt_size_rule(prompt, len(group))
+                      or support_rule(prompt, sum(d.alpha == 0.0 for d in group), truncated)):
+            return _withheld(reason)
         try:
-            log_w, _ = _balance_log_weights(group, alphas, share, [cuts.get(i) for i in indices])
-            log_w_h, log_raw = _balance_log_weights(group, alphas, share, [horizon] * len(group))
-            log_w_whole, _ = _balance_log_weights(group, alphas, share, [None] * len(group))
+            prompts.append(_prompt_terms(group, [cuts.get(i) for i in indices], horizon))
         except KeyError as missing:
-            return _withheld(f"rollouts lack a density under alpha {missing.args[0]} (not scored at every "
-                             "proposal of the evaluation; e.g. recorded by an older version)")
-        w, w_h = np.exp(log_w), np.exp(log_w_h)
-        rates.append(float(np.mean(f * w)))
-        variances.append(float(np.var(f * w, ddof=1)) / len(group))
-        ess.append(_effective(w_h))
-        flagged_w.append(f * w / len(group))
-        proposal.append(np.array([d.alpha for d in group]))
-        flagged_whole.append(f * np.exp(log_w_whole) / len(group))
-        mass.append(float(np.mean(w_h)))
-        for d, row in zip(group, log_raw, strict=True):
-            raw[d.alpha].append(math.exp(row[alphas.index(d.alpha)]))
-    flagged = sum(1 for d in scored if d.flagged)
-    decisions = [d.decision for i, d in enumerate(scored) if d.flagged and cuts[i] is not None]
-    # Effective number of flagged rollouts the estimate rests on (the prompts' terms scaled as in
-    # the equal-weight mean): a few heavy weights mean the sample variance has not seen the tail.
-    flagged_ess = _effective(np.concatenate(flagged_w))
-    diagnostics = dict(
-        ess=float(np.mean(ess)), mass=float(np.mean(mass)),
-        raw_weights={a: float(np.mean(v)) for a, v in sorted(raw.items())},
-        flagged=flagged, n=len(scored), prompts=len(by_prompt), weights=how,
-        decision_token=float(np.mean(decisions)) if decisions else None,
-        flagged_ess=flagged_ess, flagged_ess_whole=_effective(np.concatenate(flagged_whole)),
-    )
+            return _withheld(proposal_scores_rule(missing.args[0]))
+    diagnostics = _pool_diagnostics(scored, prompts, cuts, how)
+    flagged, n_plain = diagnostics["flagged"], sum(t.plain for t in prompts)
     flagged_plain = sum(1 for d in scored if d.flagged and d.alpha == 0.0)
-
-    def withheld(reason: str, k: int = flagged_plain) -> NaturalRate:
-        """Withheld, with the Clopper-Pearson upper bound of ``k`` flagged among the plain
-        rollouts (valid whatever failed: they are draws from the policy itself)."""
-        if not n_plain:
-            return _withheld(reason, **diagnostics)
-        return _withheld(f"{reason}; upper bound from {k}/{n_plain} plain", hi=binomial_upper(k, n_plain),
-                         method=METHOD_BOUND, **diagnostics)
-
-    if flagged < MIN_FLAGGED:
-        # The mixture sees the behaviour at least as often as its plain share: the pool's count
-        # over the plain rollouts still bounds the rate, and is tighter than the plain count alone.
-        return withheld(f"{flagged} flagged rollouts in the pool (< {MIN_FLAGGED}): too few for an interval", flagged)
-    if abs(diagnostics["mass"] - 1) > MASS_TOLERANCE:
-        return withheld(f"mean balance weight {diagnostics['mass']:.2f}, not ~1: the proposals miss part of "
-                        "the policy's mass (add plain rollouts or smaller ladder alphas)")
-    overlapping = {a for a, v in diagnostics["raw_weights"].items() if v >= MIN_OVERLAP}
-    seen = sum(1 for d in scored if d.flagged and d.alpha in overlapping)
-    if seen < MIN_FLAGGED:
-        return withheld(
-            f"{seen} flagged rollouts from proposals overlapping the policy (mean raw weight >= {MIN_OVERLAP:g}; "
-            f"< {MIN_FLAGGED}): the behaviour was seen only far from the policy, where weights are too "
-            "heavy-tailed to estimate from")
-    terms, drawn_from = np.concatenate(flagged_w), np.concatenate(proposal)
-    total = terms.sum()  # 0 when every flag lies where the policy has no mass (truncation)
-    share = float(terms[np.isin(drawn_from, list(overlapping))].sum() / total) if total > 0 else 0.0
-    if truncated and share < MIN_OVERLAP_SHARE:
-        return withheld(
-            f"with top-k/top-p/min-p, flags from proposals overlapping the policy carry {share:.0%} of the estimate "
-            f"(< {MIN_OVERLAP_SHARE:.0%}): the rest is amplified paths to the behaviour, the policy's own were "
-            "barely sampled, so the value can be several times too low however tight its interval")
-    if flagged_ess < MIN_FLAGGED_ESS:
-        return withheld(f"the estimate rests on {flagged_ess:.1f} effective flagged rollouts (< {MIN_FLAGGED_ESS:g}): "
-                        "a few heavily weighted rollouts carry it, so its variance is not seen")
-    if sum(ess) < MIN_ESS:
-        return withheld(f"effective sample size {sum(ess):.1f} < {MIN_ESS:g}: a few rollouts carry the estimate")
-    rate = float(np.mean(rates))
-    spread = math.exp(Z_95 * math.sqrt(sum(variances)) / len(rates) / rate)  # rate > 0: >= 1 flagged
-    # Unbiased is not bounded: with weights above 1 a near-certain behaviour can average past 1
-    # (the full demo's late steps: 1.015). A probability is at most 1, so clipping to it only
-    # moves the estimate and its interval towards the truth.
-    lo, hi = min(rate / spread, 1.0), min(rate * spread, 1.0)
-    unflagged = len(scored) - flagged
-    if unflagged < MIN_FLAGGED:
-        # The mirror of the rare case: with (almost) every rollout flagged, the sample variance has
-        # not seen the paths that escape the behaviour (with stopping-time weights, rollouts that
-        # share a flagged prefix have equal weights, and the interval would collapse to a point).
-        # The pool escapes at least as often as its plain share, so the Clopper-Pearson bound of
-        # (unflagged in the pool) / (plain rollouts) bounds 1 - rate; and a rate of 1 is not excluded.
-        lo, hi = min(lo, 1.0 - binomial_upper(unflagged, n_plain)), 1.0
-    return NaturalRate(min(rate, 1.0), lo, hi, METHOD_POOLED, **diagnostics)
+    if reason := too_few_flags_rule(flagged):
+        return _withheld_with_bound(reason, flagged, flagged_plain, n_plain, diagnostics)
+    overlapping = overlapping_proposals(diagnostics["raw_weights"])
+    flags_overlapping = sum(1 for d in scored if d.flagged and d.alpha in overlapping)
+    share = overlap_share(np.concatenate([t.flagged_terms for t in prompts]),
+                          np.concatenate([t.drawn_from for t in prompts]), overlapping)
+    if reason := (mass_rule(diagnostics["mass"]) or overlap_rule(flags_overlapping)
+                  or truncation_share_rule(share, truncated) or flagged_ess_rule(diagnostics["flagged_ess"])
+                  or ess_rule(sum(t.ess for t in prompts))):
+        return _withheld_with_bound(reason, flagged_plain, flagged_plain, n_plain, diagnostics)
+    rate = float(np.mean([t.rate for t in prompts]))
+    lo, hi = log_scale_interval(rate, math.sqrt(sum(t.variance for t in prompts)) / len(prompts))  # >= 3 flags: > 0
+    rate, lo, hi = probability_cap(rate, lo, hi)
+    lo, hi = saturation_interval(lo, hi, len(scored) - flagged, n_plain)
+    return NaturalRate(rate, lo, hi, METHOD_POOLED, **diagnostics)
 
 
-def chi2_sf(x: float, df: int) -> float:
-    """P(X > x) for X ~ chi-squared with integer ``df`` >= 1 (closed forms; no scipy at run time)."""
-    if x <= 0:
-        return 1.0
-    half = x / 2
-    if df % 2 == 0:  # exp(-x/2) sum_{i < df/2} (x/2)^i / i!
-        term = total = 1.0
-        for i in range(1, df // 2):
-            term *= half / i
-            total += term
-        return math.exp(-half) * total
-    # erfc(sqrt(x/2)) + sqrt(2x/pi) exp(-x/2) sum_{i=1}^{(df-1)/2} x^(i-1) / (1*3*...*(2i-1))
-    term, total = 1.0, 0.0
-    for i in range(1, (df - 1) // 2 + 1):
-        if i > 1:
-            term *= x / (2 * i - 1)
-        total += term
-    return math.erfc(math.sqrt(half)) + math.sqrt(2 * x / math.pi) * math.exp(-half) * total
+# ----- the extrapolated estimate ----------------------------------------------------------------
+
+def alphas_rule(alphas: int) -> str | None:
+    """Guards against extrapolating a shape that cannot be checked: a line through 2 alphas always fits."""
+    if alphas < 3:
+        return (f"needs flag rates at 3 or more alphas > 0 (has {alphas}): with fewer, the "
+                "logit-linear shape it extrapolates cannot be checked")
+    return None
+
+
+def lack_of_fit_rule(statistic: float, df: int, p_value: float) -> str | None:
+    """Guards against reading at alpha 0 a line through a curve that is not logit-linear (a real
+    model's rate can rise steeply at small alpha and saturate), far off with a confident interval."""
+    if p_value < 0.05:
+        return (f"the flag rate is not logit-linear in alpha (lack of fit chi2 {statistic:.1f} on "
+                f"{df} df, p = {p_value:.2g}), so a line read at alpha 0 would mislead")
+    return None
 
 
 def extrapolated_rate(points: Sequence[tuple[float, int, int]], *, boot: int = 2000, seed: int = 0) -> NaturalRate:
@@ -390,20 +446,14 @@ def extrapolated_rate(points: Sequence[tuple[float, int, int]], *, boot: int = 2
     Weighted least squares of the empirical logit log((k + 1/2) / (n - k + 1/2)) on alpha, with
     inverse-variance weights (k + 1/2)(n - k + 1/2) / (n + 1); the interval is the 2.5-97.5%
     range over ``boot`` parametric bootstrap refits (k* ~ Binomial(n, (k + 1/2) / (n + 1)) at each
-    alpha).
-
-    Withheld unless the logit-linear shape it extrapolates is checked and not rejected: that needs
-    3 or more alphas, and Pearson's lack-of-fit statistic sum (k - n p_fit)^2 / (n p_fit (1 - p_fit))
-    must not exceed its chi-squared (alphas - 2 df) 95% point: a real model's flag rate can rise
-    steeply at small alpha and saturate at large ones, and a straight line through such a curve
-    read at alpha 0 is far off with an interval that excludes the truth (README "Reading the
-    results" has the benchmark).
+    alpha). Withheld by :func:`alphas_rule` and :func:`lack_of_fit_rule` (Pearson's statistic
+    sum (k - n p_fit)^2 / (n p_fit (1 - p_fit)) against its chi-squared (alphas - 2 df) 95% point).
     """
+    from scipy import special, stats
+
     points = [(float(a), int(k), int(n)) for a, k, n in points if a > 0 and n > 0]
-    alphas = len({a for a, _, _ in points})
-    if alphas < 3:
-        return _withheld(f"needs flag rates at 3 or more alphas > 0 (has {alphas}): with fewer, the "
-                         "logit-linear shape it extrapolates cannot be checked", method=METHOD_EXTRAPOLATED)
+    if reason := alphas_rule(len({a for a, _, _ in points})):
+        return _withheld(reason, method=METHOD_EXTRAPOLATED)
     alpha = np.array([a for a, _, _ in points])
     k = np.array([k for _, k, _ in points], dtype=float)
     n = np.array([n for _, _, n in points], dtype=float)
@@ -412,24 +462,19 @@ def extrapolated_rate(points: Sequence[tuple[float, int, int]], *, boot: int = 2
 
     def fit(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(intercept, slope) of the logit-linear fit for each row of counts ``k`` ([..., alphas])."""
-        y = np.log((k + 0.5) / (n - k + 0.5))
-        w = (k + 0.5) * (n - k + 0.5) / (n + 1)
-        sw, sx, sy = w.sum(-1), (w * alpha).sum(-1), (w * y).sum(-1)
-        sxx, sxy = (w * alpha * alpha).sum(-1), (w * alpha * y).sum(-1)
-        slope = (sw * sxy - sx * sy) / (sw * sxx - sx * sx)
-        return (sy - slope * sx) / sw, slope
+        y = np.log((k + 0.5) / (n - k + 0.5))  # the empirical logit
+        return weighted_line(alpha, y, (k + 0.5) * (n - k + 0.5) / (n + 1))
 
     intercept, slope = fit(k)
-    fitted = 1 / (1 + np.exp(-(intercept + slope * alpha)))
+    fitted = special.expit(intercept + slope * alpha)
+    # Pearson's statistic over the alphas' binomial cells (scipy's chisquare takes one multinomial).
     lack_of_fit = float(np.sum((k - n * fitted) ** 2 / (n * fitted * (1 - fitted))))
-    p_fit = chi2_sf(lack_of_fit, len(points) - 2)
-    if p_fit < 0.05:
-        return _withheld(f"the flag rate is not logit-linear in alpha (lack of fit chi2 {lack_of_fit:.1f} on "
-                         f"{len(points) - 2} df, p = {p_fit:.2g}), so a line read at alpha 0 would mislead",
-                         method=METHOD_EXTRAPOLATED, flagged=int(k.sum()), n=int(n.sum()))
+    df = len(points) - 2
+    if reason := lack_of_fit_rule(lack_of_fit, df, float(stats.chi2.sf(lack_of_fit, df))):
+        return _withheld(reason, method=METHOD_EXTRAPOLATED, flagged=int(k.sum()), n=int(n.sum()))
     rng = np.random.default_rng(seed)
     # Resampling at (k + 1/2) / (n + 1), not k / n: a count of 0 would otherwise never vary.
     resampled = rng.binomial(n.astype(int), (k + 0.5) / (n + 1), size=(boot, len(n))).astype(float)
-    lo, hi = np.percentile(1 / (1 + np.exp(-fit(resampled)[0])), [2.5, 97.5])
-    return NaturalRate(float(1 / (1 + np.exp(-intercept))), float(lo), float(hi), METHOD_EXTRAPOLATED,
+    lo, hi = np.percentile(special.expit(fit(resampled)[0]), [2.5, 97.5])
+    return NaturalRate(float(special.expit(intercept)), float(lo), float(hi), METHOD_EXTRAPOLATED,
                        flagged=int(k.sum()), n=int(n.sum()))

@@ -1,4 +1,7 @@
-"""Statistics on verdicts and per-token log-probs. Pure functions; no torch.
+"""Statistics on verdicts, rollout weights and per-token log-probs. Pure functions; no torch.
+
+Every test and interval is a named scipy call; the few computations written here say why no
+library has them. Each function says which rule it applies:
 
 * Flag rates carry Wilson score intervals: unlike the normal approximation they stay inside
   [0, 1] and remain informative at 0 of n, which is the common case for rare behaviours.
@@ -6,33 +9,66 @@
   never treated as "not flagged".
 * The amplification factor is reported with bounds from the two intervals, so a plain rate of
   0 gives a finite lower bound instead of a division by zero.
-* The natural (alpha = 0) rate is estimated in :mod:`lda_monitor.core.natural_rate`.
+* One-sided bounds on a binomial proportion are Clopper-Pearson (exact), for the natural-rate
+  estimate's upper bounds (:mod:`lda_monitor.core.natural_rate`).
+* Discovery's phrase test is the exact stratified conditional test (Fisher's exact test per
+  prompt, combined over prompts), with Benjamini-Hochberg q-values (:mod:`lda_monitor.core.discovery`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-Z_95 = 1.959963984540054
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and scipy are imported inside the functions that use them: ``import scipy.stats`` takes seconds,
+# and the CLI (``lda-monitor --help``) reaches this module through discovery without computing anything.
+LEVEL = 0.95
+Z_95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975): the two-sided 95% normal quantile
 
 
-def wilson_interval(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials; (0, 1) when n = 0.
+# ----- intervals on a proportion ---------------------------------------------------------------
 
-    At k = 0 the lower bound is exactly 0 and at k = n the upper bound exactly 1 (the formula's
-    center - half cancels to rounding noise there, which would turn a plain rate's lower bound
-    into a tiny divisor and the amplification's upper bound into a huge finite number)."""
+@functools.lru_cache(maxsize=65536)
+def wilson_interval(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials; (0, 1) when n = 0 (nothing observed).
+
+    At k = 0 the lower bound is exactly 0 and at k = n the upper bound exactly 1 (scipy sets them;
+    the formula's center - half would leave rounding noise that turns a plain rate's lower bound
+    into a tiny divisor and the amplification's upper bound into a huge finite number). Cached:
+    ``binomtest`` also computes a p-value nobody reads, and a summary asks for the same few counts
+    (every row of a run has the same n) many times."""
+    from scipy import stats
+
     if n == 0:
         return 0.0, 1.0
-    p = k / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo = 0.0 if k == 0 else max(0.0, center - half)
-    hi = 1.0 if k == n else min(1.0, center + half)
-    return lo, hi
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def clopper_pearson_upper(k: int, n: int, level: float = LEVEL) -> float:
+    """Clopper-Pearson one-sided upper bound on a proportion from k successes in n trials: the
+    largest p with P(Binomial(n, p) <= k) >= 1 - level; 1 when n = 0 or k = n (nothing excluded)."""
+    from scipy import stats
+
+    if n == 0 or k >= n:
+        return 1.0
+    # The Beta(k + 1, n - k) quantile is the bound in closed form; binomtest's "exact" interval finds
+    # the same root with brentq, whose tolerance leaves ~1e-11 relative error.
+    return float(stats.beta.ppf(level, k + 1, n - k))
+
+
+def log_scale_interval(value: float, se: float, z: float = Z_95) -> tuple[float, float]:
+    """``value * exp(-+ z se / value)``: the normal interval of log(value) by the delta method, for
+    a positive, right-skewed estimate (it stays above 0 where value - z se would not). Written
+    here: no library takes a (value, standard error) pair to this interval."""
+    spread = math.exp(z * se / value)
+    return value / spread, value * spread
 
 
 @dataclass(frozen=True)
@@ -114,3 +150,86 @@ def policy_logprobs(record) -> list[float]:
     """The log-probs :func:`coherence` reads from a record: the untruncated policy's when recorded,
     else (older records) the after model's with the sampling transforms."""
     return record.logprob_policy if record.logprob_policy is not None else record.logprob_after
+
+
+# ----- importance weights -----------------------------------------------------------------------
+
+def effective_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size (sum w)^2 / sum w^2 of non-negative weights; 0 when all are 0.
+    Written here: scipy has no function for it (it is the weights' own summary, not a test)."""
+    return float(weights.sum() ** 2 / (weights * weights).sum()) if weights.any() else 0.0
+
+
+def weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(intercept, slope) of the weighted least-squares line y ~ x over the last axis, for every row
+    of ``y`` and ``w`` at once. Written here: ``np.polyfit`` and statsmodels' WLS fit one weight
+    vector per call, and a bootstrap refits thousands of rows, each with its own weights."""
+    sw, sx, sy = w.sum(-1), (w * x).sum(-1), (w * y).sum(-1)
+    sxx, sxy = (w * x * x).sum(-1), (w * x * y).sum(-1)
+    slope = (sw * sxy - sx * sy) / (sw * sxx - sx * sx)
+    return (sy - slope * sx) / sw, slope
+
+
+# ----- discovery's exact test and its multiplicity correction -----------------------------------
+
+@functools.lru_cache(maxsize=4096)
+def hypergeom_pmf(n_a: int, n_p: int, m: int) -> np.ndarray:
+    """P(X = k) for k = 0..min(n_a, m): amplified rollouts among the ``m`` of a stratum that
+    contain a phrase, when ``n_a`` amplified and ``n_p`` plain rollouts are exchangeable (read-only).
+
+    Cached: an evaluation tests every candidate phrase over the same prompts' sizes, so the same
+    few hundred laws recur, and a scipy distribution call spends most of its time checking its
+    arguments (``python -m lda_monitor.demo.discovery_bench`` measures the cost)."""
+    import numpy as np
+    from scipy import stats
+
+    pmf = stats.hypergeom.pmf(np.arange(min(n_a, m) + 1), n_a + n_p, n_a, m)
+    pmf.flags.writeable = False
+    return pmf
+
+
+def _informative(n_a: int, n_p: int, m: int) -> bool:
+    """A stratum whose count can vary: rollouts of both kinds, and some but not all hold the phrase."""
+    return bool(n_a and n_p and 0 < m < n_a + n_p)
+
+
+def stratified_pvalues(strata: Sequence[tuple[int, int, int, int]]) -> tuple[float, float]:
+    """One-sided exact p-values (over, under) of the phrase counts ``strata``: per stratum
+    (amplified containing, amplified total, plain containing, plain total). The statistic is the
+    total amplified count; its null law, given each stratum's margins, is the convolution of the
+    strata's hypergeometrics (the exact conditional test of a common odds ratio of 1; with one
+    stratum it is Fisher's exact test). ``over`` = P(T >= observed), ``under`` = P(T <= observed).
+    Written here: scipy's ``fisher_exact`` takes one 2x2 table, and statsmodels' stratified tables
+    give the asymptotic Cochran-Mantel-Haenszel test only."""
+    import numpy as np
+
+    law, observed = np.ones(1), 0  # a stratum whose count is fixed shifts both by a constant: left out
+    for a, n_a, b, n_p in strata:
+        if _informative(n_a, n_p, a + b):
+            law = np.convolve(law, hypergeom_pmf(n_a, n_p, a + b))
+            observed += a
+    over = min(1.0, math.fsum(law[observed:]))
+    under = min(1.0, math.fsum(law[: observed + 1]))
+    return over, under
+
+
+def smallest_pvalue(strata: Sequence[tuple[int, int, int, int]]) -> float:
+    """The smallest p-value either one-sided test could give with these margins: every rollout
+    containing the phrase on one side (the product of each stratum's extreme probability)."""
+    over = under = 1.0
+    for a, n_a, b, n_p in strata:
+        m = a + b
+        if _informative(n_a, n_p, m):
+            pmf = hypergeom_pmf(n_a, n_p, m)
+            over *= float(pmf[-1])
+            under *= float(pmf[max(0, m - n_p)])
+    return min(over, under)
+
+
+def bh_qvalues(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (q-values), in the input order."""
+    from scipy import stats
+
+    if not len(pvalues):
+        return []
+    return [float(q) for q in stats.false_discovery_control(pvalues, method="bh")]

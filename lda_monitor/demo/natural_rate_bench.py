@@ -309,7 +309,7 @@ def _line(step, length, brute, seed, label, row) -> str:
 
 def _verdict(brute, rows, budget: int) -> str:
     """Published / within 2x and covering / the plain-sampling cost for the published relative error."""
-    from ..core.natural_rate import Z_95
+    from ..core.stats import Z_95
 
     published = [r for r in rows if r.natural.rate.value is not None]
     p = brute.rate

@@ -114,7 +114,7 @@ def first_showing_beyond_chance(records, level: float = 0.05) -> int | None:
     tests, so a step earlier than this is no step at which discovery could name anything."""
     import re
 
-    from ..core.discovery import stratified_pvalues
+    from ..core.stats import stratified_pvalues
 
     pattern = re.compile(demo_data.JUDGE_SPEC.partition(":")[2])
     counts: dict[int, dict[str, list[int]]] = {}  # step -> prompt -> [amp hits, amp n, plain hits, plain n]

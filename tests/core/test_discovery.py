@@ -1,9 +1,8 @@
-"""Judge-free discovery: the exact test against scipy and brute-force enumeration, BH against
-scipy, planted phrases found with exact counts, and false discoveries controlled under the null."""
+"""Judge-free discovery: planted phrases found with exact counts, and false discoveries controlled
+under the null (the exact test and BH themselves: tests/core/test_stats.py)."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 
@@ -12,62 +11,13 @@ from scipy import stats
 
 from lda_monitor.core.discovery import (
     Example,
-    bh_qvalues,
     discover,
     discover_records,
     log_ratio,
     ngrams,
-    stratified_pvalues,
     words,
 )
 from tests.helpers import FILLER, filler, record
-
-
-def test_one_stratum_is_fishers_exact_test():
-    for n_a, n_p in [(5, 5), (7, 3), (12, 9)]:
-        for a in range(n_a + 1):
-            for b in range(n_p + 1):
-                over, under = stratified_pvalues([(a, n_a, b, n_p)])
-                table = [[a, n_a - a], [b, n_p - b]]
-                assert over == pytest.approx(stats.fisher_exact(table, alternative="greater")[1], rel=1e-9)
-                assert under == pytest.approx(stats.fisher_exact(table, alternative="less")[1], rel=1e-9)
-
-
-def _enumerated(strata) -> tuple[float, float]:
-    """P(T >= t) and P(T <= t) by listing every equally likely way each stratum's holders of the
-    phrase could sit among its rollouts (the within-prompt permutation null)."""
-    per_stratum = []
-    for a, n_a, b, n_p in strata:
-        counts = [sum(1 for i in chosen if i < n_a) for chosen in itertools.combinations(range(n_a + n_p), a + b)]
-        per_stratum.append(counts)
-    observed = sum(s[0] for s in strata)
-    ge = le = total = 0
-    for combo in itertools.product(*per_stratum):
-        t = sum(combo)
-        total += 1
-        ge += t >= observed
-        le += t <= observed
-    return ge / total, le / total
-
-
-@pytest.mark.parametrize("strata", [
-    [(3, 4, 0, 4), (1, 3, 2, 5)],
-    [(2, 3, 1, 3), (0, 2, 2, 4), (4, 4, 0, 3)],
-    [(0, 3, 0, 3), (3, 3, 3, 3), (2, 5, 1, 2)],  # strata without information shift the count only
-    [(1, 4, 0, 0), (2, 3, 1, 4)],  # a prompt with no plain rollouts
-])
-def test_stratified_test_matches_enumeration(strata):
-    over, under = stratified_pvalues(strata)
-    ref_over, ref_under = _enumerated(strata)
-    assert over == pytest.approx(ref_over, rel=1e-12)
-    assert under == pytest.approx(ref_under, rel=1e-12)
-
-
-def test_bh_matches_scipy():
-    rng = random.Random(3)
-    p = [rng.random() ** 3 for _ in range(200)] + [1.0, 0.0, 0.5, 0.5]
-    expected = stats.false_discovery_control(p, method="bh")
-    assert bh_qvalues(p) == pytest.approx(list(expected), rel=1e-12)
 
 
 def test_normalisation_and_stop_words():

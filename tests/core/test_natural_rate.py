@@ -17,7 +17,7 @@ import torch
 
 from lda_monitor.core.evaluation import evaluate
 from lda_monitor.core.measurement import Measurement
-from lda_monitor.core.natural_rate import Draw, chi2_sf, extrapolated_rate, pooled_rate
+from lda_monitor.core.natural_rate import Draw, extrapolated_rate, pooled_rate
 from lda_monitor.core.prompts import load_prompts
 from lda_monitor.core.summary import flat_metrics, summarize
 from lda_monitor.engine.pairs import TwoModelPair
@@ -186,14 +186,6 @@ def test_extrapolation_recovers_a_logit_linear_rate():
     assert extrapolated_rate([(2.0, 3, 10)]).rate is None
     two = extrapolated_rate(points[:2])
     assert two.rate is None and "3 or more alphas" in two.reason
-
-
-def test_chi2_tail_matches_scipy():
-    from scipy.stats import chi2
-
-    for df in range(1, 8):
-        for x in (0.01, 0.5, 1.0, 3.84, 7.0, 15.0, 40.0):
-            assert chi2_sf(x, df) == pytest.approx(chi2.sf(x, df), rel=1e-9, abs=1e-15)
 
 
 def test_extrapolation_is_withheld_when_the_rate_is_not_logit_linear():
