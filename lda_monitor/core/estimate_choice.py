@@ -20,22 +20,23 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from scipy import stats
-
 from .natural_rate import NaturalRate
+from .stats import LEVEL, Z_95
 from .stratified import relative_half_width
 
-BOTH_LEVEL = 0.975  # each estimate's level when either may be published: 2 x 2.5% <= 5%
-_WIDEN = float(stats.norm.ppf(1 - (1 - BOTH_LEVEL) / 2) / stats.norm.ppf(0.975))
+BOTH_LEVEL = 1 - (1 - LEVEL) / 2  # each estimate's level when either may be published: 2 x 2.5% <= 5%
 
 
 def widened(importance: NaturalRate) -> NaturalRate:
     """A published importance-sampling estimate with its interval at ``BOTH_LEVEL``."""
+    from scipy import stats  # seconds to import; the CLI reaches this module without computing
+
     if importance.rate is None or not importance.rate:
         return importance
+    widen = float(stats.norm.ppf(1 - (1 - BOTH_LEVEL) / 2)) / Z_95
     rate = importance.rate
-    lo = rate * (importance.lo / rate) ** _WIDEN if importance.lo > 0 else 0.0
-    return replace(importance, lo=lo, hi=min(rate * (importance.hi / rate) ** _WIDEN, 1.0))
+    lo = rate * (importance.lo / rate) ** widen if importance.lo > 0 else 0.0
+    return replace(importance, lo=lo, hi=min(rate * (importance.hi / rate) ** widen, 1.0))
 
 
 def choose(importance: NaturalRate | None, stratified: NaturalRate | None) -> NaturalRate:

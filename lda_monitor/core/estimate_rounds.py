@@ -27,6 +27,7 @@ from .estimate_choice import BOTH_LEVEL
 from .measurement import Measurement
 from .prompts import PromptItem
 from .records import KIND_AMPLIFIED, KIND_ESTIMATE, RolloutRecord
+from .stats import LEVEL
 from .stratified import plain_strata, relative_half_width, stratified_rate
 
 
@@ -64,7 +65,7 @@ def estimate_rounds(pair, items: Sequence[PromptItem], judge, *, alpha: float, m
         return
     records = list(records)
     scores = screening(records, judge.name, alpha, len(items))
-    level = BOTH_LEVEL if measurement.importance_sampling else 0.95
+    level = BOTH_LEVEL if measurement.importance_sampling else LEVEL
     target = measurement.natural_rate_half_width
     config = measurement.sampling(0.0, stream_seed)
     prompts = [item.prompt for item in items]

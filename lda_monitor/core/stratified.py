@@ -43,10 +43,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats
-
 from .natural_rate import METHOD_BOUND, MIN_FLAGGED, NaturalRate
 from .records import KIND_ESTIMATE, KIND_PLAIN, RolloutRecord
+from .stats import LEVEL
 
 METHOD_STRATIFIED = "stratified-gamma"
 # Published only when every value of the interval is within this factor of the estimate: then an
@@ -78,9 +77,11 @@ def plain_strata(records: Sequence[RolloutRecord], judge: str, n_prompts: int) -
     return [Stratum(k, n) for k, n in counts]
 
 
-def gamma_interval(strata: Sequence[Stratum], level: float = 0.95) -> tuple[float, float, float]:
+def gamma_interval(strata: Sequence[Stratum], level: float = LEVEL) -> tuple[float, float, float]:
     """(estimate, lo, hi): the equal-weight mean of the strata's rates with the Fay-Feuer gamma
     interval at ``level`` (two-sided). Every stratum needs ``scored`` >= 1."""
+    from scipy import stats  # seconds to import; the CLI reaches this module without computing
+
     weight = 1.0 / len(strata)
     unit = [weight / s.scored for s in strata]
     y = sum(u * s.flagged for u, s in zip(unit, strata, strict=True))
@@ -92,12 +93,12 @@ def gamma_interval(strata: Sequence[Stratum], level: float = 0.95) -> tuple[floa
     return y, lo, min(hi, 1.0)
 
 
-def gamma_upper(strata: Sequence[Stratum], level: float = 0.95) -> float:
+def gamma_upper(strata: Sequence[Stratum], level: float = LEVEL) -> float:
     """The one-sided upper bound at ``level`` (the two-sided interval's upper end at 2 level - 1)."""
     return gamma_interval(strata, 2 * level - 1)[2]
 
 
-def stratified_rate(strata: Sequence[Stratum], *, level: float = 0.95) -> NaturalRate:
+def stratified_rate(strata: Sequence[Stratum], *, level: float = LEVEL) -> NaturalRate:
     """The stratified estimate of the suite's natural rate, published or withheld (see the module
     doc). ``level``: the interval's coverage (lower than 0.95 is never what a caller wants; a
     selection between two estimates asks for more, :mod:`lda_monitor.core.estimate_choice`)."""

@@ -24,6 +24,7 @@ from .estimate_choice import BOTH_LEVEL, choose
 from .natural_rate import METHOD_EXTRAPOLATED, Draw, NaturalRate, extrapolated_rate, pooled_rate
 from .records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN, RolloutRecord
 from .stats import (
+    LEVEL,
     Interval,
     amplification_factor,
     coherence,
@@ -292,7 +293,7 @@ def _row(step, checkpoint, alpha, judge, category, amp, plain, pool, sweep, roun
     factor = (amplification_factor(rate_estimate(amplified.flagged, amplified.n),
                                    rate_estimate(control.flagged, control.n)) if plain else None)
     importance = _natural(amp, pool, judge) if _has_densities(amp) else None
-    stratified = _stratified(amp, plain + rounds, judge, BOTH_LEVEL if importance else 0.95)
+    stratified = _stratified(amp, plain + rounds, judge, BOTH_LEVEL if importance else LEVEL)
     if importance is not None:
         extrapolated = NaturalRate(None, None, None, METHOD_EXTRAPOLATED, EXTRAPOLATION_SUPERSEDED)
     else:
