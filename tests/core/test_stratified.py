@@ -124,3 +124,16 @@ def test_the_choice_takes_each_estimate_at_975_and_publishes_one():
     withheld = choose(NaturalRate(None, None, 0.3, "upper-bound", "few"),
                       stratified_rate([Stratum(0, 30)], level=0.975))
     assert withheld.rate is None and withheld.hi < 0.3 and "importance sampling: few" in withheld.reason
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"importance_sampling": False}, "importance_sampling: off needs stratified_samples_per_prompt > 0"),
+    ({"natural_rate_half_width": 0.3}, "natural_rate_half_width: needs stratified_samples_per_prompt > 0"),
+    ({"stratified_samples_per_prompt": 2, "stratified_floor": 3}, "stratified_floor: must be an integer from 0"),
+    ({"stratified_samples_per_prompt": 2, "natural_rate_half_width": 0}, "relative half-width > 0"),
+])
+def test_estimate_settings_a_user_gets_wrong_are_named_with_the_fix(settings, message):
+    from lda_monitor.core.measurement import Measurement
+
+    with pytest.raises(UserInputError, match=message):
+        Measurement(prompts=["hi"], **settings)
