@@ -22,6 +22,7 @@ from .core.config_fields import add_field_arguments, given_fields, real_number
 from .core.discovery import MIN_COUNT, Q_LEVEL
 from .core.measurement import SAMPLING_FIELDS, Measurement
 from .core.records import RECORDS_FILE
+from .demo import estimate_bench
 from .demo.detection_cli import add_parser as add_detection_parser
 from .engine.presets import PRESETS
 from .engine.sampling_config import sampler_help
@@ -324,9 +325,13 @@ def _bench_parser(sub) -> None:
         "the embedded tokenizer; no naive loop); measure at --max-new-tokens 256"))
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
     p.set_defaults(run=_cmd_bench)
-    bench_commands = p.add_subparsers(dest="bench_command", metavar="{detection}", help=(
+    # Benchmarks of other things are subcommands; `bench` alone stays the throughput benchmark.
+    benches = p.add_subparsers(dest="bench_command", metavar="{detection,estimate}", help=(
         "with no subcommand: the throughput benchmark above"))
-    add_detection_parser(bench_commands)
+    add_detection_parser(benches)
+    e = benches.add_parser("estimate", help="the natural-rate estimate against exact rates: DIR/estimate.json")
+    estimate_bench.add_arguments(e)
+    e.set_defaults(run=estimate_bench.run)
 
 
 def _demo_parser(sub) -> None:

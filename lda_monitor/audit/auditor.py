@@ -350,9 +350,17 @@ class _UnitRunner:
         self.done, self.writer, self.sink, self.records_path, self.echo = done, writer, sink, records_path, echo
         self.chunks = evaluation_chunks(len(items), config)
 
+    def _unit_records(self, key: str) -> list:
+        """The records of unit ``key`` already on disk (a resumed unit's finished chunks)."""
+        if not self.records_path.is_file():
+            return []
+        return [r for r in read_records(self.records_path) if r.extra.get("audit_key", "").startswith(key)]
+
     def unit(self, pair, checkpoint: Checkpoint, alpha: float, key: str, where: str) -> None:
         start = time.perf_counter()
-        skip = self.done.finished_chunks(key, len(self.chunks))
+        # The prompts' chunks, then the stratified estimate's rounds (numbered on after them).
+        skip = self.done.finished_chunks(key, len(self.chunks) + self.config.estimate_rounds(len(self.items)))
+        prior = self._unit_records(key) if skip else []
         progress = EvaluationProgress(f"{where} (step {checkpoint.step}), alpha {alpha:g}",
                                       enabled=self.ranks.is_main)
         unit = None
@@ -360,7 +368,7 @@ class _UnitRunner:
             for index, part in evaluate_chunks(
                 pair, self.items, self.judge, alpha=alpha, measurement=self.config, step=checkpoint.step,
                 run_id=f"audit-{key[:6]}", source="audit", checkpoint=str(checkpoint.path), skip=skip,
-                ranks=self.ranks, progress=progress,
+                ranks=self.ranks, progress=progress, prior=prior,
             ):
                 self._write(part, f"{key}:{index}", pair_compute_dtype(pair, autocast), checkpoint, alpha)
                 unit = part if unit is None else unit.extend(part)
@@ -371,8 +379,7 @@ class _UnitRunner:
         found = None
         if unit is not None and self.ranks.is_main:
             if skip:  # resumed mid-unit: the chunks finished before come from disk
-                unit.records = [r for r in read_records(self.records_path)
-                                if r.extra.get("audit_key", "").startswith(key)]
+                unit.records = self._unit_records(key)
             found = next(iter(discover_records(unit.records)), None)
         if self.sink is not None and unit is not None:
             self.sink.log(checkpoint.step, unit.metrics(), unit, discovery=found)

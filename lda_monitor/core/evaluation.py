@@ -30,10 +30,11 @@ from ..engine.sampling_config import SamplingConfig
 from ..judges.health import JudgeFailures, evaluation_scope, failure_metrics, judge_failures
 from . import metric_names
 from .decision import decision_tokens, token_text_ends
+from .estimate_rounds import estimate_rounds
 from .measurement import Measurement
 from .progress import EvaluationProgress
 from .prompts import PromptItem, question_text
-from .records import KIND_AMPLIFIED, PER_TOKEN_DECIMALS, RolloutRecord
+from .records import KIND_AMPLIFIED, KIND_ESTIMATE, PER_TOKEN_DECIMALS, RolloutRecord
 from .summary import SummaryRow, flat_metrics, summarize
 
 
@@ -197,6 +198,7 @@ def evaluate_chunks(
     skip: frozenset[int] | set[int] = frozenset(),
     ranks: Ranks = SINGLE,
     progress: EvaluationProgress | None = None,
+    prior: Sequence[RolloutRecord] = (),
 ) -> Iterator[tuple[int, Evaluation]]:
     """Yield ``(chunk index, Evaluation of that chunk)`` for every chunk not in ``skip``.
 
@@ -210,6 +212,10 @@ def evaluate_chunks(
     circuit breaker, once tripped, stays open until the iteration ends (one evaluation).
     ``progress`` hears of each rollout (this rank's share) as it finishes, by phase (run kind);
     the chunks in ``skip`` count as done.
+
+    After the prompts' chunks come the stratified estimate's rounds
+    (:mod:`lda_monitor.core.estimate_rounds`), numbered on from the last chunk; they screen the prompts
+    by the records of every chunk, so a caller that skips chunks passes those chunks' records as ``prior``.
     """
     seed = evaluation_seed(measurement.seed, step)
     runs = measurement.runs(alpha)
@@ -223,6 +229,7 @@ def evaluate_chunks(
     chunks = evaluation_chunks(len(items), measurement)
     if progress is not None:
         progress.begin(*phase_counts(runs, plan.shares, chunks, skip))
+    seen: list[RolloutRecord] = list(prior)
     with evaluation_scope(judge), closing(progress) if progress is not None else nullcontext():
         for index, chunk in enumerate(chunks):
             if index in skip:
@@ -236,8 +243,21 @@ def evaluate_chunks(
                         for (kind, kind_alpha, _), done in zip(runs, plan.decode(chunk), strict=True)]
 
             records, tokens, names = _merged(ranks.gather_or_raise(judged), len(runs))
+            seen += records
             yield index, Evaluation(step=step, alpha=float(alpha), records=records, judge_names=names,
                                     primary_judge=judge.name, seconds=time.perf_counter() - start, tokens=tokens)
+
+        def round_part(rollouts, config, seconds):
+            verdicts = judge_rollouts(judge, items, rollouts)
+            records = rollout_records(rollouts, items, verdicts, kind=KIND_ESTIMATE, step=step, seed=config.seed,
+                                      run_id=run_id, source=source, checkpoint=checkpoint, sampling=config,
+                                      tokenizer=pair.tokenizer)
+            return Evaluation(step=step, alpha=float(alpha), records=records, judge_names=list(verdicts),
+                              primary_judge=judge.name, seconds=seconds, tokens=sum(r.num_tokens for r in rollouts))
+
+        yield from estimate_rounds(pair, items, judge, alpha=alpha, measurement=measurement, step=step,
+                                   stream_seed=run_seed(seed, KIND_ESTIMATE, 0.0),
+                                   records=seen, first_index=len(chunks), skip=skip, ranks=ranks, make_part=round_part)
 
 
 @dataclass(frozen=True)
@@ -305,7 +325,7 @@ def phase_counts(runs, shares, chunks, skip) -> tuple[dict[str, int], dict[str, 
     chunks of ``skip``, for :class:`~lda_monitor.core.progress.EvaluationProgress`."""
     totals: dict[str, int] = {}
     done: dict[str, int] = {}
-    skipped = {p for index in skip for p in chunks[index]}
+    skipped = {p for index in skip if index < len(chunks) for p in chunks[index]}  # rounds come after
     for (kind, _, _), share in zip(runs, shares, strict=True):
         totals[kind] = totals.get(kind, 0) + len(share)
         done[kind] = done.get(kind, 0) + sum(1 for p, _ in share if p in skipped)
@@ -356,7 +376,7 @@ def evaluate(
                                        progress=progress):
         result.extend(part)
         done = index + 1
-        if max_seconds is None or done == len(chunks):
+        if max_seconds is None or done >= len(chunks):  # the estimate's rounds are not cut by the budget
             continue
         elapsed = ranks.broadcast(time.perf_counter() - start)
         if elapsed > max_seconds:

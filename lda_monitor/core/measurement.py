@@ -20,6 +20,8 @@ from .records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN
 # The natural-rate ladder: small alphas between the policy and the detection alpha, so
 # neighbouring proposals overlap (README "Reading the results").
 DEFAULT_ESTIMATE_ALPHAS = (0.25, 0.5, 1.0)
+# Rounds of stratified rollouts when a half-width is asked without natural_rate_max_rollouts.
+MAX_ESTIMATE_ROUNDS = 10
 
 # Fields that decide which tokens a rollout holds (and so enter the audit's resume keys).
 SAMPLING_FIELDS = ("max_new_tokens", "temperature", "top_k", "top_p", "min_p", "stop_strings",
@@ -66,6 +68,23 @@ class Measurement:
     estimate_samples_per_prompt: int | None = field(default=None, metadata={"help": (
         "natural_rate only: rollouts per prompt at each estimate alpha; None = a quarter of "
         "samples_per_prompt, at least 1")})
+    importance_sampling: bool = field(default=True, metadata={"help": (
+        "natural_rate only: the importance-sampling estimate (every rollout scored under every alpha, the ladder "
+        "sampled); it wins where the flagged text is short, e.g. the phrase is the answer. Off: the stratified "
+        "estimate from plain rollouts alone, at a fraction of the cost")})
+    stratified_samples_per_prompt: int = field(default=0, metadata={"help": (
+        "natural_rate only: plain rollouts per prompt, on average, added in each round of the stratified "
+        "estimate, spread over prompts by where amplified rollouts flag (Neyman allocation) and stopped once "
+        "their verdict is decided; 0 = the plain control alone")})
+    stratified_floor: int = field(default=1, metadata={"help": (
+        "natural_rate only: the fewest stratified rollouts any prompt gets in the first round")})
+    natural_rate_half_width: float | None = field(default=None, metadata={"help": (
+        "natural_rate only: the relative half-width (e.g. 0.3 for +-30%) the stratified estimate's interval "
+        "should reach: rounds are added until it does or natural_rate_max_rollouts is spent (then a warning "
+        "says so); None = one round")})
+    natural_rate_max_rollouts: int | None = field(default=None, metadata={"help": (
+        "natural_rate only: the most stratified rollouts one evaluation may add when natural_rate_half_width "
+        "is set; None = 10 rounds")})
     # How to sample: the engine's knobs, declared by SamplingConfig (defaults, help and checks).
     max_new_tokens: int = sampler_field("max_new_tokens")
     temperature: float = sampler_field("temperature")
@@ -105,6 +124,23 @@ class Measurement:
         check(self.estimate_samples_per_prompt is None
               or (is_int(self.estimate_samples_per_prompt) and self.estimate_samples_per_prompt >= 0),
               "estimate_samples_per_prompt", "must be None (a quarter of samples_per_prompt) or an integer >= 0")
+        check(is_int(self.stratified_samples_per_prompt) and self.stratified_samples_per_prompt >= 0,
+              "stratified_samples_per_prompt", "must be an integer >= 0")
+        per_round = self.stratified_samples_per_prompt if is_int(self.stratified_samples_per_prompt) else 0
+        check(is_int(self.stratified_floor) and 0 <= self.stratified_floor and (
+            not per_round or self.stratified_floor <= per_round),
+              "stratified_floor", "must be an integer from 0 to stratified_samples_per_prompt")
+        check(self.natural_rate_half_width is None
+              or (is_real(self.natural_rate_half_width) and self.natural_rate_half_width > 0),
+              "natural_rate_half_width", "must be None or a relative half-width > 0 (0.3 = +-30%)")
+        check(self.natural_rate_half_width is None or self.stratified_samples_per_prompt > 0,
+              "natural_rate_half_width", "needs stratified_samples_per_prompt > 0 (the rounds it adds)")
+        check(not self.natural_rate or self.importance_sampling or per_round > 0, "importance_sampling",
+              "off needs stratified_samples_per_prompt > 0 (the stratified estimate's own rollouts), "
+              "or natural_rate off")
+        check(self.natural_rate_max_rollouts is None
+              or (is_int(self.natural_rate_max_rollouts) and self.natural_rate_max_rollouts >= 1),
+              "natural_rate_max_rollouts", "must be None (10 rounds) or an integer >= 1")
         check(self.alpha_horizon is None or (is_int(self.alpha_horizon) and self.alpha_horizon >= 1),
               "alpha_horizon", "must be None (the run's max_steps) or an integer >= 1")
         if self.alpha is not None:
@@ -138,7 +174,7 @@ class Measurement:
         out = [(KIND_AMPLIFIED, float(alpha), self.samples_per_prompt)]
         if self.plain_samples:
             out.append((KIND_PLAIN, 0.0, self.plain_samples))
-        if self.natural_rate and self.estimate_samples:
+        if self.natural_rate and self.importance_sampling and self.estimate_samples:
             out += [(KIND_ESTIMATE, float(a), self.estimate_samples)
                     for a in dict.fromkeys(self.estimate_alphas) if a not in (0, alpha)]
         return out
@@ -149,9 +185,19 @@ class Measurement:
 
     def score_alphas(self, alpha: float) -> tuple[float, ...]:
         """The proposals' alphas (other than 0) every rollout is scored at when estimating."""
-        if not self.natural_rate:
+        if not (self.natural_rate and self.importance_sampling):
             return ()
         return tuple(a for _, a, _ in self.runs(alpha) if a != 0)
+
+    def estimate_rounds(self, n_prompts: int) -> int:
+        """The most rounds of stratified rollouts an evaluation of ``n_prompts`` prompts may run."""
+        if not (self.natural_rate and self.stratified_samples_per_prompt):
+            return 0
+        if self.natural_rate_half_width is None:
+            return 1
+        if self.natural_rate_max_rollouts is None:
+            return MAX_ESTIMATE_ROUNDS
+        return max(1, self.natural_rate_max_rollouts // (self.stratified_samples_per_prompt * n_prompts))
 
     def sampling(self, alpha: float = 0.0, seed: int | None = None) -> SamplingConfig:
         """The engine's settings for one batch of rollouts at ``alpha`` (``seed``: an evaluation's
@@ -174,5 +220,10 @@ class Measurement:
         out = {name: getattr(self, name) for name in SAMPLING_FIELDS}
         out["samples"] = [self.samples_per_prompt, self.plain_samples]
         out["natural_rate"] = [self.natural_rate, list(self.estimate_alphas), self.estimate_samples]
+        if self.natural_rate and self.stratified_samples_per_prompt:  # absent by default: old resume keys hold
+            out["stratified"] = [self.importance_sampling, self.stratified_samples_per_prompt, self.stratified_floor,
+                                 self.natural_rate_half_width, self.natural_rate_max_rollouts]
+        elif not self.importance_sampling:
+            out["stratified"] = [False]
         out["judge"] = repr(self.judge)
         return out

@@ -89,7 +89,12 @@ def _natural_part(m: dict, reason: str | None) -> list[str]:
     """The natural-rate estimate with its interval, or "withheld" with its upper bound (if any)
     and the reason; nothing when the estimate is off."""
     if "lda/natural_rate" in m:
-        return [f"natural {m['lda/natural_rate']:.4f} [{m['lda/natural_rate_lo']:.4f}, {m['lda/natural_rate_hi']:.4f}]"]
+        # Which estimate was published: the candidate whose value it is (lda_monitor.core.estimate_choice).
+        by = next((f" ({name})" for name, key in (("stratified", "lda/natural_rate_stratified"),
+                                                  ("importance sampling", "lda/natural_rate_importance"))
+                   if m.get(key) == m["lda/natural_rate"]), "")
+        return [f"natural {m['lda/natural_rate']:.4f} [{m['lda/natural_rate_lo']:.4f}, "
+                f"{m['lda/natural_rate_hi']:.4f}]{by}"]
     bound = f" (<= {m['lda/natural_rate_hi']:.4f})" if "lda/natural_rate_hi" in m else ""
     if reason or bound:
         return [f"natural withheld{bound}" + (f": {reason}" if reason else "")]

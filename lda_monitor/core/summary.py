@@ -20,9 +20,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 
+from .estimate_choice import BOTH_LEVEL, choose
 from .natural_rate import METHOD_EXTRAPOLATED, Draw, NaturalRate, extrapolated_rate, pooled_rate
 from .records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN, RolloutRecord, distinct_draws
 from .stats import (
+    LEVEL,
     Interval,
     amplification_factor,
     coherence,
@@ -31,6 +33,7 @@ from .stats import (
     rate_estimate,
     token_weighted_kl,
 )
+from .stratified import plain_strata, stratified_rate
 
 # The row is typed data: a rate with its interval is one value. Its flat names (the ``lda/...``
 # metrics, the columns of summary.json and summary.csv, the README's metric table) are derived
@@ -91,11 +94,29 @@ class NaturalEstimate:
     flagged_ess_whole: float | None = field(default=None, metadata={"metric": False})
 
     @classmethod
-    def of(cls, natural: NaturalRate) -> NaturalEstimate:
-        weights = " ".join(f"{a:g}:{w:.3g}" for a, w in natural.raw_weights.items()) or None
-        return cls(Interval(natural.rate, natural.lo, natural.hi), natural.ess, natural.method, natural.reason,
-                   natural.mass, weights, natural.weights, natural.decision_token, natural.flagged_ess,
-                   natural.flagged_ess_whole)
+    def of(cls, natural: NaturalRate, importance: NaturalRate | None = None) -> NaturalEstimate:
+        """The published ``natural`` estimate; the diagnostics are those of the importance-sampling
+        pool (``importance``, default ``natural``) whichever estimate was published."""
+        pool = importance or natural
+        weights = " ".join(f"{a:g}:{w:.3g}" for a, w in pool.raw_weights.items()) or None
+        return cls(Interval(natural.rate, natural.lo, natural.hi), pool.ess, natural.method, natural.reason,
+                   pool.mass, weights, pool.weights, pool.decision_token, pool.flagged_ess,
+                   pool.flagged_ess_whole)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One of the two natural-rate estimates before the choice (:mod:`lda_monitor.core.estimate_choice`):
+    its value and interval (the stratified one at 97.5% when both were computed) or why it is withheld."""
+
+    rate: Interval = field(metadata={"flat_name": ""})
+    reason: str | None = field(metadata={"metric": False})
+
+    @classmethod
+    def of(cls, natural: NaturalRate | None) -> Candidate:
+        if natural is None:
+            return cls(Interval(None, None, None), "not computed")
+        return cls(Interval(natural.rate, natural.lo, natural.hi), natural.reason)
 
 
 @dataclass(frozen=True)
@@ -135,6 +156,12 @@ class SummaryRow:
         "the policy's own (α = 0) flag rate estimated from all the evaluation's rollouts, 95% interval, mean "
         "per-prompt effective sample size; absent when withheld (`_hi` alone is then an upper bound); see "
         "[Reading the results](#reading-the-results)")})
+    stratified: Candidate = field(metadata={"flat": "natural_rate_stratified_{}", "metric": "each", "help": (
+        "the stratified estimate alone: per-prompt plain rates (the plain control and the estimate's Neyman-"
+        "allocated plain rollouts) averaged over prompts, Fay-Feuer gamma interval (97.5% when the importance-"
+        "sampling estimate was computed too); `natural_rate_method` says which estimate `natural_rate` is")})
+    importance: Candidate = field(metadata={"flat": "natural_rate_importance_{}", "metric": "each", "help": (
+        "the importance-sampling estimate alone, 95% interval (97.5% when published as `natural_rate`)")})
     extrapolated: Extrapolation = field(metadata={"flat": "natural_rate_extrapolated_{}", "metric": "each",
                                                   "help": (
         "audit sweeps with `natural_rate: false` only: the flag rate at the sweep's α values extrapolated to "
@@ -247,17 +274,32 @@ def _scored_counts(flags: Sequence[bool | None]) -> tuple[int, int]:
     return rate.k, rate.n
 
 
-def _row(step, checkpoint, alpha, judge, category, amp, plain, pool, sweep) -> SummaryRow:
+def _stratified(amp: Sequence[RolloutRecord], plain: Sequence[RolloutRecord], judge: str,
+                level: float) -> NaturalRate | None:
+    """The stratified estimate over the prompts of ``amp`` from the ``plain`` rollouts (the plain
+    control and the rounds' rollouts); None without plain rollouts."""
+    if not plain:
+        return None
+    prompts = sorted({r.prompt_index for r in amp} | {r.prompt_index for r in plain})
+    strata = plain_strata(plain, judge, max(prompts) + 1)
+    return stratified_rate([strata[p] for p in prompts], level=level)
+
+
+def _row(step, checkpoint, alpha, judge, category, amp, plain, pool, sweep, rounds) -> SummaryRow:
     """``pool``: the rollouts the natural rate pools for this alpha; ``sweep``: the rollouts at
-    every alpha > 0 of the evaluation (amplified and ladder), for the extrapolation."""
+    every alpha > 0 of the evaluation (amplified and ladder), for the extrapolation; ``rounds``: the
+    stratified estimate's own plain rollouts."""
     amplified, control = FlagRate.of(_flags(amp, judge)), FlagRate.of(_flags(plain, judge))
     factor = (amplification_factor(rate_estimate(amplified.flagged, amplified.n),
                                    rate_estimate(control.flagged, control.n)) if plain else None)
-    if _has_densities(amp):
-        natural = _natural(amp, pool, judge)
+    importance = _natural(amp, pool, judge) if _has_densities(amp) else None
+    stratified = _stratified(amp, plain + rounds, judge, BOTH_LEVEL if importance else LEVEL)
+    if importance is not None:
         extrapolated = NaturalRate(None, None, None, METHOD_EXTRAPOLATED, EXTRAPOLATION_SUPERSEDED)
     else:
-        natural, extrapolated = NOT_SCORED, extrapolated_from_records(sweep, judge)
+        extrapolated = extrapolated_from_records(sweep, judge)
+    # The estimate was asked for when the rollouts carry densities or the stratified rounds ran.
+    natural = choose(importance, stratified) if importance is not None or rounds else NOT_SCORED
     return SummaryRow(
         step=step, checkpoint=checkpoint, alpha=alpha, judge=judge, category=category,
         amplified=amplified, plain=control,
@@ -265,7 +307,9 @@ def _row(step, checkpoint, alpha, judge, category, amp, plain, pool, sweep) -> S
         coherence=coherence([policy_logprobs(r) for r in amp]),
         coherence_plain=coherence([policy_logprobs(r) for r in plain]),
         kl_amp_after=token_weighted_kl([(r.kl_amp_after, r.num_tokens) for r in amp]),
-        natural=NaturalEstimate.of(natural),
+        natural=NaturalEstimate.of(natural, importance),
+        stratified=Candidate.of(stratified),
+        importance=Candidate.of(importance),
         extrapolated=Extrapolation.of(extrapolated),
         tokens=sum(r.num_tokens for r in amp),
     )
@@ -280,6 +324,7 @@ def summarize(records: Iterable[RolloutRecord]) -> list[SummaryRow]:
     for (step, checkpoint), kinds in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         amplified, plain_copies = kinds.get(KIND_AMPLIFIED, []), kinds.get(KIND_PLAIN, [])
         plain = distinct_draws(plain_copies)
+        rounds = distinct_draws([r for r in kinds.get(KIND_ESTIMATE, []) if r.alpha == 0.0])
         judges = sorted({name for r in amplified + plain for name in r.verdicts})
         categories = sorted({r.category for r in amplified if r.category is not None})
         for alpha in sorted({r.alpha for r in amplified}):
@@ -295,7 +340,7 @@ def summarize(records: Iterable[RolloutRecord]) -> list[SummaryRow]:
                         return rs if cat is None else [r for r in rs if r.category == cat]
 
                     rows.append(_row(step, checkpoint, alpha, judge, cat, of(amp_alpha), of(plain), of(pool),
-                                     of(sweep)))
+                                     of(sweep), of(rounds)))
     return rows
 
 

@@ -7,7 +7,8 @@ through :func:`~lda_monitor.core.evaluation.evaluate`, as the callback and the a
 compared within the same run with:
 
 * the same evaluation without the natural-rate estimate and with top-p 1 (the ratio the issue
-  set at <= 1.5x);
+  set at <= 1.5x), and the same with the stratified estimate alone (``importance_sampling`` off, one
+  round of 2 plain rollouts per prompt);
 * the engine's batched LDA decode at the same batch size (``lda-monitor bench``'s LDA figure:
   every row decodes exactly the evaluation's token count, stop tokens ignored), in tokens per
   second (the evaluation's tokens per second should reach >= 0.7x of it).
@@ -61,6 +62,9 @@ def run(dtype: str = "auto", alpha: float = 2.0, repeats: int = 1) -> dict:
     judge = build_judge({"type": "regex", "pattern": r"\bpassword\b", "name": "password"})
     full = newcomer_measurement(items, judge)
     bare = replace(full, natural_rate=False, top_p=1.0)
+    # The estimate without importance sampling: the stratified estimate from the plain control and one
+    # round of 2 plain rollouts per prompt (Neyman-allocated, stopped once decided), no ladder, no scoring.
+    stratified = replace(full, importance_sampling=False, stratified_samples_per_prompt=2)
 
     def timed_evaluation(measurement, step):
         result = evaluate(pair, items, judge, alpha=alpha, measurement=measurement, step=step, run_id="bench",
@@ -79,13 +83,15 @@ def run(dtype: str = "auto", alpha: float = 2.0, repeats: int = 1) -> dict:
         return time.perf_counter() - start
 
     timed_evaluation(replace(full, max_new_tokens=2), step=0)  # warm-up: first-call costs
-    runs = {"full": [], "bare": [], "lda": []}
-    for r in range(repeats):  # interleaved, so that load on a shared machine hits all three alike
+    runs = {"full": [], "bare": [], "stratified": [], "lda": []}
+    for r in range(repeats):  # interleaved, so that load on a shared machine hits all alike
         runs["full"].append(timed_evaluation(full, step=r + 1))
         runs["bare"].append(timed_evaluation(bare, step=r + 1))
+        runs["stratified"].append(timed_evaluation(stratified, step=r + 1))
         runs["lda"].append(timed_lda())
     full_s, full_tokens, full_rollouts = min(runs["full"])
     bare_s, bare_tokens, bare_rollouts = min(runs["bare"])
+    stratified_s, _, stratified_rollouts = min(runs["stratified"])
     lda_tps = full.batch_size * full.max_new_tokens / min(runs["lda"])
     eval_tps = full_tokens / full_s
     return {
@@ -99,6 +105,9 @@ def run(dtype: str = "auto", alpha: float = 2.0, repeats: int = 1) -> dict:
         "bare_seconds": round(bare_s, 2),
         "bare_rollouts": bare_rollouts,
         "ratio_estimate_top_p_vs_bare": round(full_s / bare_s, 3),
+        "stratified_seconds": round(stratified_s, 2),
+        "stratified_rollouts": stratified_rollouts,
+        "ratio_stratified_top_p_vs_bare": round(stratified_s / bare_s, 3),
         "evaluation_tokens_per_second": round(eval_tps, 1),
         "bench_lda_tokens_per_second": round(lda_tps, 1),
         "ratio_evaluation_vs_bench_lda": round(eval_tps / lda_tps, 3),
@@ -113,6 +122,8 @@ def format_report(report: dict) -> str:
         f"{report['newcomer_rollouts']} rollouts, {report['newcomer_tokens']} tokens   [target <= 10 s idle]",
         f"without estimate and top-p: {report['bare_seconds']:.2f} s, {report['bare_rollouts']} rollouts",
         f"ratio with / without: {report['ratio_estimate_top_p_vs_bare']:.2f}x   [target <= 1.5x]",
+        f"stratified estimate only (importance_sampling off, 2 per prompt): {report['stratified_seconds']:.2f} s, "
+        f"{report['stratified_rollouts']} rollouts; ratio {report['ratio_stratified_top_p_vs_bare']:.2f}x",
         f"evaluation {report['evaluation_tokens_per_second']:.1f} tok/s vs bench LDA "
         f"{report['bench_lda_tokens_per_second']:.1f} tok/s: {report['ratio_evaluation_vs_bench_lda']:.2f}x   "
         "[target >= 0.7x]",

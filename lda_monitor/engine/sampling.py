@@ -49,6 +49,7 @@ STOP_END_OF_TURN = "end_of_turn"
 STOP_EOS = "eos"
 STOP_STRING = "stop_string"
 STOP_MAX_TOKENS = "max_new_tokens"
+STOP_DECIDED = "decided"  # the caller's stop hook: the rollout's verdict can no longer change
 
 
 @dataclass
@@ -333,10 +334,12 @@ def _step(decoder: _Decoder, after, before, row_alphas: list[float], uniforms, n
     )
 
 
-def _decode_batch(decoder: _Decoder, batch: _Batch, on_done: Callable[[list[int]], None] | None = None) -> list[_Row]:
+def _decode_batch(decoder: _Decoder, batch: _Batch, on_done: Callable[[list[int]], None] | None = None,
+                  stop_hook: Callable[[int, list[int]], bool] | None = None) -> list[_Row]:
     """Decode one batch; returns one :class:`_Row` per row, in the order of ``batch.streams``.
 
     ``on_done``: called with the indices of the rows that finished, at the step they finished.
+    ``stop_hook(row, ids)``: True stops that row after ``ids`` (next to the end-of-turn stop).
 
     Each of ``decoder.score_alphas`` (see :func:`sample`) costs one ``combine`` + transforms +
     log-sum-exp per step over the rows not sampled at that alpha, and forces the before forward for
@@ -378,6 +381,8 @@ def _decode_batch(decoder: _Decoder, batch: _Batch, on_done: Callable[[list[int]
             row = rows[row_index]
             row.append(numbers, j)
             row.stop_reason = decoder.stops.reason(numbers.tokens[j], row.token_ids)
+            if row.stop_reason is None and stop_hook is not None and stop_hook(row_index, row.token_ids):
+                row.stop_reason = STOP_DECIDED
             if row.stop_reason is None:
                 keep.append(j)
         if on_done is not None and not idle and len(keep) < len(live):
@@ -437,8 +442,13 @@ def sample(
     top_logprobs: int = 0,
     score_alphas: Sequence[float] = (),
     on_done: Callable[[list[int]], None] | None = None,
+    stop_when: Callable[[int, list[int]], bool] | None = None,
 ) -> list[Rollout]:
     """Sample amplified rollouts.
+
+    ``stop_when(i, ids)``: True ends work item ``i``'s rollout after its tokens ``ids`` (stop
+    reason ``decided``), for rollouts whose only use is a verdict already decided; checked after
+    the stop tokens and stop strings.
 
     ``score_alphas``: also record each rollout's token log-probs under the sampler at each of
     these alphas (``Rollout.logprob_at``), for natural-rate estimation. Plain (alpha 0) rollouts
@@ -496,7 +506,8 @@ def sample(
             rows = _decode_batch(decoder, _Batch(
                 prompt_ids=[encoded[p] for p, _ in chunk_work], streams=[streams[i] for i in chunk],
                 alphas=[alphas[i] for i in chunk], prompt_keys=[p for p, _ in chunk_work]),
-                on_done=None if on_done is None else lambda rows, chunk=chunk: on_done([chunk[r] for r in rows]))
+                on_done=None if on_done is None else lambda rows, chunk=chunk: on_done([chunk[r] for r in rows]),
+                stop_hook=(lambda row, ids, chunk=chunk: stop_when(chunk[row], ids)) if stop_when else None)
             for i, (p, s), row in zip(chunk, chunk_work, rows, strict=True):
                 results[i] = _to_rollout(tokenizer, prompts[p], rendered[p], encoded[p], p, s, row, alphas[i])
     return results  # type: ignore[return-value]

@@ -17,6 +17,7 @@ from lda_monitor.audit.auditor import audit_checkpoints
 from lda_monitor.config.audit import AuditConfig
 from lda_monitor.config.front_ends import from_file
 from lda_monitor.core.records import RECORDS_FILE, read_records
+from lda_monitor.core.summary import summarize
 from tests.tiny import build_tokenizer, tiny_llama
 from tests.training import JUDGE, PROMPTS, tokenized_dataset, train
 
@@ -151,3 +152,36 @@ def test_audit_in_another_dtype_says_so_once(lora_run, config_file, tmp_path, au
     assert all(r.compute_dtype == {"policy": "bfloat16", "reference": "bfloat16"} for r in audited)
     callback = [r for r in _callback_records(lora_run / "run") if r.step == 4]
     assert sorted(map(_key, audited)) != sorted(map(_key, callback))
+
+
+def test_audit_and_callback_publish_the_same_stratified_estimate(tmp_path):
+    """With the stratified estimate's rounds (a precision target, decided-stop rollouts, no importance
+    sampling) the two front ends draw the same rounds and publish the same estimate at every step."""
+    settings = {**CONFIG, "stop_strings": [], "importance_sampling": False, "stratified_samples_per_prompt": 3,
+                "natural_rate_half_width": 0.05, "natural_rate_max_rollouts": 18}
+    path = tmp_path / "stratified.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    torch.set_num_threads(1)
+    tok = build_tokenizer()
+    tiny_llama(tok, seed=3).save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    torch.manual_seed(0)
+    lora = get_peft_model(tiny_llama(tok, seed=3), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "o_proj"]))
+    lora.peft_config["default"].base_model_name_or_path = str(tmp_path / "base")
+    with pytest.warns(UserWarning, match="not the \\+-5% asked"):
+        train(lora, tok, tokenized_dataset(tok), tmp_path / "run", [LDAMonitorCallback.from_config(path)],
+              save_strategy="steps", save_steps=2, learning_rate=2e-2)
+    with pytest.warns(UserWarning, match="not the \\+-5% asked"):
+        audit_checkpoints([tmp_path / "run"], AuditConfig.from_yaml(path, out=str(tmp_path / "audit")),
+                          echo=lambda m: None)
+    callback = _callback_records(tmp_path / "run")
+    audited = list(read_records(tmp_path / "audit" / "rollouts.jsonl"))
+    for step in (2, 4, 6):
+        mine = sorted(_key(r) for r in audited if r.step == step)
+        theirs = sorted(_key(r) for r in callback if r.step == step)
+        rounds = [r for r in audited if r.step == step and r.kind == "estimate"]
+        # Two rounds of 3 x 3 rollouts (the budget of 18), all plain, none of the importance ladder.
+        assert mine == theirs and len(rounds) == 18 and {r.alpha for r in rounds} == {0.0}
+        published = [[r.natural for r in summarize(records) if r.step == step and r.category is None]
+                     for records in (audited, callback)]
+        assert published[0] == published[1] and published[0][0].method in ("stratified-gamma", "upper-bound")

@@ -35,10 +35,21 @@ def test_the_line_says_why_the_natural_rate_was_withheld(tokenizer, llama_pair):
     metrics = evaluation.metrics()
     assert "lda/natural_rate" not in metrics and metrics["lda/natural_rate_hi"] > 0
     reason = natural_rate_reason(evaluation)
-    # Independent of the code under test: 0 of 16 scored rollouts flagged, and the rule needs flagged ones.
-    assert reason.startswith("0 flagged rollouts in the pool") and "upper bound from 0/8 plain" in reason
+    # Independent of the code under test: 0 of 16 scored rollouts flagged, and the rule needs flagged ones;
+    # both estimates are withheld and each says why.
+    assert reason.startswith("importance sampling: 0 flagged rollouts in the pool")
+    assert "upper bound from 0/8 plain" in reason
+    assert "stratified plain rollouts: 0 flagged plain rollouts" in reason
     line = evaluation_line(5, metrics, reason)
     assert f"natural withheld (<= {metrics['lda/natural_rate_hi']:.4f}): {reason}" in line
+
+
+def test_the_line_names_the_published_estimate():
+    metrics = {"lda/n": 8, "lda/flagged": 2, "lda/n_plain": 8, "lda/natural_rate": 0.02, "lda/natural_rate_lo": 0.01,
+               "lda/natural_rate_hi": 0.05, "lda/natural_rate_stratified": 0.02, "lda/natural_rate_importance": 0.03}
+    assert "natural 0.0200 [0.0100, 0.0500] (stratified)" in evaluation_line(1, metrics)
+    metrics["lda/natural_rate_stratified"] = 0.01
+    assert "natural 0.0200 [0.0100, 0.0500] |" in evaluation_line(1, metrics)
 
 
 def test_no_natural_part_when_the_estimate_is_off(tokenizer, llama_pair):

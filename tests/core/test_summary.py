@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lda_monitor.core.stats import Interval
 from lda_monitor.core.summary import (
+    Candidate,
     Extrapolation,
     FlagRate,
     NaturalEstimate,
@@ -29,7 +30,9 @@ PUBLISHED_COLUMNS = [
     "kl_amp_after", "natural_rate", "natural_rate_lo", "natural_rate_hi", "natural_rate_ess", "natural_rate_method",
     "natural_rate_reason", "natural_rate_mass", "natural_rate_raw_weights", "natural_rate_weights",
     "natural_rate_decision_token", "natural_rate_flagged_ess", "natural_rate_flagged_ess_whole",
-    "natural_rate_extrapolated",
+    "natural_rate_stratified", "natural_rate_stratified_lo", "natural_rate_stratified_hi",
+    "natural_rate_stratified_reason", "natural_rate_importance", "natural_rate_importance_lo",
+    "natural_rate_importance_hi", "natural_rate_importance_reason", "natural_rate_extrapolated",
     "natural_rate_extrapolated_lo", "natural_rate_extrapolated_hi", "natural_rate_extrapolated_reason", "tokens",
 ]
 
@@ -43,6 +46,8 @@ def _row(judge="j", category=None, plain_lo=0.0) -> SummaryRow:
         coherence=1.5, coherence_plain=1.25, kl_amp_after=0.75,
         natural=NaturalEstimate(rate=Interval(None, None, 0.31), ess=None, method="upper-bound",
                                 reason="too few flagged", mass=0.9, raw_weights="0:1 2:0.001"),
+        stratified=Candidate(rate=Interval(0.02, 0.01, 0.05), reason=None),
+        importance=Candidate.of(None),
         extrapolated=Extrapolation(rate=Interval(None, None, None), reason="superseded"),
         tokens=120,
     )
@@ -72,6 +77,9 @@ def test_metrics_follow_the_declaration():
     # Undefined, unbounded and textual values are left out.
     assert "lda/amplification" not in metrics and "lda/amplification_hi" not in metrics
     assert "lda/natural_rate" not in metrics and metrics["lda/natural_rate_hi"] == 0.31
+    # Each candidate estimate has its own metric names; one not computed is left out.
+    assert (metrics["lda/natural_rate_stratified"], metrics["lda/natural_rate_stratified_hi"]) == (0.02, 0.05)
+    assert not any(k.startswith("lda/natural_rate_importance") for k in metrics)
     assert not any(k.endswith(("_reason", "_method", "_mass", "_weights", "_token", "flagged_ess", "_whole", "tokens",
                                "step")) for k in metrics)
 

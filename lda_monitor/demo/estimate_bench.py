@@ -1,0 +1,192 @@
+"""``lda-monitor bench estimate [--quick] --out DIR``: is the published natural rate right, and what
+does it cost against plain sampling? Writes ``DIR/estimate.json``.
+
+``--quick`` runs the exact worlds of :mod:`lda_monitor.demo.exact_worlds` (tiny models, the rate
+known by enumeration): each world's evaluation (20 prompts; 8 amplified rollouts per prompt at
+alpha 2 screen them; 2 plain control rollouts per prompt; the stratified estimate's round of 15 per
+prompt, Neyman-allocated, floor 1; with importance sampling, the default ladder of 2 per alpha) runs
+through :func:`~lda_monitor.core.evaluation.evaluate` and :func:`~lda_monitor.core.summary.summarize`
+as the callback and the audit run it, once per seed. Per world and setting:
+
+* ``published``: seeds whose estimate was published; ``within_2x``, ``covering``: of those, within a
+  factor 2 of the exact rate, and with an interval that holds it;
+* ``forward_pass_gain``: the forward passes plain uniform sampling needs for the published
+  estimates' relative RMSE (binomial: (1 - p) / (p rmse^2) rollouts of the plain control's mean
+  length, one forward per token) over the forward passes of the estimate's own rollouts (plain
+  control, ladder, rounds; a rollout decoded with the reference model counts two per token).
+  The amplified rollouts are the monitor's detection and are not counted; ``..._with_screening``
+  counts them too;
+* ``published_by``: how many published estimates each estimator gave;
+* ``stratified_point_gain``: the same ratio for the stratified point estimate of every seed, published
+  or not (what the Neyman allocation buys before the interval's publication rule).
+
+Settings: ``both`` (the default: importance sampling and the stratified estimate, the choice of
+:mod:`lda_monitor.core.estimate_choice`) and ``stratified`` (``importance_sampling`` off).
+
+``early_stop`` measures what stopping decided estimate rollouts saves in the concentrated world's
+policy with 64-token answers (the exact rate is not needed for that): the rounds' tokens with the
+stop, and the same rollouts decoded to their end (a judge that hides its ability to decide).
+
+The full mode (no ``--quick``) is the real-model benchmark inside 128-token answers at ~1% and
+~0.1%, top-p 1 and 0.95, against brute force: see :func:`full` (hours on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+SEEDS = 20
+SETTINGS = {"both": {}, "stratified": {"importance_sampling": False}}
+
+
+def measurement(items, judge, world, **overrides):
+    from ..core.measurement import Measurement
+
+    options = dict(prompts=items, judge=judge, alpha=2.0, samples_per_prompt=8, plain_samples_per_prompt=2,
+                   estimate_samples_per_prompt=2, stratified_samples_per_prompt=15, stratified_floor=1,
+                   max_new_tokens=world.max_new_tokens, temperature=1.0, batch_size=512, seed=0)
+    return Measurement(**{**options, **overrides})
+
+
+def forward_passes(records, *, screening: bool) -> int:
+    """Forward passes of ``records``' rollouts: two per token with the reference model, one without."""
+    total = 0
+    for r in records:
+        if r.kind == "amplified" and not screening:
+            continue
+        with_reference = r.alpha != 0 or r.proposal_logprobs is not None
+        total += r.num_tokens * (2 if with_reference else 1)
+    return total
+
+
+def world_rows(name: str, seeds: int) -> list[dict]:
+    from ..core.evaluation import evaluate
+    from ..core.prompts import load_prompts
+    from ..core.stratified import plain_strata
+    from ..core.summary import summarize
+    from ..engine.pairs import TwoModelPair
+    from .exact_worlds import WORLDS, build, judge, prompt_items
+
+    world = WORLDS[name]
+    tok, policy, reference, rates = build(world)
+    truth = sum(rates) / len(rates)
+    items, flagger = load_prompts(prompt_items(world)), judge()
+    pair = TwoModelPair(policy, reference, tok)
+    rows = []
+    for setting, overrides in SETTINGS.items():
+        spec = measurement(items, flagger, world, **overrides)
+        values, by, covering, within, cost, cost_all, plain_tokens, points = [], {}, 0, 0, 0, 0, [], []
+        start = time.perf_counter()
+        for seed in range(seeds):
+            records = evaluate(pair, items, flagger, alpha=spec.alpha, measurement=spec, step=seed, run_id="bench",
+                               source="audit").records
+            (row,) = [r for r in summarize(records) if r.category is None and r.judge == "bad"]
+            cost += forward_passes(records, screening=False)
+            cost_all += forward_passes(records, screening=True)
+            plain_tokens += [r.num_tokens for r in records if r.kind == "plain"]
+            strata = plain_strata(records, "bad", len(items))
+            points.append(statistics.fmean(s.flagged / s.scored for s in strata))
+            estimate = row.natural
+            if estimate.rate.value is None:
+                continue
+            values.append(estimate.rate.value)
+            by[estimate.method] = by.get(estimate.method, 0) + 1
+            within += truth / 2 <= estimate.rate.value <= 2 * truth
+            covering += estimate.rate.lo <= truth <= estimate.rate.hi
+        rmse = math.sqrt(statistics.fmean((v - truth) ** 2 for v in values)) / truth if values else None
+        per_plain = statistics.fmean(plain_tokens)
+        plain_needed = (1 - truth) / (truth * rmse**2) * per_plain if rmse else None
+        # The stratified point estimate of every seed, published or not: what the allocation buys.
+        point_rmse = math.sqrt(statistics.fmean((v - truth) ** 2 for v in points)) / truth
+        rows.append({
+            "name": name if setting == "both" else f"{name}/{setting}", "exact_rate": truth, "seeds": seeds,
+            "published": len(values), "within_2x": within, "covering": covering,
+            "forward_pass_gain": plain_needed / (cost / seeds) if plain_needed else None,
+            "forward_pass_gain_with_screening": plain_needed / (cost_all / seeds) if plain_needed else None,
+            "relative_rmse": rmse, "published_by": by,
+            "stratified_point_relative_rmse": point_rmse,
+            "stratified_point_gain": (1 - truth) / (truth * point_rmse**2) * per_plain / (cost / seeds),
+            "setting": setting, "world": world.what,
+            "prompt_rates": [min(rates), max(rates)], "seconds": round(time.perf_counter() - start, 1),
+        })
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def early_stop_saving(seeds: int = 5, max_new_tokens: int = 64) -> dict:
+    """The rounds' tokens with the decided-stop and without it (same rollouts decoded to the end)."""
+    from ..core.evaluation import evaluate
+    from ..core.prompts import load_prompts
+    from ..engine.pairs import TwoModelPair
+    from ..judges.base import Judge
+    from .exact_worlds import WORLDS, build, judge, prompt_items
+
+    world = WORLDS["concentrated"]
+    tok, policy, reference, _ = build(world)
+    items, flagger = load_prompts(prompt_items(world)), judge()
+
+    class ReadsEverything(Judge):
+        """The same verdicts from a judge that does not say its flags are final."""
+
+        name = flagger.name
+
+        def evaluate(self, prompts, completions, metadata=None):
+            return flagger.evaluate(prompts, completions, metadata)
+
+    tokens = {}
+    for label, used in (("stopped", flagger), ("full", ReadsEverything())):
+        spec = measurement(items, used, world, importance_sampling=False, max_new_tokens=max_new_tokens)
+        total = 0
+        for seed in range(seeds):
+            records = evaluate(TwoModelPair(policy, reference, tok), items, used, alpha=2.0, measurement=spec,
+                               step=seed, run_id="bench", source="audit").records
+            total += sum(r.num_tokens for r in records if r.kind == "estimate")
+        tokens[label] = total
+    return {"world": "concentrated policy", "max_new_tokens": max_new_tokens, "seeds": seeds,
+            "round_tokens_stopped": tokens["stopped"], "round_tokens_full": tokens["full"],
+            "saving": 1 - tokens["stopped"] / tokens["full"]}
+
+
+def full(out: Path) -> None:
+    raise SystemExit("the real-model full mode is not implemented in this release: run --quick, and see "
+                     "docs/estimate.md for the real-model figures measured with lda_monitor.demo.natural_rate_bench")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="lda-monitor bench estimate", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="the exact worlds (tiny models; minutes on 2 cores)")
+    parser.add_argument("--out", required=True, help="folder for estimate.json")
+    parser.add_argument("--seeds", type=int, default=SEEDS, help=f"seeds per world (default {SEEDS})")
+    parser.add_argument("--worlds", default="concentrated,uniform,short", help="comma-separated exact worlds")
+
+
+def run(args) -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.quick:
+        full(out)
+    start = time.perf_counter()
+    worlds = [row for name in args.worlds.split(",") for row in world_rows(name.strip(), args.seeds)]
+    result = {"worlds": worlds, "early_stop": early_stop_saving(),
+              "machine": {"threads": torch.get_num_threads(), "dtype": "float32"},
+              "seconds": round(time.perf_counter() - start, 1)}
+    (out / "estimate.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out / 'estimate.json'} in {result['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
