@@ -134,7 +134,7 @@ class SummaryRow:
     natural: NaturalEstimate = field(metadata={"flat": "natural_rate_{}", "metric": "each", "help": (
         "the policy's own (α = 0) flag rate estimated from all the evaluation's rollouts, 95% interval, mean "
         "per-prompt effective sample size; absent when withheld (`_hi` alone is then an upper bound); see "
-        "[Reading the results](#reading-the-results)")})
+        "[the natural-rate estimate](natural-rate.md)")})
     extrapolated: Extrapolation = field(metadata={"flat": "natural_rate_extrapolated_{}", "metric": "each",
                                                   "help": (
         "audit sweeps with `natural_rate: false` only: the flag rate at the sweep's α values extrapolated to "
