@@ -59,6 +59,28 @@ def test_the_readme_test_command_is_the_one_ci_runs():
     assert command in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
+def test_every_documented_flag_exists():
+    """Each ``lda-monitor SUB ...`` (or ``-m lda_monitor SUB``) line in a bash block of the README or
+    the docs names only options SUB has: a renamed flag must not leave a command that cannot run."""
+    from lda_monitor.cli import build_parser
+
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    checked = 0
+    for page in [README, *DOCS.rglob("*.md")]:
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                command = re.search(r"(?:lda-monitor|-m lda_monitor) ([\w-]+)(.*)", line.split(" #")[0])
+                if not command:
+                    continue
+                name, rest = command.groups()
+                assert name in subcommands, f"{page.name}: no subcommand {name!r}"
+                options = {o for action in subcommands[name]._actions for o in action.option_strings}
+                for flag in re.findall(r"(?<![\w-])(--[\w-]+)", rest):
+                    assert flag in options, f"{page.name}: lda-monitor {name} has no {flag}"
+                    checked += 1
+    assert checked >= 40
+
+
 def test_the_config_page_gets_every_declared_key():
     from lda_monitor.audit.config import AuditConfig
     from lda_monitor.monitor.config import MonitorConfig
