@@ -105,3 +105,16 @@ def test_the_callback_page_gets_every_logged_metric():
 def test_an_unknown_generated_table_stops_the_build():
     with pytest.raises(ValueError, match="unknown generated table 'config_tabel'.*config_table"):
         load_hooks().expand("text\n<!-- generated: config_tabel -->\n")
+
+
+def test_docstrings_read_as_markdown_on_the_api_pages():
+    pytest.importorskip("griffe", reason="the docs extra (pip install -e '.[docs]'; dev includes it)")
+    spec = importlib.util.spec_from_file_location("griffe_rst", ROOT / "scripts" / "griffe_rst.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    docstring = ("Options are :class:`~lda_monitor.monitor.config.MonitorConfig` keys, see :func:`a.b.c`.\n"
+                 "Use it so::\n\n    monitor = LDAMonitorCallback()\n\n"
+                 "When it evaluates\n    At step 0 and every\n    n steps.\n\nAfter.")
+    assert module.markdown(docstring).splitlines() == [
+        "Options are `MonitorConfig` keys, see `a.b.c`.", "Use it so:", "", "    monitor = LDAMonitorCallback()", "",
+        "**When it evaluates**", "", "At step 0 and every", "n steps.", "", "After."]
