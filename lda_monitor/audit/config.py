@@ -72,11 +72,11 @@ class AuditConfig(Measurement):
         return cls(**{**cls.file_values(path), **overrides})
 
 
-# The front ends one config file drives, in the README table's order.
+# The front ends one config file drives, in the docs table's order.
 FRONT_ENDS = (FrontEnd("the training callback", "callback", MonitorConfig),
               FrontEnd("audit-checkpoints", "audit", AuditConfig))
 
 
 def config_table() -> str:
-    """The README's config table (:func:`lda_monitor.config_file.markdown_table` of both front ends)."""
+    """The docs' config table (:func:`lda_monitor.config_file.markdown_table` of both front ends)."""
     return markdown_table(FRONT_ENDS)
