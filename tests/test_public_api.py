@@ -1,4 +1,5 @@
-"""The public imports the README documents (its Development section and code snippets) resolve."""
+"""The public imports the documentation names (its Development page and every code snippet of the
+README and the docs) resolve."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import importlib
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
-def test_the_readme_public_imports_resolve():
-    text = README.read_text()
+def test_the_documented_public_imports_resolve():
+    text = (ROOT / "docs" / "development.md").read_text()
     section = text.split("Public imports:", 1)[1].split("\n\n", 1)[0]
     dotted = re.findall(r"`(lda_monitor(?:\.\w+)+)`", section)
     assert "from lda_monitor import LDAMonitorCallback" in section and len(dotted) >= 4
@@ -18,7 +20,15 @@ def test_the_readme_public_imports_resolve():
     for name in dotted:
         module, attr = name.rsplit(".", 1)
         assert hasattr(importlib.import_module(module), attr), name
-    for line in re.findall(r"^from (lda_monitor[\w.]*) import ([\w, ]+)$", text, flags=re.M):
-        module = importlib.import_module(line[0])
-        for attr in line[1].split(","):
-            assert hasattr(module, attr.strip()), f"from {line[0]} import {attr.strip()}"
+
+
+def test_every_import_in_a_snippet_resolves():
+    checked = 0
+    for page in PAGES:
+        snippets = re.findall(r"^from (lda_monitor[\w.]*) import ([\w, ]+)$", page.read_text(), flags=re.M)
+        for module_name, names in snippets:
+            module = importlib.import_module(module_name)
+            for attr in names.split(","):
+                assert hasattr(module, attr.strip()), f"{page.name}: from {module_name} import {attr.strip()}"
+                checked += 1
+    assert checked >= 5

@@ -8,7 +8,8 @@ This module knows none of them: the front ends are passed in as :class:`FrontEnd
 
 * :func:`read_config_file`: the keys a front end uses; a key of another front end is accepted
   and ignored with one note, an unknown key is refused with "did you mean";
-* :func:`markdown_table`: the config table, which a test holds equal to the README's.
+* :func:`markdown_table`: the docs' config table, generated into docs/configuration.md when the
+  site is built.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def check_keys(keys, where: str, known) -> None:
 
 
 def markdown_table(front_ends: Sequence[FrontEnd]) -> str:
-    """The README's config table: every key, where it applies, its default and its help. The
+    """The docs' config table: every key, where it applies, its default and its help. The
     fields of the dataclass every front end's config extends are the shared measurement."""
     base = next(c for c in front_ends[0].config.__mro__
                 if is_dataclass(c) and all(issubclass(fe.config, c) for fe in front_ends))

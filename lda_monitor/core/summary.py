@@ -36,7 +36,7 @@ from .stats import (
 from .stratified import plain_strata, stratified_rate
 
 # The row is typed data: a rate with its interval is one value. Its flat names (the ``lda/...``
-# metrics, the columns of summary.json and summary.csv, the README's metric table) are derived
+# metrics, the columns of summary.json and summary.csv, the docs' metric table) are derived
 # from the fields below by :func:`flat_fields`, never written out again:
 # * a plain field is one column of its own name;
 # * an :class:`~lda_monitor.core.stats.Interval` field NAME is three: NAME, NAME_lo, NAME_hi;
@@ -45,12 +45,12 @@ from .stratified import plain_strata, stratified_rate
 #   that format ("" for the estimate a nested value is named after: natural_rate itself).
 # Metadata ``"metric"``: "each" (logged per judge and category), "headline" (logged once, for the
 # primary judge over all prompts), absent: a column only. A child with ``"metric": False`` stays
-# a column only. ``"help"`` is the README table's meaning.
+# a column only. ``"help"`` is the docs table's meaning.
 #
 # Adding a field: declare it on SummaryRow (or a nested type) where its column should stand, with
 # ``metadata={"metric": ..., "help": ...}`` if it is logged (none for a column only), and set it in
-# _row. Its summary.json/csv column, its metric and its README table row follow from the
-# declaration; regenerate the README table (see its note) when it is logged.
+# _row. Its summary.json/csv column, its metric and its docs table row follow from the
+# declaration (the docs site generates the table when it is built).
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ class SummaryRow:
     natural: NaturalEstimate = field(metadata={"flat": "natural_rate_{}", "metric": "each", "help": (
         "the policy's own (α = 0) flag rate estimated from all the evaluation's rollouts, 95% interval, mean "
         "per-prompt effective sample size; absent when withheld (`_hi` alone is then an upper bound); see "
-        "[Reading the results](#reading-the-results)")})
+        "[the natural-rate estimate](natural-rate.md)")})
     stratified: Candidate = field(metadata={"flat": "natural_rate_stratified_{}", "metric": "each", "help": (
         "the stratified estimate alone: per-prompt plain rates (the plain control and the estimate's Neyman-"
         "allocated plain rollouts) averaged over prompts, Fay-Feuer gamma interval (97.5% when the importance-"
@@ -379,8 +379,9 @@ _SCOPED_METRICS = ("| `lda/<judge>/...`, `.../by_category/<category>/...` | ever
 
 
 def metric_table() -> str:
-    """The README's metric table for the summary's metrics: one line per :class:`SummaryRow` field
-    that is logged, with its flat names and its help (a test holds it equal to the README)."""
+    """The docs' metric table for the summary's metrics: one line per :class:`SummaryRow` field
+    that is logged, with its flat names and its help (generated into docs/callback.md when the
+    site is built, so it cannot drift)."""
     lines = ["| metric | meaning |", "|---|---|"]
     by_field: dict[str, list[FlatField]] = defaultdict(list)
     for flat in flat_fields():

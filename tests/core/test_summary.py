@@ -1,11 +1,10 @@
 """The summary row as typed data: its flat names are the published ones, its metrics are the
-documented ones, and the README's metric table is the generated one."""
+documented ones (the docs page's metric table is generated from them: tests/test_docs.py)."""
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 from lda_monitor.core.stats import Interval
 from lda_monitor.core.summary import (
@@ -17,10 +16,7 @@ from lda_monitor.core.summary import (
     flat_fields,
     flat_metrics,
     json_ready,
-    metric_table,
 )
-
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 # summary.json's and summary.csv's columns as readers know them (the 0.1 format), in order.
 PUBLISHED_COLUMNS = [
@@ -82,10 +78,6 @@ def test_metrics_follow_the_declaration():
     assert not any(k.startswith("lda/natural_rate_importance") for k in metrics)
     assert not any(k.endswith(("_reason", "_method", "_mass", "_weights", "_token", "flagged_ess", "_whole", "tokens",
                                "step")) for k in metrics)
-
-
-def test_the_readme_metric_table_is_the_generated_one():
-    assert metric_table() in README.read_text(), "regenerate the README's metric table (see its note)"
 
 
 def test_an_arm_reads_as_counts_rate_and_interval():
