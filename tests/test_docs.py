@@ -82,8 +82,8 @@ def test_every_documented_flag_exists():
 
 
 def test_the_config_page_gets_every_declared_key():
-    from lda_monitor.audit.config import AuditConfig
-    from lda_monitor.monitor.config import MonitorConfig
+    from lda_monitor.config.audit import AuditConfig
+    from lda_monitor.config.monitor import MonitorConfig
 
     page = load_hooks().expand((DOCS / "configuration.md").read_text())
     assert "<!-- generated" not in page

@@ -79,7 +79,7 @@ class Measurement:
     stratified_floor: int = field(default=1, metadata={"help": (
         "natural_rate only: the fewest stratified rollouts any prompt gets in the first round")})
     natural_rate_half_width: float | None = field(default=None, metadata={"help": (
-        "natural_rate only: the relative half-width (e.g. 0.3 for +-30%) the stratified estimate's interval "
+        "natural_rate only: the relative half-width (e.g. 0.3 for +-30 percent) the stratified estimate's interval "
         "should reach: rounds are added until it does or natural_rate_max_rollouts is spent (then a warning "
         "says so); None = one round")})
     natural_rate_max_rollouts: int | None = field(default=None, metadata={"help": (

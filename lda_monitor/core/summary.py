@@ -293,13 +293,20 @@ def _row(step, checkpoint, alpha, judge, category, amp, plain, pool, sweep, roun
     factor = (amplification_factor(rate_estimate(amplified.flagged, amplified.n),
                                    rate_estimate(control.flagged, control.n)) if plain else None)
     importance = _natural(amp, pool, judge) if _has_densities(amp) else None
-    stratified = _stratified(amp, plain + rounds, judge, BOTH_LEVEL if importance else LEVEL)
+    # The two compete (each at 97.5%, estimate_choice) only where the user asked for the stratified
+    # rounds; without them the stratified estimate of the plain control is reported beside, at 95%,
+    # and the importance-sampling estimate is published at 95% as it was before the stratified one.
+    compete = importance is not None and bool(rounds)
+    stratified = _stratified(amp, plain + rounds, judge, BOTH_LEVEL if compete else LEVEL)
     if importance is not None:
         extrapolated = NaturalRate(None, None, None, METHOD_EXTRAPOLATED, EXTRAPOLATION_SUPERSEDED)
     else:
         extrapolated = extrapolated_from_records(sweep, judge)
     # The estimate was asked for when the rollouts carry densities or the stratified rounds ran.
-    natural = choose(importance, stratified) if importance is not None or rounds else NOT_SCORED
+    if compete:
+        natural = choose(importance, stratified)
+    else:
+        natural = importance or (stratified if rounds else NOT_SCORED)
     return SummaryRow(
         step=step, checkpoint=checkpoint, alpha=alpha, judge=judge, category=category,
         amplified=amplified, plain=control,

@@ -37,15 +37,13 @@ class Ratio:
 
 def ratio_interval(amp_k: int, amp_n: int, plain_k: int, plain_n: int, level: float = LEVEL) -> Ratio:
     """amplified rate / plain rate with its ``level`` interval (see the module docstring)."""
-    from scipy.stats import norm
     from scipy.stats.contingency import relative_risk
 
     if amp_n <= 0 or plain_n <= 0:
         raise ValueError("a rate needs at least one rollout on each side")
     if plain_k == 0:
-        z = float(norm.ppf(0.5 + level / 2))
-        amp_lo = wilson_interval(amp_k, amp_n, z)[0]
-        plain_hi = wilson_interval(0, plain_n, z)[1]
+        amp_lo = wilson_interval(amp_k, amp_n, level)[0]
+        plain_hi = wilson_interval(0, plain_n, level)[1]
         return Ratio(None, amp_lo / plain_hi, None, "wilson-bound (no plain flag)")
     result = relative_risk(amp_k, amp_n, plain_k, plain_n)
     ci = result.confidence_interval(level)

@@ -172,7 +172,7 @@ def test_audit_and_callback_publish_the_same_stratified_estimate(tmp_path):
         train(lora, tok, tokenized_dataset(tok), tmp_path / "run", [LDAMonitorCallback.from_config(path)],
               save_strategy="steps", save_steps=2, learning_rate=2e-2)
     with pytest.warns(UserWarning, match="not the \\+-5% asked"):
-        audit_checkpoints([tmp_path / "run"], AuditConfig.from_yaml(path, out=str(tmp_path / "audit")),
+        audit_checkpoints([tmp_path / "run"], from_file(path, AuditConfig, out=str(tmp_path / "audit")),
                           echo=lambda m: None)
     callback = _callback_records(tmp_path / "run")
     audited = list(read_records(tmp_path / "audit" / "rollouts.jsonl"))

@@ -35,11 +35,9 @@ def test_the_line_says_why_the_natural_rate_was_withheld(tokenizer, llama_pair):
     metrics = evaluation.metrics()
     assert "lda/natural_rate" not in metrics and metrics["lda/natural_rate_hi"] > 0
     reason = natural_rate_reason(evaluation)
-    # Independent of the code under test: 0 of 16 scored rollouts flagged, and the rule needs flagged ones;
-    # both estimates are withheld and each says why.
-    assert reason.startswith("importance sampling: 0 flagged rollouts in the pool")
-    assert "upper bound from 0/8 plain" in reason
-    assert "stratified plain rollouts: 0 flagged plain rollouts" in reason
+    # Independent of the code under test: 0 of 16 scored rollouts flagged, and the rule needs flagged ones.
+    # No stratified rounds were asked for, so importance sampling alone is the estimate (at 95%).
+    assert reason.startswith("0 flagged rollouts in the pool") and "upper bound from 0/8 plain" in reason
     line = evaluation_line(5, metrics, reason)
     assert f"natural withheld (<= {metrics['lda/natural_rate_hi']:.4f}): {reason}" in line
 
