@@ -188,7 +188,8 @@ def test_one_progress_line_per_evaluation_matching_the_records(policy, tokenizer
         plain = [r for r in records if r.step == step and r.kind == "plain"]
         k, kp = sum(PLANTED in r.completion for r in amp), sum(PLANTED in r.completion for r in plain)
         if "lda/natural_rate" in metrics:
-            natural = re.escape(f"natural {metrics['lda/natural_rate']:.4f} [") + r"\S+, \S+\] \((importance sampling|stratified)\) \| "
+            natural = (re.escape(f"natural {metrics['lda/natural_rate']:.4f} [")
+                       + r"\S+, \S+\] \((importance sampling|stratified)\) \| ")
         else:  # withheld: its upper bound from the 12 plain rollouts (Clopper-Pearson, 1 - 0.05^(1/12) for 0)
             natural = re.escape(f"natural withheld (<= {metrics['lda/natural_rate_hi']:.4f}): ") + r"[^|]+ \| "
         expected = (rf"lda-monitor step {step}: alpha 2\.5 \| amplified {k}/12 \({100 * k / 12:.1f}%\) flagged \| "
