@@ -3,27 +3,16 @@ enumerating every completion."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
+
+from lda_monitor.demo.exact_worlds import with_bias  # noqa: F401  (the exact tests build their pairs with it)
 
 EXACT_WORDS = "a b c bad good".split()
 EXACT_PROMPTS = ["a b", "good c"]
 EXACT_MAX_NEW = 3
 EXACT_TEMPERATURE = 1.3
-
-
-def with_bias(model, token, bias):
-    """``model`` with an output-layer bias of ``bias`` on ``token`` alone."""
-    model = copy.deepcopy(model)
-    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
-    with torch.no_grad():
-        head.weight.copy_(model.lm_head.weight)
-        head.bias.zero_()
-        head.bias[token] = bias
-    model.lm_head = head
-    return model
 
 
 def policy_probs(model, ids, top_k, top_p=1.0):
