@@ -6,7 +6,7 @@ argparse flags: ``--max-new-tokens N`` for ``max_new_tokens``, ``--no-chat-templ
 that defaults to True (its help, which describes the setting, is introduced as what the flag
 turns off), repeatable flags for lists. A flag the user does not give is absent from
 the namespace (:func:`given_fields`), so a config file's value is only overridden on purpose.
-YAML files and the README table come from the same fields (:mod:`lda_monitor.config.files`).
+YAML files and the docs' config table come from the same fields (:mod:`lda_monitor.config.files`).
 """
 
 from __future__ import annotations

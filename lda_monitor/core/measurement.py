@@ -4,7 +4,7 @@ The callback (:class:`~lda_monitor.config.monitor.MonitorConfig`) and the audito
 (:class:`~lda_monitor.config.audit.AuditConfig`) are this spec plus their own fields, so a run monitored
 with one config and audited with the same config samples the same rollouts and reports the same
 numbers. Each field carries its help text (TRL style); the command-line flags of
-``audit-checkpoints`` and ``sample``, the YAML keys and the README's config table are all
+``audit-checkpoints`` and ``sample``, the YAML keys and the docs' config table are all
 generated from these fields (:mod:`lda_monitor.core.config_fields`), never written again.
 """
 
@@ -18,7 +18,7 @@ from .config_fields import real_list
 from .records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN
 
 # The natural-rate ladder: small alphas between the policy and the detection alpha, so
-# neighbouring proposals overlap (README "Reading the results").
+# neighbouring proposals overlap (docs/natural-rate.md).
 DEFAULT_ESTIMATE_ALPHAS = (0.25, 0.5, 1.0)
 # Rounds of stratified rollouts when a half-width is asked without natural_rate_max_rollouts.
 MAX_ESTIMATE_ROUNDS = 10

@@ -254,7 +254,7 @@ def _natural(amp: Sequence[RolloutRecord], pool: Sequence[RolloutRecord], judge:
 
 # Where the rollouts carry densities the pooled estimate is the measurement (published, or
 # withheld with a bound); the extrapolation is then withheld, not offered beside it: even fits
-# that pass its lack-of-fit test can be far off on a real model (README "Reading the results").
+# that pass its lack-of-fit test can be far off on a real model (docs/natural-rate.md).
 EXTRAPOLATION_SUPERSEDED = ("the rollouts carry their densities, so the pooled estimate (natural_rate) is the "
                             "measurement; the logit extrapolation is for rollouts without them")
 

@@ -247,7 +247,7 @@ class _TwoPassSession(DecodeSession):
             self.before.keep_rows(rows)
 
 
-# Measured with `lda-monitor bench --lora` (README, "Performance"): one pass over the doubled
+# Measured with `lda-monitor bench --lora` (docs/performance.md): one pass over the doubled
 # batch beats two passes, since it halves the per-call overhead and disable_adapter() toggling.
 DEFAULT_PEFT_STRATEGY = "doubled"
 

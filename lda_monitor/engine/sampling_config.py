@@ -49,7 +49,7 @@ def sampler_problems(values: dict) -> list[tuple[str, str]]:
 @dataclass(frozen=True)
 class SamplingConfig:
     """How to sample, declared once: every front end (the measurement and its flags, YAML keys and
-    README rows, ``lda-monitor sample``, both HTTP APIs) takes these fields' names, help and rules
+    docs rows, ``lda-monitor sample``, both HTTP APIs) takes these fields' names, help and rules
     from here, and :func:`sampler_problems` is the one check of their values. Sampling knobs
     follow Hugging Face ``generate`` semantics and order (temperature, top-k, top-p, min-p).
     ``top_k=0``/``top_p=1``/``min_p=None`` switch a knob off."""

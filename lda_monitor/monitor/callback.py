@@ -27,8 +27,8 @@ What it evaluates
 
 Metrics (``state.log_history`` rows at the evaluated step, every ``report_to`` backend, W&B)
     The summary's ``lda/...`` metrics (:func:`lda_monitor.core.summary.flat_metrics`: names
-    derived from :class:`~lda_monitor.core.summary.SummaryRow`, listed in the README's metric
-    table), the evaluation's cost, and what only the callback knows: the share of training time
+    derived from :class:`~lda_monitor.core.summary.SummaryRow`, listed in the docs' metric
+    table, docs/callback.md), the evaluation's cost, and what only the callback knows: the share of training time
     spent monitoring, errors so far and the guardrail's alert. Undefined values are left out, not
     logged as 0. W&B also gets the run's rollout table (each evaluation appends every flagged
     rollout plus a sample of unflagged ones), judge-free discovery's phrases (``lda/discoveries``; counts in

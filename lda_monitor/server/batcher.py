@@ -8,8 +8,8 @@ the random stream of its own request (seed, prompt index within the request, sam
 Merging is invisible only where the computation is: in float32 a batch's shape moves the logits
 by float32 rounding (~1e-6; on the embedded model, sampled tokens were the same alone and in
 every batch shape tried, :mod:`lda_monitor.server.seeded_bench`), but in bfloat16/float16 the
-matmul blocking changes with the batch and moves them enough to change sampled tokens (README
-"Interactive exploration"). So in reduced precision a request that sent a seed is decoded on a
+matmul blocking changes with the batch and moves them enough to change sampled tokens
+(docs/seeded-requests.md). So in reduced precision a request that sent a seed is decoded on a
 float32 copy of the pair (``seeded_decoding="float32"``, the default), alone or merged with
 other seeded requests alike: the seed's promise (the same request gives the same text, under
 load or not) holds, and 16 seeded clients share batches instead of waiting on one another. Its
