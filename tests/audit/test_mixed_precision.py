@@ -11,7 +11,6 @@ import pytest
 import torch
 import yaml
 from datasets import Dataset
-from peft import LoraConfig, get_peft_model
 from trl import SFTConfig, SFTTrainer
 
 from lda_monitor import LDAMonitorCallback
@@ -19,8 +18,8 @@ from lda_monitor.audit.auditor import audit_checkpoints
 from lda_monitor.config.audit import AuditConfig
 from lda_monitor.config.front_ends import from_file
 from lda_monitor.core.records import RECORDS_FILE, read_records
-from tests.tiny import build_tokenizer, tiny_llama
-from tests.training import JUDGE, PROMPTS, chat_rows, tokenized_dataset, train
+from tests.tiny import build_tokenizer
+from tests.training import JUDGE, PROMPTS, chat_rows, lora_over_saved_base, tokenized_dataset, train
 
 CONFIG = {
     "prompts": PROMPTS, "judge": JUDGE, "alpha": "linear:4->1", "samples_per_prompt": 4,
@@ -45,23 +44,13 @@ def config_file(tmp_path_factory):
     return path
 
 
-def _lora(tok, root):
-    """A LoRA policy over a float32 base saved where the adapter config points."""
-    tiny_llama(tok, seed=3).save_pretrained(root / "base")
-    tok.save_pretrained(root / "base")
-    torch.manual_seed(0)
-    lora = get_peft_model(tiny_llama(tok, seed=3), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "o_proj"]))
-    lora.peft_config["default"].base_model_name_or_path = str(root / "base")
-    return lora
-
-
 @pytest.fixture(scope="module")
 def trainer_run(tmp_path_factory, config_file):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("bf16-trainer")
     tok = build_tokenizer()
     monitor = LDAMonitorCallback.from_config(config_file)
-    train(_lora(tok, root), tok, tokenized_dataset(tok), root / "run", [monitor], save_strategy="steps",
+    train(lora_over_saved_base(tok, root), tok, tokenized_dataset(tok), root / "run", [monitor], save_strategy="steps",
           save_steps=2, learning_rate=2e-2, bf16=True)
     return root / "run"
 
@@ -76,7 +65,7 @@ def sft_run(tmp_path_factory, config_file):
                      save_strategy="steps", save_steps=2, report_to="none", use_cpu=True, seed=0,
                      disable_tqdm=True, logging_steps=1, bf16=True, gradient_checkpointing=False)
     assert args.bf16  # TRL's default too; stated so the test cannot drift into float32
-    SFTTrainer(model=_lora(tok, root), args=args, train_dataset=Dataset.from_list(chat_rows(16)),
+    SFTTrainer(model=lora_over_saved_base(tok, root), args=args, train_dataset=Dataset.from_list(chat_rows(16)),
                processing_class=tok, callbacks=[monitor]).train()
     return root / "run"
 

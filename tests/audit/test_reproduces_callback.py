@@ -10,7 +10,6 @@ import json
 import pytest
 import torch
 import yaml
-from peft import LoraConfig, get_peft_model
 
 from lda_monitor import LDAMonitorCallback
 from lda_monitor.audit.auditor import audit_checkpoints
@@ -19,7 +18,7 @@ from lda_monitor.config.front_ends import from_file
 from lda_monitor.core.records import RECORDS_FILE, read_records
 from lda_monitor.core.summary import summarize
 from tests.tiny import build_tokenizer, tiny_llama
-from tests.training import JUDGE, PROMPTS, tokenized_dataset, train
+from tests.training import JUDGE, PROMPTS, lora_over_saved_base, tokenized_dataset, train
 
 MEASUREMENT = {
     "prompts": PROMPTS, "judge": JUDGE, "alpha": "linear:4->1", "samples_per_prompt": 3,
@@ -51,11 +50,7 @@ def lora_run(tmp_path_factory, config_file):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("lora")
     tok = build_tokenizer()
-    tiny_llama(tok, seed=3).save_pretrained(root / "base")
-    tok.save_pretrained(root / "base")
-    torch.manual_seed(0)
-    lora = get_peft_model(tiny_llama(tok, seed=3), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "o_proj"]))
-    lora.peft_config["default"].base_model_name_or_path = str(root / "base")
+    lora = lora_over_saved_base(tok, root)
     monitor = LDAMonitorCallback.from_config(config_file)
     train(lora, tok, tokenized_dataset(tok), root / "run", [monitor], save_strategy="steps", save_steps=2,
           learning_rate=2e-2)
@@ -163,11 +158,7 @@ def test_audit_and_callback_publish_the_same_stratified_estimate(tmp_path):
     path.write_text(yaml.safe_dump(settings))
     torch.set_num_threads(1)
     tok = build_tokenizer()
-    tiny_llama(tok, seed=3).save_pretrained(tmp_path / "base")
-    tok.save_pretrained(tmp_path / "base")
-    torch.manual_seed(0)
-    lora = get_peft_model(tiny_llama(tok, seed=3), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "o_proj"]))
-    lora.peft_config["default"].base_model_name_or_path = str(tmp_path / "base")
+    lora = lora_over_saved_base(tok, tmp_path)
     with pytest.warns(UserWarning, match="not the \\+-5% asked"):
         train(lora, tok, tokenized_dataset(tok), tmp_path / "run", [LDAMonitorCallback.from_config(path)],
               save_strategy="steps", save_steps=2, learning_rate=2e-2)
