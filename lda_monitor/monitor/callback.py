@@ -217,7 +217,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
 
     # ----- trainer events -------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
-        self._emitter = MetricEmitter(self, find_callback_handler())
+        self._emitter = MetricEmitter(self, find_callback_handler(self, model))
         self._session_start = time.perf_counter()
         self._time_share_warned = False
         self._ranks = Ranks.current()

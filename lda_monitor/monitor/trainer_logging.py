@@ -21,15 +21,17 @@ also receives no trainer. Instead :class:`MetricEmitter`:
 W&B is skipped here: :mod:`lda_monitor.sinks.wandb_sink` logs to it directly (with tables), and the
 ``WandbCallback`` would log the same scalars a second time under ``train/lda/...``.
 
-The handler is found once, at ``on_train_begin``, as the ``self`` of the
-``CallbackHandler.call_event`` frame that invoked the callback. If it cannot be found (a
-custom training loop), metrics still reach ``state.log_history`` and W&B, with a warning.
+The handler is found once, at ``on_train_begin``, by what holds the callback: the
+``CallbackHandler`` whose ``callbacks`` list contains it and whose model is the model of the event
+(the Trainer passes its handler's own), found with :func:`gc.get_referrers` - object identity, not
+the call stack, so a callback reused by a second Trainer finds the one training now. If none is
+found (a custom training loop), metrics still reach ``state.log_history`` and W&B, with a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
+import gc
 import warnings
 
 from transformers.trainer_callback import CallbackHandler
@@ -37,13 +39,24 @@ from transformers.trainer_callback import CallbackHandler
 _HANDLER_KWARGS = ("model", "processing_class", "optimizer", "lr_scheduler", "train_dataloader", "eval_dataloader")
 
 
-def find_callback_handler() -> CallbackHandler | None:
-    """The ``CallbackHandler`` whose ``call_event`` is on the current call stack, if any."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code is CallbackHandler.call_event.__code__:
-            return frame.f_locals.get("self")
-        frame = frame.f_back
+def find_callback_handler(callback, model) -> CallbackHandler | None:
+    """The ``CallbackHandler`` that holds ``callback`` in its ``callbacks`` list and drives ``model``
+    (see the module docstring), or None."""
+
+    def handlers(holder):
+        # An instance's attributes are reached through its __dict__ or, with inline attribute
+        # values, through the instance itself: both are tried.
+        for owner in gc.get_referrers(holder):
+            if isinstance(owner, CallbackHandler):
+                yield owner
+            elif isinstance(owner, dict):
+                yield from (h for h in gc.get_referrers(owner) if isinstance(h, CallbackHandler))
+
+    for holder in gc.get_referrers(callback):
+        if isinstance(holder, list) and any(c is callback for c in holder):
+            for handler in handlers(holder):
+                if handler.callbacks is holder and handler.model is model:
+                    return handler
     return None
 
 

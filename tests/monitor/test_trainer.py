@@ -126,7 +126,7 @@ def test_adaptive_alpha_is_chosen_per_evaluation_and_checkpointed(policy, tokeni
 
 
 def test_a_custom_loop_without_a_callback_handler_still_logs(policy, tokenizer, tmp_path):
-    """Events called by hand (no CallbackHandler on the stack): log_history and records only."""
+    """Events called by hand (no CallbackHandler holds the callback): log_history and records only."""
     from transformers import TrainerControl, TrainerState
 
     monitor = make_monitor(every_n_steps=1)
