@@ -42,7 +42,7 @@ from .openai_format import (
     streamed,
     usage,
 )
-from .openai_replies import ChatCompletion, Completion, ModelCard, ModelList
+from .openai_replies import ChatCompletion, ChatCompletionChunk, Completion, CompletionChunk, ModelCard, ModelList
 from .openai_schema import (
     MAX_ABS_ALPHA,
     MAX_STOP_SEQUENCES,
@@ -157,7 +157,7 @@ def chat_chunks(state: ServerState, req: ChatCompletionRequest, head: dict, choi
             yield {"delta": {"content": t.piece}, "logprobs": logprobs, "finish_reason": None}
         yield {"delta": {"content": c.tail} if c.tail else {}, "logprobs": None, "finish_reason": c.finish_reason}
 
-    return streamed(head, choices, used, _include_usage(req), parts)
+    return streamed(ChatCompletionChunk, head, choices, used, _include_usage(req), parts)
 
 
 @router.post("/completions", response_model=Completion)
@@ -195,7 +195,7 @@ def completion_chunks(state: ServerState, req: CompletionRequest, head: dict, ch
             yield {"text": t.piece, "logprobs": logprobs, "finish_reason": None}
         yield {"text": c.tail, "logprobs": None, "finish_reason": c.finish_reason}
 
-    return streamed(head, choices, used, _include_usage(req), parts)
+    return streamed(CompletionChunk, head, choices, used, _include_usage(req), parts)
 
 
 def _include_usage(req) -> bool:

@@ -3,13 +3,13 @@ text with their log-probs, usage, and server-sent events."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from ..engine.sampling import STOP_MAX_TOKENS, STOP_STRING, Rollout, SamplingConfig
 
@@ -92,25 +92,27 @@ def envelope(kind: str, model: str, config: SamplingConfig) -> dict:
             "system_fingerprint": f"lda-monitor alpha={config.alpha:g}", "alpha": config.alpha, "seed": config.seed}
 
 
-def streamed(head: dict, choices: list[Choice], used: dict, include_usage: bool,
-             parts: Callable[[Choice], Iterator[dict]]) -> Iterator[dict]:
-    """OpenAI's streamed chunks of ``choices``: ``parts(choice)`` yields the fields of each of its
-    chunks (a delta or text, logprobs, finish_reason). With ``include_usage`` every chunk carries
-    ``usage: null`` and a last chunk without choices carries the usage, as OpenAI streams it."""
+def streamed(chunk_type: type[BaseModel], head: dict, choices: list[Choice], used: dict, include_usage: bool,
+             parts: Callable[[Choice], Iterator[dict]]) -> Iterator[BaseModel]:
+    """OpenAI's streamed chunks of ``choices`` as ``chunk_type``: ``parts(choice)`` yields the fields
+    of each of its chunks (a delta or text, logprobs, finish_reason). With ``include_usage`` every
+    chunk carries ``usage: null`` and a last chunk without choices carries the usage, as OpenAI
+    streams it."""
     extra = {"usage": None} if include_usage else {}
     for c in choices:
         for fields in parts(c):
-            yield {**head, "choices": [{"index": c.index, **fields}], **extra}
+            yield chunk_type(**head, choices=[{"index": c.index, **fields}], **extra)
     if include_usage:
-        yield {**head, "choices": [], "usage": used}
+        yield chunk_type(**head, choices=[], usage=used)
 
 
-def sse(chunks: Iterator[dict], *, done: bool = True, named: bool = False) -> StreamingResponse:
-    """Server-sent events, one per chunk; ``named``: each carries ``event: <its type>`` (the
-    Responses API); ``done``: a final ``[DONE]`` (chat and completions)."""
+def sse(chunks: Iterator[BaseModel], *, done: bool = True, named: bool = False) -> StreamingResponse:
+    """Server-sent events, one per chunk (the fields it was given: see :mod:`.openai_replies`);
+    ``named``: each carries ``event: <its type>`` (the Responses API); ``done``: a final ``[DONE]``
+    (chat and completions)."""
     def events():
         for chunk in chunks:
-            yield (f"event: {chunk['type']}\n" if named else "") + f"data: {json.dumps(chunk)}\n\n"
+            yield (f"event: {chunk.type}\n" if named else "") + f"data: {chunk.model_dump_json(exclude_unset=True)}\n\n"
         if done:
             yield "data: [DONE]\n\n"
 

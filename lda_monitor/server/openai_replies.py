@@ -2,8 +2,10 @@
 ``openai`` SDK parses (``openai.types.Model``, ``openai.types.chat.ChatCompletion``,
 ``openai.types.Completion``), so FastAPI validates every reply against them and the OpenAPI
 schema at ``/docs`` is this code. Two extras on every reply say how to reproduce it: ``alpha``
-and ``seed`` (SDKs keep unknown fields). Streamed replies are server-sent chunks
-(:func:`~.openai_format.streamed`), not these bodies.
+and ``seed`` (SDKs keep unknown fields). Streamed replies are server-sent events of the chunk and event
+models below (``openai.types.chat.ChatCompletionChunk``, ``openai.types.Completion`` as a chunk,
+``openai.types.responses.ResponseStreamEvent``), each validated before it is sent; a field left
+unset is left out of the event, as OpenAI streams it (``usage`` only with ``include_usage``).
 """
 
 from __future__ import annotations
@@ -174,3 +176,80 @@ class Response(BaseModel):
     usage: ResponseUsage | None
     alpha: float = Field(description="the amplification sampled at (0: the after model, -1: the before model)")
     seed: int = Field(description="the sampling seed: the same request with this seed gives the same reply")
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: FinishReason | None = None
+
+
+class ChatCompletionChunk(Reply):
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+
+
+class CompletionChunkChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: CompletionLogprobs | None = None
+    finish_reason: FinishReason | None = None
+
+
+class CompletionChunk(Reply):
+    """A streamed completion's chunk: OpenAI sends it as a ``text_completion`` object."""
+
+    object: Literal["text_completion"] = "text_completion"
+    choices: list[CompletionChunkChoice]
+    usage: Usage | None = None
+
+
+class ResponseEvent(BaseModel):
+    """What every event of a streamed response carries."""
+
+    type: str
+    sequence_number: int
+
+
+class ResponseLifecycleEvent(ResponseEvent):
+    type: Literal["response.created", "response.in_progress", "response.completed", "response.incomplete"]
+    response: Response
+
+
+class OutputItemEvent(ResponseEvent):
+    type: Literal["response.output_item.added", "response.output_item.done"]
+    output_index: int
+    item: OutputMessage
+
+
+class ContentPartEvent(ResponseEvent):
+    type: Literal["response.content_part.added", "response.content_part.done"]
+    item_id: str
+    output_index: int
+    content_index: int
+    part: OutputText
+
+
+class TextDeltaEvent(ResponseEvent):
+    type: Literal["response.output_text.delta"]
+    item_id: str
+    output_index: int
+    content_index: int
+    delta: str
+    logprobs: list = []
+
+
+class TextDoneEvent(ResponseEvent):
+    type: Literal["response.output_text.done"]
+    item_id: str
+    output_index: int
+    content_index: int
+    text: str
+    logprobs: list = []

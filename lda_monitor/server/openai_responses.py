@@ -21,7 +21,14 @@ from fastapi import APIRouter
 from ..engine.sampling import STOP_MAX_TOKENS, Rollout, SamplingConfig
 from .openai_api import RoutedAlpha, chat_messages, openai_config
 from .openai_format import sse, token_counts
-from .openai_replies import Response
+from .openai_replies import (
+    ContentPartEvent,
+    OutputItemEvent,
+    Response,
+    ResponseLifecycleEvent,
+    TextDeltaEvent,
+    TextDoneEvent,
+)
 from .openai_schema import ResponseRequest
 from .state import State
 
@@ -62,6 +69,17 @@ def response_object(req: ResponseRequest, config: SamplingConfig, r: Rollout) ->
     }
 
 
+# Each streamed event's model by its type (openai.types.responses.ResponseStreamEvent's members).
+STREAM_EVENTS = {
+    **dict.fromkeys(("response.created", "response.in_progress", "response.completed", "response.incomplete"),
+                    ResponseLifecycleEvent),
+    **dict.fromkeys(("response.output_item.added", "response.output_item.done"), OutputItemEvent),
+    **dict.fromkeys(("response.content_part.added", "response.content_part.done"), ContentPartEvent),
+    "response.output_text.delta": TextDeltaEvent,
+    "response.output_text.done": TextDoneEvent,
+}
+
+
 def response_events(response: dict):
     """The Responses API's stream for a finished response: created, the message item and its one
     text part opened, the text as one delta, each closed, completed."""
@@ -84,4 +102,4 @@ def response_events(response: dict):
          "response": response},
     ]
     for n, event in enumerate(events):
-        yield {**event, "sequence_number": n}
+        yield STREAM_EVENTS[event["type"]](**event, sequence_number=n)

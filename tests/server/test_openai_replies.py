@@ -3,6 +3,8 @@ of ours validates as the SDK's type (the SDK is the independent reference for th
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 openai = pytest.importorskip("openai")
@@ -13,15 +15,30 @@ from openai.types import CompletionChoice as SDKCompletionChoice  # noqa: E402
 from openai.types import CompletionUsage  # noqa: E402
 from openai.types import Model as SDKModel  # noqa: E402
 from openai.types.chat import ChatCompletion as SDKChatCompletion  # noqa: E402
+from openai.types.chat import ChatCompletionChunk as SDKChatCompletionChunk  # noqa: E402
 from openai.types.chat import ChatCompletionTokenLogprob  # noqa: E402
 from openai.types.chat.chat_completion import Choice as SDKChatChoice  # noqa: E402
+from openai.types.chat.chat_completion_chunk import Choice as SDKChunkChoice  # noqa: E402
 from openai.types.responses import Response as SDKResponse  # noqa: E402
+from openai.types.responses import (  # noqa: E402
+    ResponseContentPartAddedEvent,
+    ResponseCreatedEvent,
+    ResponseOutputItemAddedEvent,
+    ResponseStreamEvent,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+)
+from pydantic import TypeAdapter  # noqa: E402
 
 from lda_monitor.server import openai_replies as ours  # noqa: E402
 
 PAIRS = [(ours.ModelCard, SDKModel), (ours.Usage, CompletionUsage), (ours.TokenLogprob, ChatCompletionTokenLogprob),
          (ours.ChatChoice, SDKChatChoice), (ours.ChatCompletion, SDKChatCompletion),
-         (ours.CompletionChoice, SDKCompletionChoice), (ours.Completion, SDKCompletion), (ours.Response, SDKResponse)]
+         (ours.CompletionChoice, SDKCompletionChoice), (ours.Completion, SDKCompletion), (ours.Response, SDKResponse),
+         (ours.ChatChunkChoice, SDKChunkChoice), (ours.ChatCompletionChunk, SDKChatCompletionChunk),
+         (ours.CompletionChunk, SDKCompletion), (ours.ResponseLifecycleEvent, ResponseCreatedEvent),
+         (ours.OutputItemEvent, ResponseOutputItemAddedEvent), (ours.ContentPartEvent, ResponseContentPartAddedEvent),
+         (ours.TextDeltaEvent, ResponseTextDeltaEvent), (ours.TextDoneEvent, ResponseTextDoneEvent)]
 
 
 @pytest.mark.parametrize("model, sdk", PAIRS, ids=[sdk.__name__ for _, sdk in PAIRS])
@@ -88,3 +105,44 @@ def test_the_servers_replies_validate_as_the_sdks_types(tokenizer):
     assert len(SDKCompletion.model_validate(text.json()).choices) == 2
     assert SDKResponse.model_validate(response.json()).status in ("completed", "incomplete")
     assert [SDKModel.model_validate(card).id for card in models.json()["data"]] == ["lda", "after", "before"]
+
+
+def _events(body: str) -> list[dict]:
+    return [json.loads(line[len("data: "):]) for line in body.splitlines()
+            if line.startswith("data: ") and line != "data: [DONE]"]
+
+
+def test_the_servers_streamed_chunks_validate_as_the_sdks_types(tokenizer):
+    """Every server-sent chunk parses as the SDK's chunk type; ``usage`` is present only when asked
+    for (a null in every chunk, the counts in a last chunk without choices), as OpenAI streams it."""
+    from fastapi.testclient import TestClient
+
+    from lda_monitor.engine.pairs import TwoModelPair
+    from lda_monitor.server import create_app
+    from tests.tiny import tiny_llama
+
+    app = create_app(TwoModelPair(tiny_llama(tokenizer, seed=1), tiny_llama(tokenizer, seed=2), tokenizer),
+                     model_after="a", model_before="b")
+    turn = [{"role": "user", "content": "tell me a story"}]
+    with TestClient(app) as client:
+        chat = _events(client.post("/v1/chat/completions", json={
+            "model": "lda", "messages": turn, "max_tokens": 4, "logprobs": True, "stream": True,
+            "stream_options": {"include_usage": True}}).text)
+        plain = _events(client.post("/v1/chat/completions", json={
+            "model": "lda", "messages": turn, "max_tokens": 4, "stream": True}).text)
+        text = _events(client.post("/v1/completions", json={
+            "model": "after", "prompt": "hello", "max_tokens": 3, "logprobs": 1, "stream": True}).text)
+        response = _events(client.post("/v1/responses", json={
+            "model": "lda", "input": "hello", "max_output_tokens": 2, "stream": True}).text)
+    chunks = [SDKChatCompletionChunk.model_validate(c) for c in chat]
+    assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices == []
+    assert chunks[-1].usage.completion_tokens == len(chunks) - 3  # role chunk, a chunk per token, finish, usage
+    assert all("usage" in c and c["usage"] is None for c in chat[:-1])
+    assert all("usage" not in c for c in plain) and plain[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+    # The SDK types a completion chunk as its Completion, whose finish_reason is required: OpenAI's
+    # chunks carry null until the last, so only the last validates strictly (the SDK does not validate).
+    assert SDKCompletion.model_validate(text[-1]).choices[0].finish_reason in ("stop", "length")
+    assert all(c["choices"][0]["finish_reason"] is None and c["choices"][0]["logprobs"]["tokens"] for c in text[:-1])
+    events = [TypeAdapter(ResponseStreamEvent).validate_python(e) for e in response]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[0].type == "response.created" and events[-1].type in ("response.completed", "response.incomplete")
