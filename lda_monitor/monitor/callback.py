@@ -101,7 +101,7 @@ from ..judges.health import failing_judges, warn_judge_failures
 from ..judges.none import NO_JUDGE_NOTE, has_judge, judge_or_none
 from ..sinks.wandb_sink import WandbSink
 from ..sinks.wandb_workspace import save_run_workspace
-from .cost import EvaluationSize, cost_units, fit_size, forecast, full_size, per_evaluation_budget, sized
+from .cost import EvaluationSize, cost_units, fit_size, floor_size, forecast, full_size, per_evaluation_budget, sized
 from .hygiene import preserved_training_state
 from .reference import choose_reference
 from .trainer_logging import MetricEmitter, find_callback_handler
@@ -161,6 +161,7 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         self._session_start: float | None = None
         self._time_share_warned = False
         self._first_evaluation: tuple[int, float, float] | None = None  # (step, seconds, end): cost forecast
+        self._floors_warned = False  # max_monitor_fraction: "even the floors exceed the budget" said once
         self._ranks = SINGLE  # the process group, found at train begin
 
     @classmethod
@@ -251,10 +252,14 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             return
         self._first_evaluation = (first[0], -1.0, first[2])  # said once
         step_seconds = (time.perf_counter() - first[2]) / (state.global_step - first[0])
+        # The forecast is of evaluations as configured: one run at a smaller size (max_monitor_fraction's
+        # step 0) is scaled up by the cost model.
+        full = full_size(self.config, len(self.items))
+        full_seconds = first[1] * cost_units(self.config, full) / max(cost_units(self.config, self._size()), 1e-9)
         self._fit_budget(state, first[1], step_seconds)
         if not self._ranks.is_main:
             return
-        cost = forecast(first[1], step_seconds, self.config.every_n_steps, state.max_steps,
+        cost = forecast(full_seconds, step_seconds, self.config.every_n_steps, state.max_steps,
                         self.config.warn_time_share, measurement=self.config, n_prompts=len(self.items))
         if cost.share > cost.target_share and self.config.max_monitor_fraction is None:
             warnings.warn(cost.message(), stacklevel=3)
@@ -272,6 +277,21 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         size = self._size()
         return sized(self.config, size), self.items[:size.prompts]
 
+    def _size_first_evaluation(self) -> None:
+        """``max_monitor_fraction``: step 0 runs at the floors, since no training step has been timed
+        to budget it (:mod:`.cost`); the next step end fits the evaluations after it."""
+        fraction = self.config.max_monitor_fraction
+        if fraction is None or self.config.trigger != "steps" or self.progress.evaluation_size is not None:
+            return
+        full, floor = full_size(self.config, len(self.items)), floor_size(self.config, len(self.items))
+        if floor == full:
+            return
+        self.progress.evaluation_size = asdict(floor)
+        if self._ranks.is_main:
+            progress_logger().info(
+                f"lda-monitor: max_monitor_fraction={fraction:g}: step 0 uses {floor.describe(full)} (no training "
+                "step has been timed yet to budget it; the evaluations after it are sized once one is)")
+
     def _fit_budget(self, state, eval_seconds: float, step_seconds: float) -> None:
         """Size the next evaluations to ``max_monitor_fraction`` (:mod:`.cost`): the cost model's
         constant from the last evaluation (its seconds over its units), the budget from the
@@ -283,8 +303,9 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
         per_unit = eval_seconds / max(cost_units(self.config, used), 1e-9)
         budget = per_evaluation_budget(fraction, step_seconds, self.config.every_n_steps, state.max_steps or None)
         plan = self._ranks.broadcast(fit_size(self.config, len(self.items), budget / per_unit))
-        if plan.size == used:
+        if plan.size == used and (plan.fits or self._floors_warned):
             return
+        self._floors_warned = self._floors_warned or not plan.fits
         full = full_size(self.config, len(self.items))
         self.progress.evaluation_size = None if plan.size == full else asdict(plan.size)
         if not self._ranks.is_main:
@@ -294,9 +315,15 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
                 f"the budget is ~{budget:.1f}s each with training steps of ~{step_seconds:.2f}s)")
         if plan.fits:
             progress_logger().info(line)
-        else:
-            warnings.warn(line + "; even at these floors an evaluation exceeds the budget: raise every_n_steps",
-                          stacklevel=4)
+            return
+        at_floors = forecast(per_unit * plan.units, step_seconds, self.config.every_n_steps, state.max_steps,
+                             fraction)
+        every = at_floors.every_n_steps_for_target
+        advice = (f"set every_n_steps={every} (at these floors monitoring then takes ~{at_floors.share_at(every):.0%})"
+                  if every is not None else
+                  f"no every_n_steps within max_steps={state.max_steps} does (step 0 and the end alone take "
+                  f"~{at_floors.share_at(state.max_steps):.0%}): monitor fewer prompts or a longer run")
+        warnings.warn(line + f"; even at these floors an evaluation exceeds the budget: {advice}", stacklevel=4)
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
         if self.config.trigger == "evaluate":
@@ -370,6 +397,8 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             return
         start = time.perf_counter()
         tokenizer = self._tokenizer(processing_class)
+        if step == 0:
+            self._size_first_evaluation()
         try:
             with preserved_training_state([model, self.reference.module], tokenizer):
                 with self.reference.pair(model, tokenizer) as pair, observed_autocast(pair) as autocast:

@@ -28,6 +28,12 @@ The rollouts kept are the first samples of the first prompts: each has its own r
 so they are exactly the rollouts an unadapted evaluation draws for the same (prompt, sample),
 cut at ``max_new_tokens`` once tokens are shrunk. When even the floors exceed the budget, the
 floors are used and :attr:`SizePlan.fits` says so.
+
+**The first evaluation** (step 0) comes before any training step has been timed, so no budget
+exists for it yet: with ``max_monitor_fraction`` it runs at the floors (:func:`floor_size`), and
+the next evaluations are fitted (and grown back up to the configured size when it fits) once the
+first training step's time is known. Step 0's amplified rollouts equal plain ones (the reference
+is the policy), so the floors lose no detection there.
 """
 
 from __future__ import annotations
@@ -126,6 +132,12 @@ def fit_size(measurement, n_prompts: int, max_units: float) -> SizePlan:
                 break
     units = cost_units(measurement, size)
     return SizePlan(size, units, units <= max_units)
+
+
+def floor_size(measurement, n_prompts: int) -> EvaluationSize:
+    """The smallest evaluation :func:`fit_size` goes down to (each knob at its floor, or as
+    configured where that is smaller)."""
+    return fit_size(measurement, n_prompts, 0.0).size
 
 
 def evaluations_in(max_steps: int, every_n_steps: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
@@ -99,19 +100,58 @@ def test_callback_warns_once_with_the_knob(tmp_path):
     assert not any(int(n) > 6 for n in re.findall(r"every_n_steps=(\d+)", lines[0]))
 
 
-def test_max_monitor_fraction_shrinks_the_next_evaluations_and_says_so(tmp_path):
+def test_max_monitor_fraction_shrinks_the_next_evaluations_and_says_so(tmp_path, caplog):
     tokenizer = build_tokenizer()
     # A tiny model's training step is far cheaper than an evaluation: a 1% share forces the floors.
     # 3 prompts (under the floor 4) and 6 tokens (under 32) stay; rollouts per prompt go 4 -> 2.
+    # Step 0 comes before any training step is timed, so it runs at the floors already.
     monitor = make_monitor(every_n_steps=3, max_monitor_fraction=0.01)
-    with pytest.warns(UserWarning, match=r"max_monitor_fraction=0.01: evaluations after step 1 use "
-                                         r"samples_per_prompt 4->2 .*even at these floors"):
+    with caplog.at_level(logging.INFO, logger="lda_monitor"), \
+            pytest.warns(UserWarning, match=r"max_monitor_fraction=0.01: evaluations after step 1 use "
+                                            r"samples_per_prompt 4->2 .*even at these floors an evaluation exceeds "
+                                            r"the budget: no every_n_steps within max_steps=6 does"):
         train(tiny_llama(tokenizer, seed=3), tokenizer, tokenized_dataset(tokenizer), tmp_path, [monitor], max_steps=6)
+    assert any("step 0 uses samples_per_prompt 4->2 (no training step has been timed yet" in m
+               for m in caplog.messages)
     records = list(read_records(tmp_path / "lda_monitor" / "rollouts.jsonl"))
     amplified = {step: [r for r in records if r.step == step and r.kind == "amplified"] for step in (0, 3, 6)}
-    assert [len(amplified[s]) for s in (0, 3, 6)] == [12, 6, 6]  # 3 prompts x 4, then x 2
-    assert all("evaluation_size" not in r.extra for r in amplified[0])
+    assert [len(amplified[s]) for s in (0, 3, 6)] == [6, 6, 6]  # 3 prompts x 2 from the start
     assert all(r.extra["evaluation_size"] == {"prompts": 3, "samples_per_prompt": 2, "max_new_tokens": 6}
-               for s in (3, 6) for r in amplified[s])
-    assert [row["lda/eval_samples_per_prompt"] for row in monitor.history] == [4.0, 2.0, 2.0]
+               for s in (0, 3, 6) for r in amplified[s])
+    assert [row["lda/eval_samples_per_prompt"] for row in monitor.history] == [2.0, 2.0, 2.0]
     assert monitor.state()["attributes"]["monitor_state"]["evaluation_size"]["samples_per_prompt"] == 2
+
+
+def test_max_monitor_fraction_grows_back_after_a_floor_sized_first_evaluation(tmp_path):
+    """A budget the configured size fits: step 0 at the floors, every evaluation after it as configured."""
+    tokenizer = build_tokenizer()
+    monitor = make_monitor(every_n_steps=3, max_monitor_fraction=0.999)
+    train(tiny_llama(tokenizer, seed=3), tokenizer, tokenized_dataset(tokenizer), tmp_path, [monitor], max_steps=6)
+    records = list(read_records(tmp_path / "lda_monitor" / "rollouts.jsonl"))
+    amplified = {step: [r for r in records if r.step == step and r.kind == "amplified"] for step in (0, 3, 6)}
+    assert [len(amplified[s]) for s in (0, 3, 6)] == [6, 12, 12]
+    assert all("evaluation_size" not in r.extra for s in (3, 6) for r in amplified[s])
+    assert monitor.state()["attributes"]["monitor_state"]["evaluation_size"] is None
+
+
+def test_floors_over_budget_advise_an_every_n_steps_that_fits_them():
+    """When even the floors exceed the budget, the warning names the every_n_steps that fits them:
+    the smallest N whose evaluations (step 0, every N-th, the last) at the floors' time take at most
+    20% of a 1000-step run of 1 s steps, found here by brute force over N."""
+    from transformers import TrainerState
+
+    from lda_monitor.engine.distributed import Ranks
+
+    monitor = make_monitor(every_n_steps=2, max_monitor_fraction=0.2)  # 4 rollouts per prompt, floor 2
+    monitor._ranks = Ranks.current()
+    full = full_size(monitor.config, len(monitor.items))
+    floors = EvaluationSize(full.prompts, 2, full.max_new_tokens)
+    floor_seconds = 20.0 * cost_units(monitor.config, floors) / cost_units(monitor.config, full)
+    expected = next(n for n in range(1, 1001)
+                    if (1000 // n + 1 + (1000 % n > 0)) * floor_seconds <= 0.2 * (1000 // n + 1 + (1000 % n > 0))
+                    * floor_seconds + 0.2 * 1000)
+    assert expected > 2
+    with pytest.warns(UserWarning, match=rf"even at these floors an evaluation exceeds the budget: "
+                                         rf"set every_n_steps={expected} \(at these floors monitoring then takes"):
+        monitor._fit_budget(TrainerState(max_steps=1000, global_step=2), eval_seconds=20.0, step_seconds=1.0)
+    assert monitor.progress.evaluation_size["samples_per_prompt"] == 2
