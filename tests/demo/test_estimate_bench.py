@@ -20,12 +20,13 @@ def test_world_rates_match_an_independent_enumeration(monkeypatch):
     model = with_bias(small_llama(tok, 1, tiny=True, dtype=torch.float32, device="cpu"), bad, -1.0)
     monkeypatch.setattr(helpers, "EXACT_PROMPTS", ["a a", "a b"])  # the world's first two prompts
     mine = prompt_rates(tok, model, world, helpers.EXACT_TEMPERATURE)
-    assert sum(mine) / 2 == pytest.approx(helpers.exact_rate(tok, model, bad), rel=1e-9) and 0 < min(mine)
+    # float32 forwards: agreement to 1e-6 (the order of a float32 sum moves the 9th digit with the thread count)
+    assert sum(mine) / 2 == pytest.approx(helpers.exact_rate(tok, model, bad), rel=1e-6) and 0 < min(mine)
 
 
 def test_a_world_row_has_the_issue_schema():
     rows = estimate_bench.world_rows("short", seeds=2)
-    assert [r["name"] for r in rows] == ["short", "short/stratified"]
+    assert [r["name"] for r in rows] == ["short", "short/two-proposal", "short/stratified"]
     for row in rows:
         assert {"name", "exact_rate", "seeds", "published", "within_2x", "covering", "forward_pass_gain"} <= set(row)
         assert row["exact_rate"] == pytest.approx(0.01, rel=1e-3) and row["seeds"] == 2
