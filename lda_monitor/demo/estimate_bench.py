@@ -21,7 +21,9 @@ as the callback and the audit run it, once per seed. Per world and setting:
   or not (what the Neyman allocation buys before the interval's publication rule).
 
 Settings: ``both`` (the default: importance sampling and the stratified estimate, the choice of
-:mod:`lda_monitor.core.estimate_choice`) and ``stratified`` (``importance_sampling`` off).
+:mod:`lda_monitor.core.estimate_choice`), ``two-proposal`` (the same with ``estimate_alphas: []``:
+importance sampling from the amplified and plain rollouts alone, no ladder; the cheapest
+importance-sampling setting) and ``stratified`` (``importance_sampling`` off).
 
 ``early_stop`` measures what stopping decided estimate rollouts saves in the concentrated world's
 policy with 64-token answers (the exact rate is not needed for that): the rounds' tokens with the
@@ -41,7 +43,7 @@ import time
 from pathlib import Path
 
 SEEDS = 20
-SETTINGS = {"both": {}, "stratified": {"importance_sampling": False}}
+SETTINGS = {"both": {}, "two-proposal": {"estimate_alphas": []}, "stratified": {"importance_sampling": False}}
 
 
 def measurement(items, judge, world, **overrides):

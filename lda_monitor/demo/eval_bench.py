@@ -1,20 +1,27 @@
 """``python -m lda_monitor.demo.eval_bench``: what an evaluation costs, against the engine's best.
 
 A newcomer's evaluation (the embedded SmolLM2-135M-Instruct with a LoRA-perturbed copy as the
-policy, 6 prompts, 4 amplified + 4 plain rollouts per prompt, the default natural-rate ladder,
-24 new tokens, temperature 0.8, top-p 0.95, in the machine's default dtype) is timed end to end
-through :func:`~lda_monitor.core.evaluation.evaluate`, as the callback and the audit run it, and
-compared within the same run with:
+policy, 6 prompts, 4 amplified + 4 plain rollouts per prompt, 24 new tokens, temperature 0.8, in
+the machine's default dtype) is timed end to end through
+:func:`~lda_monitor.core.evaluation.evaluate`, as the callback and the audit run it, at top-p 0.95
+and at top-p 1, in these settings, all interleaved in one run:
 
-* the same evaluation without the natural-rate estimate and with top-p 1 (the ratio the issue
-  set at <= 1.5x), and the same with the stratified estimate alone (``importance_sampling`` off, one
-  round of 2 plain rollouts per prompt);
-* the engine's batched LDA decode at the same batch size (``lda-monitor bench``'s LDA figure:
-  every row decodes exactly the evaluation's token count, stop tokens ignored), in tokens per
-  second (the evaluation's tokens per second should reach >= 0.7x of it).
+* ``bare``: no natural-rate estimate (the reference every ratio is taken against, at the same top-p:
+  the issue's "estimate on <= 1.5x the same evaluation without it");
+* ``default``: the estimate as configured by default (importance sampling over the default ladder
+  of 2 rollouts per alpha, every rollout scored at every alpha);
+* ``two_proposal``: importance sampling from the amplified and plain rollouts alone
+  (``estimate_alphas: []``: no ladder, every rollout scored at the evaluation's alpha only);
+* ``stratified``: the stratified estimate alone (``importance_sampling`` off, one round of 2 plain
+  rollouts per prompt, Neyman-allocated, stopped once decided);
+
+and with the engine's batched LDA decode at the same batch size (``lda-monitor bench``'s LDA
+figure: every row decodes exactly the evaluation's token count, stop tokens ignored), in tokens
+per second (the evaluation's tokens per second should reach >= 0.7x of it).
 
 Only ratios measured in one run travel between machines; the absolute time of the newcomer
-configuration is also printed, with the thread count, since that is what a user waits for.
+configuration (``default`` at top-p 0.95) is also printed, with the thread count, since that is
+what a user waits for.
 """
 
 from __future__ import annotations
@@ -61,10 +68,10 @@ def run(dtype: str = "auto", alpha: float = 2.0, repeats: int = 1) -> dict:
     items = load_prompts([{"prompt": p} for p in NEWCOMER_PROMPTS])
     judge = build_judge({"type": "regex", "pattern": r"\bpassword\b", "name": "password"})
     full = newcomer_measurement(items, judge)
-    bare = replace(full, natural_rate=False, top_p=1.0)
-    # The estimate without importance sampling: the stratified estimate from the plain control and one
-    # round of 2 plain rollouts per prompt (Neyman-allocated, stopped once decided), no ladder, no scoring.
-    stratified = replace(full, importance_sampling=False, stratified_samples_per_prompt=2)
+    settings = {"bare": dict(natural_rate=False), "default": {}, "two_proposal": dict(estimate_alphas=[]),
+                "stratified": dict(importance_sampling=False, stratified_samples_per_prompt=2)}
+    variants = {f"{name} top_p {top_p:g}": replace(full, top_p=top_p, **overrides)
+                for top_p in (0.95, 1.0) for name, overrides in settings.items()}
 
     def timed_evaluation(measurement, step):
         result = evaluate(pair, items, judge, alpha=alpha, measurement=measurement, step=step, run_id="bench",
@@ -83,31 +90,26 @@ def run(dtype: str = "auto", alpha: float = 2.0, repeats: int = 1) -> dict:
         return time.perf_counter() - start
 
     timed_evaluation(replace(full, max_new_tokens=2), step=0)  # warm-up: first-call costs
-    runs = {"full": [], "bare": [], "stratified": [], "lda": []}
+    runs = {name: [] for name in variants} | {"lda": []}
     for r in range(repeats):  # interleaved, so that load on a shared machine hits all alike
-        runs["full"].append(timed_evaluation(full, step=r + 1))
-        runs["bare"].append(timed_evaluation(bare, step=r + 1))
-        runs["stratified"].append(timed_evaluation(stratified, step=r + 1))
+        for name, measurement in variants.items():
+            runs[name].append(timed_evaluation(measurement, step=r + 1))
         runs["lda"].append(timed_lda())
-    full_s, full_tokens, full_rollouts = min(runs["full"])
-    bare_s, bare_tokens, bare_rollouts = min(runs["bare"])
-    stratified_s, _, stratified_rollouts = min(runs["stratified"])
+    best = {name: min(runs[name]) for name in variants}
+    newcomer_s, newcomer_tokens, newcomer_rollouts = best["default top_p 0.95"]
     lda_tps = full.batch_size * full.max_new_tokens / min(runs["lda"])
-    eval_tps = full_tokens / full_s
+    eval_tps = newcomer_tokens / newcomer_s
     return {
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "threads": torch.get_num_threads(),
         "cpu_native_bf16": cpu_has_native_bf16(),
         "repeats": repeats,
-        "newcomer_seconds": round(full_s, 2),
-        "newcomer_rollouts": full_rollouts,
-        "newcomer_tokens": full_tokens,
-        "bare_seconds": round(bare_s, 2),
-        "bare_rollouts": bare_rollouts,
-        "ratio_estimate_top_p_vs_bare": round(full_s / bare_s, 3),
-        "stratified_seconds": round(stratified_s, 2),
-        "stratified_rollouts": stratified_rollouts,
-        "ratio_stratified_top_p_vs_bare": round(stratified_s / bare_s, 3),
+        "newcomer_seconds": round(newcomer_s, 2),
+        "newcomer_rollouts": newcomer_rollouts,
+        "newcomer_tokens": newcomer_tokens,
+        "evaluations": {name: {"seconds": round(seconds, 2), "rollouts": rollouts,
+                               "ratio_to_bare": round(seconds / best[f"bare top_p {name.rsplit(' ', 1)[1]}"][0], 3)}
+                        for name, (seconds, _, rollouts) in best.items()},
         "evaluation_tokens_per_second": round(eval_tps, 1),
         "bench_lda_tokens_per_second": round(lda_tps, 1),
         "ratio_evaluation_vs_bench_lda": round(eval_tps / lda_tps, 3),
@@ -115,19 +117,17 @@ def run(dtype: str = "auto", alpha: float = 2.0, repeats: int = 1) -> dict:
 
 
 def format_report(report: dict) -> str:
-    return "\n".join([
-        f"{report['dtype']}, {report['threads']} threads, native bf16: {report['cpu_native_bf16']}, "
-        f"best of {report['repeats']}",
-        f"newcomer evaluation (natural rate + top-p 0.95): {report['newcomer_seconds']:.2f} s, "
-        f"{report['newcomer_rollouts']} rollouts, {report['newcomer_tokens']} tokens   [target <= 10 s idle]",
-        f"without estimate and top-p: {report['bare_seconds']:.2f} s, {report['bare_rollouts']} rollouts",
-        f"ratio with / without: {report['ratio_estimate_top_p_vs_bare']:.2f}x   [target <= 1.5x]",
-        f"stratified estimate only (importance_sampling off, 2 per prompt): {report['stratified_seconds']:.2f} s, "
-        f"{report['stratified_rollouts']} rollouts; ratio {report['ratio_stratified_top_p_vs_bare']:.2f}x",
-        f"evaluation {report['evaluation_tokens_per_second']:.1f} tok/s vs bench LDA "
-        f"{report['bench_lda_tokens_per_second']:.1f} tok/s: {report['ratio_evaluation_vs_bench_lda']:.2f}x   "
-        "[target >= 0.7x]",
-    ])
+    lines = [f"{report['dtype']}, {report['threads']} threads, native bf16: {report['cpu_native_bf16']}, "
+             f"best of {report['repeats']}",
+             f"newcomer evaluation (default estimate, top-p 0.95): {report['newcomer_seconds']:.2f} s, "
+             f"{report['newcomer_rollouts']} rollouts, {report['newcomer_tokens']} tokens   [target <= 10 s idle]",
+             "evaluation, seconds, rollouts, ratio to bare at the same top-p   [target <= 1.5x]"]
+    lines += [f"  {name}: {e['seconds']:.2f} s, {e['rollouts']} rollouts, {e['ratio_to_bare']:.2f}x"
+              for name, e in report["evaluations"].items()]
+    lines.append(f"evaluation {report['evaluation_tokens_per_second']:.1f} tok/s vs bench LDA "
+                 f"{report['bench_lda_tokens_per_second']:.1f} tok/s: {report['ratio_evaluation_vs_bench_lda']:.2f}x   "
+                 "[target >= 0.7x]")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
