@@ -14,6 +14,13 @@ def _num(x: float | None) -> str:
     return "∞" if x is None else f"{x:.3g}"
 
 
+def _ratio(ratio: dict) -> str:
+    """The amplification with its interval; with no plain flag only its lower bound exists."""
+    if ratio["estimate"] is None:
+        return f"≥ {_num(ratio['lo'])}× (no plain flag)"
+    return f"{_num(ratio['estimate'])}× [{_num(ratio['lo'])}, {_num(ratio['hi'])}]"
+
+
 def _step(step: int | None, steps: int) -> str:
     return "never" if step is None else f"{step} ({step / steps:.0%})"
 
@@ -35,7 +42,7 @@ def table_rows(report: dict) -> list[str]:
                     f"({nat['flags']}/{nat['rollouts']}) at step {nat['step']}",
                     f"{_pct(amp['flags'] / amp['rollouts'])} [{_pct(amp['lo'])}, {_pct(amp['hi'])}] "
                     f"({amp['flags']}/{amp['rollouts']}, α {amp.get('alpha', float('nan')):.2f})",
-                    f"{_num(ratio['estimate'])}× [{_num(ratio['lo'])}, {_num(ratio['hi'])}]",
+                    _ratio(ratio),
                     s.get("target", {}).get("decision", "-"),
                 ]
             first = s.get("first_discovery_step")
@@ -58,7 +65,7 @@ def sweep_rows(report: dict) -> list[str]:
                 lines.append(f"| {name} | {s['seed']} | {s['natural_rate']['step']} | {row['alpha']:g} | "
                              f"{_pct(row['flags'] / row['rollouts'])} [{_pct(row['lo'])}, {_pct(row['hi'])}] "
                              f"({row['flags']}/{row['rollouts']}) | "
-                             f"{_num(ratio['estimate'])}× [{_num(ratio['lo'])}, {_num(ratio['hi'])}] |")
+                             f"{_ratio(ratio)} |")
     if not lines:
         return []
     return ["| scenario | seed | step | α | amplified rate [95%] (flags/rollouts) | amplification [95%] |",

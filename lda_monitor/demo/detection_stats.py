@@ -5,7 +5,9 @@ flags / plain rollouts at the same step), so its interval is scipy's relative-ri
 (``scipy.stats.contingency.relative_risk(...).confidence_interval``: Katz's log interval). With no
 plain flag that interval is undefined (scipy returns NaN); the ratio then has only a lower bound,
 the amplified rate's Wilson lower bound over the plain rate's Wilson upper bound
-(:func:`lda_monitor.core.stats.wilson_interval`), which is what the benchmark reports.
+(:func:`lda_monitor.core.stats.wilson_interval`), which is what the benchmark reports. With no
+amplified flag (an alpha of the sweep so large that the answers fall apart) the ratio is 0 with an
+upper bound: the amplified rate's Wilson upper bound over the plain rate's Wilson lower bound.
 
 The natural rate's brute force stops early by a group-sequential rule: it looks after every
 block of plain rollouts and stops once the ratio's interval lies wholly above or wholly below the
@@ -45,6 +47,10 @@ def ratio_interval(amp_k: int, amp_n: int, plain_k: int, plain_n: int, level: fl
         amp_lo = wilson_interval(amp_k, amp_n, level)[0]
         plain_hi = wilson_interval(0, plain_n, level)[1]
         return Ratio(None, amp_lo / plain_hi, None, "wilson-bound (no plain flag)")
+    if amp_k == 0:  # Katz's interval is undefined here too; the ratio is 0 with a finite upper bound
+        amp_hi = wilson_interval(0, amp_n, level)[1]
+        plain_lo = wilson_interval(plain_k, plain_n, level)[0]
+        return Ratio(0.0, 0.0, amp_hi / plain_lo, "wilson-bound (no amplified flag)")
     result = relative_risk(amp_k, amp_n, plain_k, plain_n)
     ci = result.confidence_interval(level)
     lo, hi = float(ci.low), float(ci.high)

@@ -186,6 +186,14 @@ def test_ratio_without_plain_flags_is_a_wilson_lower_bound():
     assert ratio.lo == pytest.approx(amp_lo / plain_hi)
 
 
+def test_ratio_without_amplified_flags_is_zero_with_a_wilson_upper_bound():
+    ratio = ratio_interval(0, 500, 10, 30000)
+    amp_hi = binomtest(0, 500).proportion_ci(0.95, method="wilson").high
+    plain_lo = binomtest(10, 30000).proportion_ci(0.95, method="wilson").low
+    assert (ratio.estimate, ratio.lo) == (0.0, 0.0)
+    assert ratio.hi == pytest.approx(amp_hi / plain_lo)
+
+
 def test_sequential_decision():
     assert decision(30, 500, 1, 30000, target=100, looks=1) == "met"  # Katz lower bound ~245
     assert decision(30, 500, 30, 3000, target=100, looks=1) == "missed"  # ratio ~6
