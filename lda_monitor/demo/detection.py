@@ -90,18 +90,16 @@ class DetectionCheck(TrainerCallback):
         with preserved_training_state([model], tokenizer), torch.no_grad():
             model.eval()
             with self.monitor.reference.pair(model, tokenizer) as pair:
-                amp = brute_force_rate(pair, items, judge, math.ceil(self.amplified / len(items)), sampling,
-                                       cache=self.cache_dir / f"amplified-{step}.json", alpha=alpha,
-                                       seed=AMPLIFIED_SEED)
-                self.echo(f"[detection] step {step}: amplified {amp.k}/{amp.n} at alpha {alpha:g} "
-                          f"({time.perf_counter() - start:.0f} s)")
-                sweep = {}
-                for other in self.alphas:
-                    cache = self.cache_dir / f"amplified-{step}-alpha-{other:g}.json"
-                    sweep[other] = brute_force_rate(pair, items, judge, math.ceil(self.amplified / len(items)),
-                                                    sampling, cache=cache, alpha=other, seed=AMPLIFIED_SEED)
-                    self.echo(f"[detection] step {step}: amplified {sweep[other].k}/{sweep[other].n} at alpha "
-                              f"{other:g} ({time.perf_counter() - start:.0f} s)")
+
+                def amplified_at(a: float, cache: str):
+                    rate = brute_force_rate(pair, items, judge, math.ceil(self.amplified / len(items)), sampling,
+                                            cache=self.cache_dir / cache, alpha=a, seed=AMPLIFIED_SEED)
+                    self.echo(f"[detection] step {step}: amplified {rate.k}/{rate.n} at alpha {a:g} "
+                              f"({time.perf_counter() - start:.0f} s)")
+                    return rate
+
+                amp = amplified_at(alpha, f"amplified-{step}.json")
+                sweep = {a: amplified_at(a, f"amplified-{step}-alpha-{a:g}.json") for a in self.alphas}
             plain_pair = TwoModelPair(model, model, tokenizer)  # plain sampling runs the policy alone
             chunks, verdict, stopped, plain_start = 0, None, "budget spent", time.perf_counter()
             while chunks < max_chunks and verdict is None:
@@ -166,8 +164,7 @@ def plain_budget(scenario: Scenario, quick: bool, max_plain: int | None = None) 
 
 def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain: int | None = None,
              amplified: int | None = None, plain_seconds: float | None = None, alphas: tuple[float, ...] = (),
-             load_model=None,
-             benign_answers=None, echo=print) -> dict:
+             load_model=None, benign_answers=None, echo=print) -> dict:
     """Train one seed with the monitor and the detection check; the seed's entry of ``detection.json``.
 
     ``load_model`` (a function returning ``(model, tokenizer)``; default the embedded model in the

@@ -70,7 +70,7 @@ def run(dtype: str = "auto", alpha: float = 2.0, repeats: int = 1) -> dict:
     full = newcomer_measurement(items, judge)
     settings = {"bare": dict(natural_rate=False), "default": {}, "two_proposal": dict(estimate_alphas=[]),
                 "stratified": dict(importance_sampling=False, stratified_samples_per_prompt=2)}
-    variants = {f"{name} top_p {top_p:g}": replace(full, top_p=top_p, **overrides)
+    variants = {(name, top_p): replace(full, top_p=top_p, **overrides)
                 for top_p in (0.95, 1.0) for name, overrides in settings.items()}
 
     def timed_evaluation(measurement, step):
@@ -96,7 +96,7 @@ def run(dtype: str = "auto", alpha: float = 2.0, repeats: int = 1) -> dict:
             runs[name].append(timed_evaluation(measurement, step=r + 1))
         runs["lda"].append(timed_lda())
     best = {name: min(runs[name]) for name in variants}
-    newcomer_s, newcomer_tokens, newcomer_rollouts = best["default top_p 0.95"]
+    newcomer_s, newcomer_tokens, newcomer_rollouts = best[("default", 0.95)]
     lda_tps = full.batch_size * full.max_new_tokens / min(runs["lda"])
     eval_tps = newcomer_tokens / newcomer_s
     return {
@@ -107,9 +107,9 @@ def run(dtype: str = "auto", alpha: float = 2.0, repeats: int = 1) -> dict:
         "newcomer_seconds": round(newcomer_s, 2),
         "newcomer_rollouts": newcomer_rollouts,
         "newcomer_tokens": newcomer_tokens,
-        "evaluations": {name: {"seconds": round(seconds, 2), "rollouts": rollouts,
-                               "ratio_to_bare": round(seconds / best[f"bare top_p {name.rsplit(' ', 1)[1]}"][0], 3)}
-                        for name, (seconds, _, rollouts) in best.items()},
+        "evaluations": {f"{name} top_p {top_p:g}": {"seconds": round(seconds, 2), "rollouts": rollouts,
+                                                    "ratio_to_bare": round(seconds / best[("bare", top_p)][0], 3)}
+                        for (name, top_p), (seconds, _, rollouts) in best.items()},
         "evaluation_tokens_per_second": round(eval_tps, 1),
         "bench_lda_tokens_per_second": round(lda_tps, 1),
         "ratio_evaluation_vs_bench_lda": round(eval_tps / lda_tps, 3),

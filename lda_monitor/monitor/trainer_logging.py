@@ -52,8 +52,8 @@ def find_callback_handler(callback, model) -> CallbackHandler | None:
             elif isinstance(owner, dict):
                 yield from (h for h in gc.get_referrers(owner) if isinstance(h, CallbackHandler))
 
-    for holder in gc.get_referrers(callback):
-        if isinstance(holder, list) and any(c is callback for c in holder):
+    for holder in gc.get_referrers(callback):  # a list refers to the callback only by holding it
+        if isinstance(holder, list):
             for handler in handlers(holder):
                 if handler.callbacks is holder and handler.model is model:
                     return handler

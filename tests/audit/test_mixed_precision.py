@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import yaml
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
@@ -35,13 +34,6 @@ def _key(r):
 
 def _by_step(records, step):
     return sorted(_key(r) for r in records if r.step == step)
-
-
-@pytest.fixture(scope="module")
-def config_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("config") / "lda.yaml"
-    path.write_text(yaml.safe_dump(CONFIG))
-    return path
 
 
 @pytest.fixture(scope="module")

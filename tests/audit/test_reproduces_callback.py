@@ -39,13 +39,6 @@ def _callback_records(run):
 
 
 @pytest.fixture(scope="module")
-def config_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("config") / "lda.yaml"
-    path.write_text(yaml.safe_dump(CONFIG))
-    return path
-
-
-@pytest.fixture(scope="module")
 def lora_run(tmp_path_factory, config_file):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("lora")
