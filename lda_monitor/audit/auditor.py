@@ -358,8 +358,8 @@ class _UnitRunner:
 
     def unit(self, pair, checkpoint: Checkpoint, alpha: float, key: str, where: str) -> None:
         start = time.perf_counter()
-        # The prompts' chunks, then the stratified estimate's rounds (numbered on after them).
-        skip = self.done.finished_chunks(key, len(self.chunks) + self.config.estimate_rounds(len(self.items)))
+        # The prompts' chunks, then the stratified estimate's rounds and discovery's confirmation round (numbered on).
+        skip = self.done.finished_chunks(key, len(self.chunks) + self.config.estimate_rounds(len(self.items)) + 1)
         prior = self._unit_records(key) if skip else []
         progress = EvaluationProgress(f"{where} (step {checkpoint.step}), alpha {alpha:g}",
                                       enabled=self.ranks.is_main)

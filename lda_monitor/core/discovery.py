@@ -47,7 +47,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
-from .records import KIND_AMPLIFIED, KIND_PLAIN, distinct_draws
+from .records import KIND_AMPLIFIED, KIND_CONFIRM, KIND_PLAIN, distinct_draws
 from .spans import mark_spans
 from .stats import bh_qvalues, smallest_pvalue, stratified_pvalues
 
@@ -98,6 +98,7 @@ class Phrase:
     p_value: float
     q_value: float
     log_ratio: float
+    confirmed: bool = False  # by the confirmation round: counts and p its own, q Bonferroni (core.discovery_confirm)
     examples: list[Example] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -174,10 +175,14 @@ def log_ratio(a: int, n_a: int, b: int, n_p: int, pseudo: float = PSEUDO_COUNT) 
 
 def discover(amplified: Sequence, plain: Sequence, *, step: int = 0, alpha: float = 0.0,
              checkpoint: str | None = None, q_level: float = Q_LEVEL, min_count: int = MIN_COUNT,
-             max_words: int = MAX_WORDS, examples: int = EXAMPLES) -> Discovery:
+             max_words: int = MAX_WORDS, examples: int = EXAMPLES, confirm: Sequence = ()) -> Discovery:
     """The phrases of one evaluation (records of its amplified and plain rollouts); see the module
-    docstring. Records need ``completion`` and ``rendered_prompt`` (the stratum)."""
+    docstring. Records need ``completion`` and ``rendered_prompt`` (the stratum). ``confirm``: the
+    evaluation's confirmation-round records (kind ``confirm``), which may confirm borderline phrases
+    (:mod:`lda_monitor.core.discovery_confirm`)."""
     import time
+
+    from . import discovery_confirm
 
     start = time.perf_counter()
     occurrences = _Occurrences.of(amplified, plain, max_words)
@@ -186,8 +191,14 @@ def discover(amplified: Sequence, plain: Sequence, *, step: int = 0, alpha: floa
     kept = _kept(occurrences, tests, q_level, min_count)
     where = {p.text: tuple(map(tuple, occurrences.holders[tuple(p.text.split(" "))])) for p in kept}
     kept = _collapse(_merge(kept, where, occurrences.rollouts), where)
-    kept.sort(key=lambda p: (p.q_value, p.p_value, -abs(p.log_ratio), -len(p.text.split()), p.text))
     _add_examples(kept, where, amplified, plain, examples)
+    confirm_amp, confirm_plain = discovery_confirm.split(confirm)
+    if confirm_amp:
+        options = dict(q_level=q_level, min_count=min_count, max_words=max_words)
+        found = discovery_confirm.candidates(amplified, plain, [p.text for p in kept if p.direction == "over"],
+                                             max_words=max_words)
+        kept += discovery_confirm.confirmed(found, confirm_amp, confirm_plain, examples=examples, **options)
+    kept.sort(key=lambda p: (p.q_value, p.p_value, -abs(p.log_ratio), -len(p.text.split()), p.text))
     return Discovery(step=step, alpha=float(alpha), checkpoint=checkpoint, phrases=kept,
                      candidates=len(candidates), tested=len(tests) // 2, q_level=q_level,
                      seconds=time.perf_counter() - start)
@@ -327,20 +338,24 @@ def _example(record, gram) -> Example:
 
 def discover_records(records: Iterable, **options) -> list[Discovery]:
     """One :class:`Discovery` per evaluation in ``records`` (a step or checkpoint at one amplified
-    alpha, against the plain rollouts of that step), in step order. Evaluations without plain
-    rollouts have nothing to compare with and are left out."""
+    alpha, against the plain rollouts of that step, with its confirmation round's rollouts), in step
+    order. Evaluations without plain rollouts have nothing to compare with and are left out."""
     amplified: dict[tuple, list] = defaultdict(list)
     plain: dict[tuple, list] = defaultdict(list)
+    confirm: dict[tuple, list] = defaultdict(list)  # keyed by the amplified alpha the round confirms
     for r in distinct_draws(records):
         if r.kind == KIND_AMPLIFIED:
             amplified[(r.step, r.checkpoint, r.alpha)].append(r)
         elif r.kind == KIND_PLAIN:
             plain[(r.step, r.checkpoint)].append(r)
+        elif r.kind == KIND_CONFIRM:
+            confirm[(r.step, r.checkpoint, r.extra.get("confirms"))].append(r)
     out = []
     for (step, checkpoint, alpha), amp in sorted(amplified.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2])):
         control = plain.get((step, checkpoint))
         if control:
-            out.append(discover(amp, control, step=step, alpha=alpha, checkpoint=checkpoint, **options))
+            out.append(discover(amp, control, step=step, alpha=alpha, checkpoint=checkpoint,
+                                confirm=confirm.get((step, checkpoint, alpha), ()), **options))
     return out
 
 
@@ -374,9 +389,11 @@ def new_top_phrase(discovery: Discovery, seen: set[str]) -> Phrase | None:
 
 
 def phrase_line(phrase: Phrase) -> str:
-    """``"send me your password" over: amplified 12/50, plain 0/50, q 0.003``."""
+    """``"send me your password" over: amplified 12/50, plain 0/50, q 0.003`` (counts and q of the
+    confirmation round's rollouts for a phrase it confirmed, and it says so)."""
     return (f'"{phrase.text}" {phrase.direction}: amplified {phrase.amplified_count}/{phrase.amplified_n}, '
-            f"plain {phrase.plain_count}/{phrase.plain_n}, q {phrase.q_value:.2g}")
+            f"plain {phrase.plain_count}/{phrase.plain_n}, q {phrase.q_value:.2g}"
+            + (" (confirmation round)" if phrase.confirmed else ""))
 
 
 def discovery_lines(discoveries: Sequence[Discovery], top: int = 3) -> list[str]:

@@ -30,11 +30,12 @@ from ..engine.sampling_config import SamplingConfig
 from ..judges.health import JudgeFailures, evaluation_scope, failure_metrics, judge_failures
 from . import metric_names
 from .decision import decision_tokens, token_text_ends
+from .discovery import MAX_WORDS
 from .estimate_rounds import estimate_rounds
 from .measurement import Measurement
 from .progress import EvaluationProgress
 from .prompts import PromptItem, question_text
-from .records import KIND_AMPLIFIED, KIND_ESTIMATE, PER_TOKEN_DECIMALS, RolloutRecord
+from .records import KIND_AMPLIFIED, KIND_CONFIRM, KIND_ESTIMATE, PER_TOKEN_DECIMALS, RolloutRecord
 from .summary import SummaryRow, flat_metrics, summarize
 
 
@@ -247,9 +248,9 @@ def evaluate_chunks(
             yield index, Evaluation(step=step, alpha=float(alpha), records=records, judge_names=names,
                                     primary_judge=judge.name, seconds=time.perf_counter() - start, tokens=tokens)
 
-        def round_part(rollouts, config, seconds):
+        def round_part(rollouts, config, seconds, kind=KIND_ESTIMATE):
             verdicts = judge_rollouts(judge, items, rollouts)
-            records = rollout_records(rollouts, items, verdicts, kind=KIND_ESTIMATE, step=step, seed=config.seed,
+            records = rollout_records(rollouts, items, verdicts, kind=kind, step=step, seed=config.seed,
                                       run_id=run_id, source=source, checkpoint=checkpoint, sampling=config,
                                       tokenizer=pair.tokenizer)
             return Evaluation(step=step, alpha=float(alpha), records=records, judge_names=list(verdicts),
@@ -258,6 +259,53 @@ def evaluate_chunks(
         yield from estimate_rounds(pair, items, judge, alpha=alpha, measurement=measurement, step=step,
                                    stream_seed=run_seed(seed, KIND_ESTIMATE, 0.0),
                                    records=seen, first_index=len(chunks), skip=skip, ranks=ranks, make_part=round_part)
+        index = len(chunks) + measurement.estimate_rounds(len(items))
+        if index not in skip:
+            part = _confirmation_round(pair, items, alpha=alpha, measurement=measurement, seed=seed, records=seen,
+                                       ranks=ranks, make_part=round_part)
+            if part is not None:
+                yield index, part
+
+
+def _confirmation_round(pair, items: Sequence[PromptItem], *, alpha: float, measurement: Measurement, seed: int,
+                        records: Sequence[RolloutRecord], ranks: Ranks, make_part) -> Evaluation | None:
+    """Discovery's confirmation round (:mod:`lda_monitor.core.discovery_confirm`): new amplified and
+    plain rollouts on the prompts of the screening's borderline phrases, or None when it has none
+    (or the round is off). Each side has its own random stream; sample indices start at 0."""
+    from .discovery import discover
+    from .discovery_confirm import candidates, screening_sides
+
+    n = measurement.discovery_confirm_samples_per_prompt
+    amplified, plain = screening_sides(records, alpha)
+    if not (n and amplified and plain):
+        return None
+    stage = discover(amplified, plain)
+    found = candidates(amplified, plain, [p.text for p in stage.over()], max_words=MAX_WORDS)
+    if not found:
+        return None
+    start = time.perf_counter()
+    share = ranks.shard([(p, s) for p in sorted({p for c in found for p in c.prompts}) for s in range(n)])
+    prompts = [item.prompt for item in items]
+
+    def drawn():
+        parts = []
+        for side in (float(alpha), 0.0):
+            config = measurement.sampling(side, run_seed(seed, KIND_CONFIRM, side))
+            rollouts = sample(pair, prompts, config, work=share, alphas=[side] * len(share), lockstep=ranks)
+            parts.append(make_part(rollouts, config, 0.0, kind=KIND_CONFIRM))
+        for other in parts[1:]:
+            parts[0].extend(other)
+        return parts[0]
+
+    gathered = ranks.gather_or_raise(drawn)
+    part = gathered[0]
+    for other in gathered[1:]:
+        part.extend(other)
+    part.records.sort(key=lambda x: (x.alpha == 0.0, x.prompt_index, x.sample_index))
+    for r in part.records:
+        r.extra["confirms"] = float(alpha)
+    part.seconds = time.perf_counter() - start
+    return part
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,10 @@ class Measurement:
     natural_rate_max_rollouts: int | None = field(default=None, metadata={"help": (
         "natural_rate only: the most stratified rollouts one evaluation may add when natural_rate_half_width "
         "is set; None = 10 rounds")})
+    discovery_confirm_samples_per_prompt: int = field(default=0, metadata={"help": (
+        "judge-free discovery: when an over-produced phrase is borderline (one-sided p <= 0.2, not yet "
+        "discovered), draw this many more amplified and as many plain rollouts on each prompt it occurs in, "
+        "and confirm it on those alone (lda_monitor.core.discovery_confirm); 0 = off")})
     # How to sample: the engine's knobs, declared by SamplingConfig (defaults, help and checks).
     max_new_tokens: int = sampler_field("max_new_tokens")
     temperature: float = sampler_field("temperature")
@@ -141,6 +145,8 @@ class Measurement:
         check(self.natural_rate_max_rollouts is None
               or (is_int(self.natural_rate_max_rollouts) and self.natural_rate_max_rollouts >= 1),
               "natural_rate_max_rollouts", "must be None (10 rounds) or an integer >= 1")
+        check(is_int(self.discovery_confirm_samples_per_prompt) and self.discovery_confirm_samples_per_prompt >= 0,
+              "discovery_confirm_samples_per_prompt", "must be an integer >= 0 (0: no confirmation round)")
         check(self.alpha_horizon is None or (is_int(self.alpha_horizon) and self.alpha_horizon >= 1),
               "alpha_horizon", "must be None (the run's max_steps) or an integer >= 1")
         if self.alpha is not None:

@@ -26,6 +26,7 @@ PER_TOKEN_DECIMALS = 5
 KIND_AMPLIFIED = "amplified"
 KIND_PLAIN = "plain"
 KIND_ESTIMATE = "estimate"  # the natural-rate ladder: small alphas drawn only to estimate the rate
+KIND_CONFIRM = "confirm"  # discovery's confirmation round (alpha 0: its plain side); see core.discovery_confirm
 
 
 def draw_key(record) -> tuple:
@@ -54,7 +55,7 @@ class RolloutRecord:
     run_id: str
     source: str  # "callback" | "audit"
     step: int
-    kind: str  # "amplified" | "plain" | "estimate"
+    kind: str  # "amplified" | "plain" | "estimate" | "confirm"
     alpha: float
     seed: int
     prompt_index: int

@@ -206,7 +206,8 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain
     m = scenario.monitor
     monitor = LDAMonitorCallback(prompts=list(m.prompts), judge=m.judge, every_n_steps=m.every_n_steps, alpha=m.alpha,
                                  samples_per_prompt=m.samples_per_prompt, max_new_tokens=m.max_new_tokens, seed=seed,
-                                 batch_size=64, warn_time_share=1.0, natural_rate=False)
+                                 batch_size=64, warn_time_share=1.0, natural_rate=False,
+                                 discovery_confirm_samples_per_prompt=m.discovery_confirm_samples_per_prompt)
     check = DetectionCheck(monitor, scenario, seed_dir, max_plain=budget["max_plain_rollouts"],
                            amplified=budget["amplified_rollouts"], plain_seconds=plain_seconds, alphas=alphas,
                            echo=echo)

