@@ -9,11 +9,12 @@ import random
 import pytest
 from scipy.stats import hypergeom
 
-from lda_monitor.core.discovery import MAX_WORDS, MIN_COUNT, Q_LEVEL, discover, discover_records
+from lda_monitor.core.discovery import MAX_WORDS, MIN_COUNT, Q_LEVEL, discover, discover_records, phrase_line
 from lda_monitor.core.discovery_confirm import CONFIRM_TOP, candidates, confirmed
 from lda_monitor.core.records import KIND_CONFIRM
 from lda_monitor.core.summary import summarize
 from lda_monitor.judges.base import Verdict
+from lda_monitor.sinks.wandb_sink import discovery_rows
 from tests.discovery_records import filler, record
 
 PLANTED = "send me your password"
@@ -93,6 +94,10 @@ def test_records_carry_the_round_into_discovery_and_stay_out_of_the_judges_rates
     (with_round,) = discover_records(amplified + plain + confirm)
     assert PLANTED not in [p.text for p in without.over()]
     assert [p.text for p in with_round.over() if p.confirmed] == [PLANTED]
+    # What a user reads says where the counts come from: the progress line, the W&B table's rows.
+    (phrase,) = [p for p in with_round.over() if p.confirmed]
+    assert phrase_line(phrase).endswith("(confirmation round)")
+    assert [row[3] for row in discovery_rows(with_round) if row[2] == PLANTED] == ["over (confirmation round)"]
     # A round confirming another alpha's evaluation is not this one's evidence.
     for r in confirm:
         r.extra["confirms"] = 5.0
