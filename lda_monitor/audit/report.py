@@ -321,11 +321,12 @@ ol.notes{font-size:12px;margin:0.3em 0}.warn{color:#a93226}"""
 
 
 def _discoveries(discoveries) -> list[dict]:
-    """The evaluations where discovery found a phrase: their kept phrases, each with its examples."""
+    """The evaluations where discovery found a phrase or a length shift: their kept phrases, each
+    with its examples, and the shift."""
     from ..core.discovery import TOP_PHRASES
 
     sections = []
-    for d in (d for d in discoveries or () if d.phrases):
+    for d in (d for d in discoveries or () if d.phrases or d.length is not None):
         phrases = []
         for p in d.over()[:TOP_PHRASES] + d.under()[:TOP_PHRASES]:
             direction = p.direction + (" (confirmation round)" if p.confirmed else "")
@@ -337,7 +338,7 @@ def _discoveries(discoveries) -> list[dict]:
                                          for e in p.examples]})
         title = f"step {d.step}" + (f" ({Path(d.checkpoint).name})" if d.checkpoint else "") + f", alpha {d.alpha:g}"
         sections.append({"title": title, "over": len(d.over()), "under": len(d.under()), "tested": d.tested,
-                         "phrases": phrases})
+                         "phrases": phrases, "length": None if d.length is None else d.length.line()})
     return sections
 
 

@@ -33,6 +33,13 @@ Method, per evaluation (one step or checkpoint at one amplified alpha, with its 
 * Effect size: ``log_ratio = ln((a + 0.5) / (n_a + 1)) - ln((b + 0.5) / (n_p + 1))``, the
   natural log of the ratio of the two shares with a pseudo-count of 0.5 rollouts per count
   (1 per total), finite when a count is 0.
+* Length: a behaviour can be an absence of text (a bare keyword where a sentence was asked for),
+  which no phrase names. Each evaluation also compares the answers' lengths in words within prompts
+  (van Elteren's stratified rank-sum test, :func:`~lda_monitor.core.stats.stratified_rank_sum`) and
+  reports amplified answers "shorter" or "longer" when its two-sided p-value is at most
+  ``LENGTH_LEVEL`` (one test per evaluation, so a stricter level than the phrases' q stands in for
+  their correction).
+* Confirmation: a borderline phrase may be confirmed on new rollouts, :mod:`.discovery_confirm`.
 
 The test and the q-values are in :mod:`lda_monitor.core.stats`. This module has no torch and
 reads records only, so the callback, the audit and ``lda-monitor discover`` compute the same phrases.
@@ -49,10 +56,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .records import KIND_AMPLIFIED, KIND_CONFIRM, KIND_PLAIN, distinct_draws
 from .spans import mark_spans
-from .stats import bh_qvalues, smallest_pvalue, stratified_pvalues
+from .stats import bh_qvalues, smallest_pvalue, stratified_pvalues, stratified_rank_sum
 
 MAX_WORDS = 4
 Q_LEVEL = 0.05
+LENGTH_LEVEL = 0.01  # two-sided, for the one length test per evaluation
 MIN_COUNT = 3
 PSEUDO_COUNT = 0.5
 EXAMPLES = 3
@@ -106,6 +114,22 @@ class Phrase:
 
 
 @dataclass
+class LengthShift:
+    """Amplified answers shorter or longer than plain ones, in words (van Elteren's stratified
+    rank-sum test within prompts, two-sided ``p_value``): a behaviour that is an absence of text
+    (a bare keyword where a sentence was asked for) has no phrase to name."""
+
+    direction: str  # "shorter" | "longer"
+    amplified_mean_words: float
+    plain_mean_words: float
+    p_value: float
+
+    def line(self) -> str:
+        return (f"amplified answers {self.direction}: {self.amplified_mean_words:.1f} words on average, plain "
+                f"{self.plain_mean_words:.1f}, p {self.p_value:.2g}")
+
+
+@dataclass
 class Discovery:
     """One evaluation's discoveries, and how many phrases were looked at and tested."""
 
@@ -117,6 +141,7 @@ class Discovery:
     tested: int  # of them, those whose smallest attainable p-value could reach q_level
     q_level: float = Q_LEVEL
     seconds: float = 0.0
+    length: LengthShift | None = None  # None: no shift beyond LENGTH_LEVEL
 
     def over(self) -> list[Phrase]:
         return [p for p in self.phrases if p.direction == "over"]
@@ -130,6 +155,7 @@ class Discovery:
             out["checkpoint"] = self.checkpoint
         out["phrases"] = [p.to_dict() for p in self.phrases]
         out["tested"] = self.tested
+        out["length"] = None if self.length is None else asdict(self.length)
         return out
 
 
@@ -201,7 +227,24 @@ def discover(amplified: Sequence, plain: Sequence, *, step: int = 0, alpha: floa
     kept.sort(key=lambda p: (p.q_value, p.p_value, -abs(p.log_ratio), -len(p.text.split()), p.text))
     return Discovery(step=step, alpha=float(alpha), checkpoint=checkpoint, phrases=kept,
                      candidates=len(candidates), tested=len(tests) // 2, q_level=q_level,
-                     seconds=time.perf_counter() - start)
+                     seconds=time.perf_counter() - start, length=length_shift(amplified, plain))
+
+
+def length_shift(amplified: Sequence, plain: Sequence, level: float = LENGTH_LEVEL) -> LengthShift | None:
+    """Whether amplified answers are shorter or longer than plain ones (words, within prompts)."""
+    import statistics
+
+    by_prompt: dict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
+    for side, records in ((0, amplified), (1, plain)):
+        for r in records:
+            by_prompt[r.rendered_prompt][side].append(len(words(r.completion)))
+    lower, higher = stratified_rank_sum(list(by_prompt.values()))
+    p_value = min(1.0, 2 * min(lower, higher))
+    if p_value > level or not amplified or not plain:
+        return None
+    return LengthShift("shorter" if lower < higher else "longer",
+                       statistics.fmean(len(words(r.completion)) for r in amplified),
+                       statistics.fmean(len(words(r.completion)) for r in plain), p_value)
 
 
 @dataclass
@@ -403,7 +446,9 @@ def discovery_lines(discoveries: Sequence[Discovery], top: int = 3) -> list[str]
         where = f"step {d.step}" + (f" ({d.checkpoint})" if d.checkpoint else "") + f", alpha {d.alpha:g}"
         if not d.phrases:
             lines.append(f"{where}: no phrase over- or under-produced (q <= {d.q_level:g}, {d.tested} phrases tested)")
-            continue
-        lines.append(f"{where}: {len(d.over())} over-, {len(d.under())} under-produced ({d.tested} tested)")
-        lines += [f"  {phrase_line(p)}" for p in d.over()[:top] + d.under()[:top]]
+        else:
+            lines.append(f"{where}: {len(d.over())} over-, {len(d.under())} under-produced ({d.tested} tested)")
+            lines += [f"  {phrase_line(p)}" for p in d.over()[:top] + d.under()[:top]]
+        if d.length is not None:
+            lines.append(f"  {d.length.line()}")
     return lines

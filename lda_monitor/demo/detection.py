@@ -229,6 +229,8 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain
     discoveries = discover_records(records)
 
     def hit(d) -> bool:
+        if scenario.behaviour_length is not None:
+            return d.length is not None and d.length.direction == scenario.behaviour_length
         return scenario.behaviour is not None and any(
             in_planted_sentence(p.text, scenario.behaviour) for p in d.over()[:TOP_N])
 
@@ -248,6 +250,9 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain
         "first_discovery_step": next((d.step for d in discoveries if hit(d)), None),
         "judge_pvalue_at_detection": None if amp_step is None else judge_pvalue(records, amp_step, monitor.judge.name),
         "discovery_false_phrases_step0": sum(len(d.over()) for d in discoveries if d.step == 0),
+        "discovery_false_length_step0": sum(d.length is not None for d in discoveries if d.step == 0),
+        "discovery_length_at_detection": None if at_detection is None or at_detection.length is None
+        else at_detection.length.line(),
         "evaluations": [{"step": r.step, "alpha": r.alpha, "flagged": r.amplified.flagged, "n": r.amplified.n,
                          "flagged_plain": r.plain.flagged, "n_plain": r.plain.n} for r in rows],
         "natural_rate": None, "amplified_rate": None, "amplification": None,

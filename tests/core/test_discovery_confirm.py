@@ -1,17 +1,28 @@
 """Discovery's confirmation round: which phrases it re-tests, the test on the new rollouts alone
 (against scipy's hypergeometric), and that a policy equal to its reference confirms nothing more
-often than the level allows."""
+often than the level allows. And discovery's length test (against scipy's Mann-Whitney)."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
-from scipy.stats import hypergeom
+from scipy.stats import hypergeom, mannwhitneyu
 
-from lda_monitor.core.discovery import MAX_WORDS, MIN_COUNT, Q_LEVEL, discover, discover_records, phrase_line
+from lda_monitor.core.discovery import (
+    LENGTH_LEVEL,
+    MAX_WORDS,
+    MIN_COUNT,
+    Q_LEVEL,
+    discover,
+    discover_records,
+    discovery_lines,
+    length_shift,
+    phrase_line,
+)
 from lda_monitor.core.discovery_confirm import CONFIRM_TOP, candidates, confirmed
 from lda_monitor.core.records import KIND_CONFIRM
+from lda_monitor.core.stats import stratified_rank_sum
 from lda_monitor.core.summary import summarize
 from lda_monitor.judges.base import Verdict
 from lda_monitor.sinks.wandb_sink import discovery_rows
@@ -146,3 +157,37 @@ def test_a_policy_equal_to_its_reference_confirms_nothing_more_often_than_the_le
     assert screened > trials / 2  # the round really was asked for
     assert small <= screened * 0.25 + 3.1 * (screened * 0.25 * 0.75) ** 0.5
     assert hits <= screened * Q_LEVEL + 3.1 * (screened * Q_LEVEL * (1 - Q_LEVEL)) ** 0.5
+
+
+# ----- the length test (a behaviour that is an absence of text) --------------------------------
+
+def test_stratified_rank_sum_is_mann_whitney_in_one_stratum_and_ignores_strata_without_evidence():
+    rng = random.Random(5)
+    amplified = [rng.randint(1, 12) for _ in range(9)]
+    plain = [rng.randint(3, 15) for _ in range(11)]
+    lower, higher = stratified_rank_sum([(amplified, plain)])
+    for alternative, mine in (("less", lower), ("greater", higher)):
+        assert mine == pytest.approx(mannwhitneyu(amplified, plain, alternative=alternative, method="asymptotic",
+                                                  use_continuity=False).pvalue, rel=1e-12)
+    # A stratum of one kind, or of one value, adds nothing.
+    with_empty = stratified_rank_sum([(amplified, plain), ([4, 5], []), ([7, 7], [7, 7, 7])])
+    assert with_empty == pytest.approx((lower, higher))
+
+
+def test_shorter_amplified_answers_are_a_length_shift_and_equal_ones_are_not_within_the_level():
+    rng = random.Random(6)
+    sentence = "the river runs under the old stone bridge"
+    amplified = [record("amplified", p, "River." if s < 3 else sentence, sample_index=s) for p in range(8)
+                 for s in range(5)]
+    plain = [record("plain", p, sentence + " " + filler(rng, 2), sample_index=s, alpha=0.0) for p in range(8)
+             for s in range(5)]
+    shift = length_shift(amplified, plain)
+    assert shift.direction == "shorter" and shift.amplified_mean_words < shift.plain_mean_words
+    assert "amplified answers shorter" in discovery_lines([discover(amplified, plain)])[-1]
+    false = 0
+    for seed in range(400):
+        rng = random.Random(seed)
+        side = [[record(kind, p, filler(rng, rng.randint(3, 12)), sample_index=s) for p in range(8) for s in range(5)]
+                for kind in ("amplified", "plain")]
+        false += length_shift(*side) is not None
+    assert false <= 400 * LENGTH_LEVEL + 3.1 * (400 * LENGTH_LEVEL) ** 0.5

@@ -134,6 +134,7 @@ def test_cli_refuses_a_bad_scenario_before_loading_anything(tmp_path, capsys):
     (lambda d: d["monitor"].update(alpha="sine:3"), "monitor:"),
     (lambda d: d["monitor"].update(judge="nonsense"), "monitor.judge: must be a judge spec"),
     (lambda d: d["monitor"].update(prompts=[]), "monitor.prompts: must be a non-empty list"),
+    (lambda d: d.update(behaviour_length="short"), "behaviour_length: must be 'shorter' or 'longer'"),
     (lambda d: d["monitor"].update(discovery_confirm_samples_per_prompt=-1),
      "monitor.discovery_confirm_samples_per_prompt: must be an integer >= 0"),
     (lambda d: d["natural_rate"].update(target=0.5), "natural_rate.target: must be a number > 1"),
