@@ -23,6 +23,7 @@ SKIPPED_ROLLOUTS = f"{PREFIX}/skipped_rollouts"
 DISCOVERY_SECONDS = f"{PREFIX}/discovery_seconds"
 DISCOVERED_OVER = f"{PREFIX}/discovered_over"
 DISCOVERED_UNDER = f"{PREFIX}/discovered_under"
+DISCOVERED_LENGTH = f"{PREFIX}/discovered_length"  # -1 amplified answers shorter, +1 longer, 0 neither
 # The run (the callback).
 MONITOR_TIME_SHARE = f"{PREFIX}/monitor_time_share"
 ERRORS = f"{PREFIX}/errors"

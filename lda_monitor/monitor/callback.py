@@ -441,11 +441,15 @@ class LDAMonitorCallback(TrainerCallback, ExportableState):
             metrics[metric_names.DISCOVERY_SECONDS] = time.perf_counter() - discovery_start
             metrics[metric_names.DISCOVERED_OVER] = float(len(discovery.over()))
             metrics[metric_names.DISCOVERED_UNDER] = float(len(discovery.under()))
+            metrics[metric_names.DISCOVERED_LENGTH] = (0.0 if discovery.length is None else
+                                                       -1.0 if discovery.length.direction == "shorter" else 1.0)
             seen = set(self.progress.phrases_seen)
             top = new_top_phrase(discovery, seen)
             self.progress.phrases_seen = sorted(seen)
             news = (f"new over-produced phrase {phrase_line(top)}" if top else
                     f"discovery: {len(discovery.over())} over, {len(discovery.under())} under")
+            if discovery.length is not None:
+                news += f"; {discovery.length.line()}"
         metrics[metric_names.EVAL_SECONDS] = time.perf_counter() - start
         if self.config.max_monitor_fraction is not None:
             size = self._size()

@@ -18,12 +18,16 @@ def test_no_judge_monitors_by_discovery(policy, tokenizer, dataset, tmp_path, ca
     assert [r["step"] for r in rows] == [0, 3, 6]
     for row in rows:
         assert not any("flag" in key for key in row), row
-        assert {"lda/discovered_over", "lda/discovered_under", "lda/discovery_seconds"} <= set(row)
+        assert {"lda/discovered_over", "lda/discovered_under", "lda/discovered_length",
+                "lda/discovery_seconds"} <= set(row)
     messages = [r.getMessage() for r in caplog.records]
     assert sum("no judge given" in m for m in messages) == 1
     records = list(read_records(tmp_path / "lda_monitor" / RECORDS_FILE))
     assert all(r.verdicts == {} for r in records)
     found = {d.step: d for d in discover_records(records)}
+    signs = {None: 0.0, "shorter": -1.0, "longer": 1.0}
+    assert [r["lda/discovered_length"] for r in rows] == [
+        signs[None if found[r["step"]].length is None else found[r["step"]].length.direction] for r in rows]
     assert found[0].phrases == [] and rows[0]["lda/discovered_over"] == 0  # policy = reference
     # the planted phrase: in more amplified than plain rollouts once training took hold
     later = [p for d in found.values() if d.step > 0 for p in d.over()]
