@@ -343,9 +343,10 @@ def _discoveries(discoveries) -> list[dict]:
 
 
 def _discovery_rules() -> dict:
-    from ..core.discovery import MIN_COUNT, PSEUDO_COUNT, Q_LEVEL, TOP_PHRASES
+    from ..core.discovery import LENGTH_LEVEL, MIN_COUNT, PSEUDO_COUNT, Q_LEVEL, TOP_PHRASES
 
-    return {"q_level": Q_LEVEL, "min_count": MIN_COUNT, "pseudo_count": PSEUDO_COUNT, "top_phrases": TOP_PHRASES}
+    return {"q_level": Q_LEVEL, "min_count": MIN_COUNT, "pseudo_count": PSEUDO_COUNT, "top_phrases": TOP_PHRASES,
+            "length_level": LENGTH_LEVEL}
 
 
 def _template():
