@@ -262,13 +262,14 @@ def evaluate_chunks(
         index = len(chunks) + measurement.estimate_rounds(len(items))
         if index not in skip:
             part = _confirmation_round(pair, items, alpha=alpha, measurement=measurement, seed=seed, records=seen,
-                                       ranks=ranks, make_part=round_part)
+                                       ranks=ranks, make_part=round_part, progress=progress)
             if part is not None:
                 yield index, part
 
 
 def _confirmation_round(pair, items: Sequence[PromptItem], *, alpha: float, measurement: Measurement, seed: int,
-                        records: Sequence[RolloutRecord], ranks: Ranks, make_part) -> Evaluation | None:
+                        records: Sequence[RolloutRecord], ranks: Ranks, make_part,
+                        progress: EvaluationProgress | None = None) -> Evaluation | None:
     """Discovery's confirmation round (:mod:`lda_monitor.core.discovery_confirm`): new amplified and
     plain rollouts on the prompts of the screening's borderline phrases, or None when it has none
     (or the round is off). Each side has its own random stream; sample indices start at 0."""
@@ -286,12 +287,16 @@ def _confirmation_round(pair, items: Sequence[PromptItem], *, alpha: float, meas
     start = time.perf_counter()
     share = ranks.shard([(p, s) for p in sorted({p for c in found for p in c.prompts}) for s in range(n)])
     prompts = [item.prompt for item in items]
+    if progress is not None:
+        progress.add_phase(KIND_CONFIRM, 2 * len(share))
+    advance = None if progress is None else (lambda done: progress.advance(KIND_CONFIRM, len(done)))
 
     def drawn():
         parts = []
         for side in (float(alpha), 0.0):
             config = measurement.sampling(side, run_seed(seed, KIND_CONFIRM, side))
-            rollouts = sample(pair, prompts, config, work=share, alphas=[side] * len(share), lockstep=ranks)
+            rollouts = sample(pair, prompts, config, work=share, alphas=[side] * len(share), lockstep=ranks,
+                              on_done=advance)
             parts.append(make_part(rollouts, config, 0.0, kind=KIND_CONFIRM))
         for other in parts[1:]:
             parts[0].extend(other)

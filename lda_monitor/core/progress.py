@@ -144,6 +144,17 @@ class EvaluationProgress:
             self.bars[phase] = tqdm(total=total, initial=self.done[phase], desc=f"{self.desc} {phase}",
                                     unit="rollout", file=self.stream, leave=False)
 
+    def add_phase(self, phase: str, total: int) -> None:
+        """A phase whose size is known only after the others ran (discovery's confirmation round)."""
+        if not total:
+            return
+        self.totals[phase], self.done[phase] = total, 0
+        if self.enabled and self.tty:
+            from tqdm.auto import tqdm
+
+            self.bars[phase] = tqdm(total=total, desc=f"{self.desc} {phase}", unit="rollout", file=self.stream,
+                                    leave=False)
+
     def advance(self, phase: str, n: int = 1) -> None:
         before = self.done[phase]
         self.done[phase] = before + n

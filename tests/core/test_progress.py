@@ -200,3 +200,18 @@ def test_a_resumed_unit_starts_from_its_finished_rollouts():
     now[0] = 10
     progress.advance("plain", 2)  # 6/8 crosses 75%; 2 new in 10 s, 2 left: 10 s more
     assert lines == ["unit plain: 6/8 rollouts (75%), 10 s elapsed, ~10 s left in the evaluation"]
+
+
+def test_the_confirmation_round_is_a_phase_of_its_own(tokenizer, llama_pair):
+    """Its size is known only after the screening: it is added then, and counted to its end."""
+    lines: list[str] = []
+    progress = EvaluationProgress("step 5", stream=io.StringIO(), emit=lines.append, interval=1e9)
+    items = load_prompts(["hello", "tell me a story", "why is the sky blue"])
+    judge = build_judge("regex:never-generated-\\d{9}")
+    measurement = Measurement(prompts=items, judge=judge, samples_per_prompt=6, natural_rate=False,
+                              discovery_confirm_samples_per_prompt=3, max_new_tokens=5, seed=1, batch_size=8)
+    evaluation = evaluate(TwoModelPair(*llama_pair, tokenizer), items, judge, alpha=2.0, measurement=measurement,
+                          step=5, run_id="t", source="audit", progress=progress)
+    confirm = sum(r.kind == "confirm" for r in evaluation.records)
+    assert confirm and progress.totals["confirm"] == progress.done["confirm"] == confirm
+    assert any(line.startswith(f"step 5 confirm: {confirm}/{confirm} rollouts") for line in lines), lines
