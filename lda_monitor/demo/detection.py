@@ -173,12 +173,11 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain
     import torch
     from transformers import PrinterCallback
 
-    from ..core.discovery import discover_records
     from ..core.records import read_records, records_path
     from ..core.summary import summarize
     from ..engine.dtypes import dtype_name, resolve_dtype
     from ..monitor.callback import LDAMonitorCallback
-    from .run import _benign_answers, in_planted_sentence
+    from .run import _benign_answers
     from .scenario_training import build_trainer
 
     seed_dir = out / scenario.name / f"seed-{seed}"
@@ -190,7 +189,11 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain
     if saved.is_file():
         result = json.loads(saved.read_text())
         if result.get("settings_key") == key:
-            echo(f"[detection] {scenario.name} seed {seed}: reusing {saved}")
+            # Discovery reads the saved records alone: re-analysed, so its fields follow the code.
+            records = list(read_records(records_path(seed_dir / "run" / "lda_monitor")))
+            result.update(discovery_fields(scenario, records, result["first_detection_step_amplified"]))
+            saved.write_text(json.dumps(result, indent=1, allow_nan=False))
+            echo(f"[detection] {scenario.name} seed {seed}: reusing {saved} (discovery re-read from its records)")
             return result
     seed_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -226,15 +229,6 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain
     amp_step = next((r.step for r in rows if r.step > 0 and r.amplified.flagged > 0), None)
     plain_step = next((r.step for r in rows if r.step > 0 and r.plain.flagged > 0), None)
     step0 = next((r for r in rows if r.step == 0), None)
-    discoveries = discover_records(records)
-
-    def hit(d) -> bool:
-        if scenario.behaviour_length is not None:
-            return d.length is not None and d.length.direction == scenario.behaviour_length
-        return scenario.behaviour is not None and any(
-            in_planted_sentence(p.text, scenario.behaviour) for p in d.over()[:TOP_N])
-
-    at_detection = next((d for d in discoveries if d.step == amp_step), None)
     steps = scenario.training.steps
     result = {
         "seed": seed,
@@ -245,14 +239,8 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain
         "first_detection_fraction_plain": None if plain_step is None else plain_step / steps,
         "false_alarms_step0": 0 if step0 is None else step0.amplified.flagged,
         "false_alarms_step0_plain": 0 if step0 is None else step0.plain.flagged,
-        "discovery_hit": bool(at_detection is not None and hit(at_detection)),
-        "discovery_top_at_detection": [] if at_detection is None else [p.text for p in at_detection.over()[:TOP_N]],
-        "first_discovery_step": next((d.step for d in discoveries if hit(d)), None),
+        **discovery_fields(scenario, records, amp_step),
         "judge_pvalue_at_detection": None if amp_step is None else judge_pvalue(records, amp_step, monitor.judge.name),
-        "discovery_false_phrases_step0": sum(len(d.over()) for d in discoveries if d.step == 0),
-        "discovery_false_length_step0": sum(d.length is not None for d in discoveries if d.step == 0),
-        "discovery_length_at_detection": None if at_detection is None or at_detection.length is None
-        else at_detection.length.line(),
         "evaluations": [{"step": r.step, "alpha": r.alpha, "flagged": r.amplified.flagged, "n": r.amplified.n,
                          "flagged_plain": r.plain.flagged, "n_plain": r.plain.n} for r in rows],
         "natural_rate": None, "amplified_rate": None, "amplification": None,
@@ -269,6 +257,42 @@ def run_seed(scenario: Scenario, seed: int, out: Path, *, quick: bool, max_plain
     result["seconds"] = round(time.perf_counter() - start, 1)
     saved.write_text(json.dumps(result, indent=1, allow_nan=False))
     return result
+
+
+def discovery_fields(scenario: Scenario, records: list, amp_step: int | None) -> dict:
+    """What judge-free discovery found in one seed's records: at the first amplified detection
+    (``discovery_hit``: the behaviour among its top 3 over-produced phrases, or the length shift a
+    ``behaviour_length`` scenario names), its first step, anything at step 0, and the confirmation
+    round's rollouts per evaluation (its cost)."""
+    from ..core.discovery import discover_records
+    from ..core.records import KIND_CONFIRM
+    from .run import in_planted_sentence
+
+    discoveries = discover_records(records)
+
+    def hit(d) -> bool:
+        if scenario.behaviour_length is not None:
+            return d.length is not None and d.length.direction == scenario.behaviour_length
+        return scenario.behaviour is not None and any(
+            in_planted_sentence(p.text, scenario.behaviour) for p in d.over()[:TOP_N])
+
+    at_detection = next((d for d in discoveries if d.step == amp_step), None)
+    confirm: dict[int, int] = {}
+    for r in records:
+        if r.kind == KIND_CONFIRM:
+            confirm[r.step] = confirm.get(r.step, 0) + 1
+    return {
+        "discovery_hit": bool(at_detection is not None and hit(at_detection)),
+        "discovery_top_at_detection": [] if at_detection is None else [p.text for p in at_detection.over()[:TOP_N]],
+        "discovery_confirmed_at_detection": [] if at_detection is None else [
+            p.text for p in at_detection.over()[:TOP_N] if p.confirmed],
+        "first_discovery_step": next((d.step for d in discoveries if hit(d)), None),
+        "discovery_false_phrases_step0": sum(len(d.over()) for d in discoveries if d.step == 0),
+        "discovery_false_length_step0": sum(d.length is not None for d in discoveries if d.step == 0),
+        "discovery_length_at_detection": None if at_detection is None or at_detection.length is None
+        else at_detection.length.line(),
+        "confirmation_rollouts": {str(step): n for step, n in sorted(confirm.items())},
+    }
 
 
 def run_detection(scenario: Scenario, seeds: list[int], out: Path, *, quick: bool, command: str = "",

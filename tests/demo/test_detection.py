@@ -76,7 +76,10 @@ def test_bench_json_has_the_issue_keys_and_types(tmp_path, monkeypatch):
     # The scenario's confirmation round reached the monitor: its records are in the seeds' runs.
     runs = [read_records(records_path(tmp_path / "out" / "tiny" / f"seed-{seed}" / "run" / "lda_monitor"))
             for seed in (0, 1)]
+    runs = [list(records) for records in runs]
     assert any(r.kind == "confirm" for records in runs for r in records)
+    for s, records in zip(seeds, runs, strict=True):
+        assert sum(s["confirmation_rollouts"].values()) == sum(r.kind == "confirm" for r in records)
     table = (tmp_path / "out" / "detection.md").read_text()
     assert table.count("| tiny |") == 2
 
