@@ -72,6 +72,33 @@ def sweep_rows(report: dict) -> list[str]:
             "|---|---|---|---|---|---|", *lines]
 
 
+def discovery_rows(report: dict) -> list[str]:
+    """Judge-free discovery at the first amplified detection, per scenario and seed: what it named
+    (phrases the confirmation round confirmed marked), a length shift, anything at step 0, and the
+    confirmation round's rollouts; empty for results made before these keys existed."""
+    lines = []
+    for name, entry in report["scenarios"].items():
+        for s in entry["seeds"]:
+            if "confirmation_rollouts" not in s:
+                continue
+            step = s["first_detection_step_amplified"]
+            confirmed = set(s.get("discovery_confirmed_at_detection") or [])
+            named = ", ".join(f'"{t}"' + (" (confirmed)" if t in confirmed else "")
+                              for t in s["discovery_top_at_detection"]) or "-"
+            rounds = s["confirmation_rollouts"]
+            lines.append(f"| {name} | {s['seed']} | {'never' if step is None else step} | "
+                         f"{'yes' if s['discovery_hit'] else 'no'} | {named} | "
+                         f"{s.get('discovery_length_at_detection') or '-'} | "
+                         f"{s['discovery_false_phrases_step0']} + {s.get('discovery_false_length_step0', 0)} | "
+                         f"{rounds.get(str(step), 0) if step is not None else '-'} | "
+                         f"{sum(rounds.values())} in {len(rounds)} of {len(s['evaluations'])} |")
+    if not lines:
+        return []
+    return ["| scenario | seed | first amplified detection | discovery hit | top-3 over-produced there | "
+            "length there | step 0: phrases + length | confirmation rollouts there | confirmation rollouts, run |",
+            "|---|---|---|---|---|---|---|---|---|", *lines]
+
+
 def write_report(report: dict, out: Path) -> tuple[Path, Path]:
     """``detection.png`` (first detection step and amplification per scenario and seed, with
     intervals) and ``detection.md`` (the table); returns their paths."""
@@ -119,6 +146,8 @@ def write_report(report: dict, out: Path) -> tuple[Path, Path]:
     table = out / "detection.md"
     table.write_text("# Detection benchmark\n\n" + f"CPU: {report.get('cpu', 'unknown')}\n\n"
                      + "\n".join(table_rows(report)) + "\n"
+                     + ("\n## Judge-free discovery at the first detection\n\n" + "\n".join(found) + "\n"
+                        if (found := discovery_rows(report)) else "")
                      + ("\n## Other alphas at the first detection step\n\n" + "\n".join(sweep) + "\n"
                         if (sweep := sweep_rows(report)) else ""), encoding="utf-8")
     return figure, table

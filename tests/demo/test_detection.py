@@ -81,7 +81,13 @@ def test_bench_json_has_the_issue_keys_and_types(tmp_path, monkeypatch):
     for s, records in zip(seeds, runs, strict=True):
         assert sum(s["confirmation_rollouts"].values()) == sum(r.kind == "confirm" for r in records)
     table = (tmp_path / "out" / "detection.md").read_text()
-    assert table.count("| tiny |") == 2
+    main_table, discovery_table = table.split("## Judge-free discovery at the first detection")
+    assert main_table.count("| tiny |") == 2
+    # The discovery table: one row per seed, the confirmation round's rollouts as the records hold them.
+    for s, records in zip(seeds, runs, strict=True):
+        total = sum(r.kind == "confirm" for r in records)
+        steps = len({r.step for r in records if r.kind == "confirm"})
+        assert f"| tiny | {s['seed']} | 2 |" in discovery_table and f"{total} in {steps} of 3 |" in discovery_table
 
     # a rerun reuses each seed's saved result instead of training again
     def fail():
