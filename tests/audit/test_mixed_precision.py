@@ -23,7 +23,7 @@ from tests.training import JUDGE, PROMPTS, chat_rows, lora_over_saved_base, toke
 CONFIG = {
     "prompts": PROMPTS, "judge": JUDGE, "alpha": "linear:4->1", "samples_per_prompt": 4,
     "plain_samples_per_prompt": 2, "max_new_tokens": 8, "temperature": 1.0, "top_p": 0.95, "seed": 3,
-    "batch_size": 8, "every_n_steps": 2, "warn_time_share": None,
+    "batch_size": 8, "every_n_steps": 2, "warn_time_share": None, "discovery_confirm_samples_per_prompt": 2,
 }
 AUTOCAST = {"policy": "bfloat16", "reference": "bfloat16"}
 
@@ -73,6 +73,7 @@ def _audit_reproduces(run, config_file, out, steps):
     for step in steps:
         theirs = _by_step(callback, step)
         assert theirs and _by_step(audited, step) == theirs, step
+    assert any(r.kind == "confirm" for r in audited)  # discovery's confirmation round is reproduced too
     assert "under bfloat16 autocast, as the monitor recorded" in (out / "report.html").read_text()
 
 
