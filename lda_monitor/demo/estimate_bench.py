@@ -29,8 +29,15 @@ importance-sampling setting) and ``stratified`` (``importance_sampling`` off).
 policy with 64-token answers (the exact rate is not needed for that): the rounds' tokens with the
 stop, and the same rollouts decoded to their end (a judge that hides its ability to decide).
 
-The full mode (no ``--quick``) is the real-model benchmark inside 128-token answers at ~1% and
-~0.1%, top-p 1 and 0.95, against brute force: see :func:`full` (hours on 2 CPU cores).
+The full mode (no ``--quick``) is the real model: the embedded SmolLM2-135M-Instruct trained as
+:mod:`~lda_monitor.demo.natural_rate_bench`'s inside placement does it (the planted sentence inside
+the base model's own answers, 24 steps), at two checkpoints whose plain rate of 128-token answers is
+low (~0.1-0.3%, step 10) and ~1% (step 13), at top-p 1 and 0.95: the truth is a brute-force count
+of plain rollouts (its Wilson interval kept beside it), the estimate the monitor's *default*
+budget (4 amplified at alpha 2, 4 plain, the default ladder with 1 per alpha) over 5 seeds, each
+seed's records read as published and without the ladder's rollouts (``/two-proposal``). Hours on 2
+CPU cores; everything is cached in ``--out`` and a rerun re-analyses it; one process per
+``--top-p`` may share ``--out``, and a last run with all of them writes the whole file.
 """
 
 from __future__ import annotations

@@ -32,3 +32,32 @@ def test_a_world_row_has_the_issue_schema():
         assert row["exact_rate"] == pytest.approx(0.01, rel=1e-3) and row["seeds"] == 2
         assert row["covering"] <= row["published"] <= 2 and row["within_2x"] <= row["published"]
         assert sum(row["published_by"].values()) == row["published"]
+
+
+def test_a_real_model_row_judges_the_published_estimates_against_the_brute_force_rate():
+    """The full mode's row (the real model's truth is itself a brute-force count): estimates near
+    the short world's 1% are within 2x of, and cover, a brute-force 1%, and neither of a 10%."""
+    import torch
+
+    from lda_monitor.core.evaluation import evaluate
+    from lda_monitor.core.prompts import load_prompts
+    from lda_monitor.core.stats import rate_estimate
+    from lda_monitor.demo.exact_worlds import WORLDS, build, judge, prompt_items
+    from lda_monitor.engine.pairs import TwoModelPair
+
+    torch.set_num_threads(1)
+    world = WORLDS["short"]
+    tok, policy, reference, rates = build(world)
+    items, flagger = load_prompts(prompt_items(world)), judge()
+    spec = estimate_bench.measurement(items, flagger, world)
+    per_seed = [evaluate(TwoModelPair(policy, reference, tok), items, flagger, alpha=2.0, measurement=spec, step=s,
+                         run_id="t", source="audit").records for s in range(2)]
+    truth = sum(rates) / len(rates)
+    right = estimate_bench._real_row("w", "default", rate_estimate(k=round(truth * 20_000), n=20_000), per_seed,
+                                     "bad", step=1)
+    wrong = estimate_bench._real_row("w", "default", rate_estimate(k=2_000, n=20_000), per_seed, "bad", step=1)
+    assert right["published"] == wrong["published"] == 2 and right["seeds"] == 2
+    assert (right["within_2x"], right["covering"]) == (2, 2) and (wrong["within_2x"], wrong["covering"]) == (0, 0)
+    assert right["exact_rate_from"] == f"brute force, {round(truth * 20_000)}/20000 plain rollouts"
+    assert right["exact_rate_interval"][0] < truth < right["exact_rate_interval"][1]
+    assert right["forward_pass_gain"] > wrong["forward_pass_gain"]  # 10x the truth: far larger relative error
