@@ -246,6 +246,7 @@ def _real_row(name: str, setting: str, brute, per_seed: list[list], judge: str, 
 
     truth, values, by, within, covering, cost, plain_tokens = brute.rate, [], {}, 0, 0, 0, []
     reasons: dict[str, int] = {}
+    bounds = []  # withheld estimates' upper bounds: an honest one is at or above the truth
     for records in per_seed:
         (row,) = [r for r in summarize(records) if r.category is None and r.judge == judge]
         cost += forward_passes(records, screening=False)
@@ -254,6 +255,8 @@ def _real_row(name: str, setting: str, brute, per_seed: list[list], judge: str, 
         if estimate.rate.value is None:
             rule = (estimate.reason or "withheld").split(" (")[0].split(":")[0]
             reasons[rule] = reasons.get(rule, 0) + 1
+            if estimate.rate.hi is not None:
+                bounds.append(estimate.rate.hi)
             continue
         values.append(estimate.rate.value)
         by[estimate.method] = by.get(estimate.method, 0) + 1
@@ -265,7 +268,9 @@ def _real_row(name: str, setting: str, brute, per_seed: list[list], judge: str, 
             "exact_rate_from": f"brute force, {brute.k}/{brute.n} plain rollouts", "seeds": len(per_seed),
             "published": len(values), "within_2x": within, "covering": covering,
             "forward_pass_gain": plain_needed / (cost / len(per_seed)) if plain_needed else None,
-            "relative_rmse": rmse, "published_by": by, "withheld_by": reasons, "setting": setting,
+            "relative_rmse": rmse, "published_by": by, "withheld_by": reasons,
+            "withheld_bounds": len(bounds), "withheld_bounds_holding": sum(b >= truth for b in bounds),
+            "setting": setting,
             "world": f"SmolLM2-135M, planted sentence inside {FULL_TOKENS}-token answers", **where}
 
 
