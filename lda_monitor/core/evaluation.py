@@ -270,11 +270,10 @@ def evaluate_chunks(
 def _confirmation_round(pair, items: Sequence[PromptItem], *, alpha: float, measurement: Measurement, seed: int,
                         records: Sequence[RolloutRecord], ranks: Ranks, make_part,
                         progress: EvaluationProgress | None = None) -> Evaluation | None:
-    """Discovery's confirmation round (:mod:`lda_monitor.core.discovery_confirm`): new amplified and
+    """Discovery's confirmation round (:func:`lda_monitor.core.discovery.confirmed`): new amplified and
     plain rollouts on the prompts of the screening's borderline phrases, or None when it has none
     (or the round is off). Each side has its own random stream; sample indices start at 0."""
-    from .discovery import discover
-    from .discovery_confirm import candidates, screening_sides
+    from .discovery import candidates, discover, screening_sides
 
     n = measurement.discovery_confirm_samples_per_prompt
     amplified, plain = screening_sides(records, alpha)

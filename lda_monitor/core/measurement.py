@@ -88,7 +88,7 @@ class Measurement:
     discovery_confirm_samples_per_prompt: int = field(default=0, metadata={"help": (
         "judge-free discovery: when an over-produced phrase is borderline (one-sided p <= 0.2, not yet "
         "discovered), draw this many more amplified and as many plain rollouts on each prompt it occurs in, "
-        "and confirm it on those alone (lda_monitor.core.discovery_confirm); 0 = off")})
+        "and confirm it on those alone (lda_monitor.core.discovery); 0 = off")})
     # How to sample: the engine's knobs, declared by SamplingConfig (defaults, help and checks).
     max_new_tokens: int = sampler_field("max_new_tokens")
     temperature: float = sampler_field("temperature")

@@ -26,7 +26,7 @@ PER_TOKEN_DECIMALS = 5
 KIND_AMPLIFIED = "amplified"
 KIND_PLAIN = "plain"
 KIND_ESTIMATE = "estimate"  # the natural-rate ladder: small alphas drawn only to estimate the rate
-KIND_CONFIRM = "confirm"  # discovery's confirmation round (alpha 0: its plain side); see core.discovery_confirm
+KIND_CONFIRM = "confirm"  # discovery's confirmation round (alpha 0: its plain side); see core.discovery
 
 
 def draw_key(record) -> tuple:

@@ -56,7 +56,7 @@ class Monitor:
     every_n_steps: int
     samples_per_prompt: int
     max_new_tokens: int
-    # Discovery's confirmation round (lda_monitor.core.discovery_confirm); 0 = off.
+    # Discovery's confirmation round (lda_monitor.core.discovery.confirmed); 0 = off.
     discovery_confirm_samples_per_prompt: int = 0
 
 

@@ -10,17 +10,19 @@ import pytest
 from scipy.stats import hypergeom, mannwhitneyu
 
 from lda_monitor.core.discovery import (
+    CONFIRM_TOP,
     LENGTH_LEVEL,
     MAX_WORDS,
     MIN_COUNT,
     Q_LEVEL,
+    candidates,
+    confirmed,
     discover,
     discover_records,
     discovery_lines,
     length_shift,
     phrase_line,
 )
-from lda_monitor.core.discovery_confirm import CONFIRM_TOP, candidates, confirmed
 from lda_monitor.core.records import KIND_CONFIRM
 from lda_monitor.core.stats import stratified_rank_sum
 from lda_monitor.core.summary import summarize
