@@ -115,6 +115,35 @@ def test_resume_after_a_crash_gives_the_same_summary_without_duplicates(runs, tm
     assert len(calls) == 4 and len(chunks := evaluation_chunks(len(PROMPTS), settings)) == 2, chunks
 
 
+def test_a_resumed_audit_keeps_the_confirmation_round_it_wrote(runs, tmp_path, monkeypatch):
+    """Killed after a unit's confirmation round was written but before the unit was marked done,
+    the resumed audit skips the round like any finished part: no rollout twice, the same records
+    as an audit that was never killed."""
+    options = dict(base_model=str(runs / "base"), discovery_confirm_samples_per_prompt=2)
+    reference = audit_checkpoints([runs / "full"], _settings(tmp_path / "ref", **options), echo=lambda m: None)
+    real = audit_module.evaluate_chunks
+    killed = []
+
+    def kill_after_a_round(*args, **kwargs):
+        parts = list(real(*args, **kwargs))
+        yield from parts
+        if not killed and any(r.kind == "confirm" for _, part in parts for r in part.records):
+            killed.append(1)
+            raise KeyboardInterrupt  # every part written, the unit not yet marked done
+
+    monkeypatch.setattr(audit_module, "evaluate_chunks", kill_after_a_round)
+    with pytest.raises(KeyboardInterrupt):
+        audit_checkpoints([runs / "full"], _settings(tmp_path, **options), echo=lambda m: None)
+    monkeypatch.setattr(audit_module, "evaluate_chunks", real)
+    rows = audit_checkpoints([runs / "full"], _settings(tmp_path, **options), echo=lambda m: None)
+    records = list(read_records(tmp_path / "rollouts.jsonl"))
+    keys = [(r.step, r.kind, r.alpha, r.prompt_index, r.sample_index, r.seed) for r in records]
+    assert killed and any(k[1] == "confirm" for k in keys) and len(keys) == len(set(keys))
+    wanted = list(read_records(tmp_path / "ref" / "rollouts.jsonl"))
+    assert sorted(keys) == sorted((r.step, r.kind, r.alpha, r.prompt_index, r.sample_index, r.seed) for r in wanted)
+    assert [r.to_dict() for r in rows] == [r.to_dict() for r in reference]
+
+
 def test_completions_are_escaped_in_the_html(runs, tmp_path, monkeypatch):
     real = audit_module.evaluate_chunks
 
