@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import Trainer, TrainerCallback
 
+from lda_monitor.core.discovery import discover_records
 from lda_monitor.core.records import RECORDS_FILE, read_records
 from tests.tiny import tiny_llama
 from tests.training import (
@@ -194,8 +195,13 @@ def test_one_progress_line_per_evaluation_matching_the_records(policy, tokenizer
             natural = re.escape(f"natural withheld (<= {metrics['lda/natural_rate_hi']:.4f}): ") + r"[^|]+ \| "
         expected = (rf"lda-monitor step {step}: alpha 2\.5 \| amplified {k}/12 \({100 * k / 12:.1f}%\) flagged \| "
                     rf"plain {kp}/12 \({100 * kp / 12:.1f}%\) \| {natural}unscored 0 \| "
-                    r"(discovery: \d+ over, \d+ under|new over-produced phrase \".+\" over: .+) \| \d+\.\d s")
+                    r"(discovery: \d+ over, \d+ under|new over-produced phrase \".+\" over: [^;|]+)"
+                    r"(; amplified answers (shorter|longer): [^|]+)? \| \d+\.\d s")
         assert re.fullmatch(expected, line), line
+        # A length shift is named when discovery over these records finds one (at step 0 at most
+        # as often as the length test's level, 1%: a chance there, not a property of the run).
+        (found,) = [d for d in discover_records(records) if d.step == step]
+        assert ("; amplified answers " in line) == (found.length is not None), line
     # step 0: nothing flagged; 1 - 0.05 ** (1 / 12) = 0.2209, and the reason says why
     assert "natural withheld (<= 0.2209): 0 flagged rollouts in the pool" in lines[0]
     caplog.clear()
