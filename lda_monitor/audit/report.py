@@ -329,8 +329,7 @@ def _discoveries(discoveries) -> list[dict]:
     for d in (d for d in discoveries or () if d.phrases or d.length is not None):
         phrases = []
         for p in d.over()[:TOP_PHRASES] + d.under()[:TOP_PHRASES]:
-            direction = p.direction + (" (confirmation round)" if p.confirmed else "")
-            phrases.append({"cells": [p.text, direction, f"{p.amplified_count}/{p.amplified_n}",
+            phrases.append({"cells": [p.text, p.direction_label(), f"{p.amplified_count}/{p.amplified_n}",
                                       f"{p.plain_count}/{p.plain_n}", f"{p.q_value:.2g}", f"{p.log_ratio:+.2f}"],
                             "examples": [{"kind": e.kind, "prompt_index": e.prompt_index,
                                           "sample_index": e.sample_index, "prompt": e.prompt,

@@ -151,6 +151,10 @@ class Phrase:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def direction_label(self) -> str:
+        """The direction as tables show it: a confirmed phrase's counts are the round's, so it says so."""
+        return self.direction + (" (confirmation round)" if self.confirmed else "")
+
 
 @dataclass
 class LengthShift:
@@ -258,8 +262,7 @@ def discover(amplified: Sequence, plain: Sequence, *, step: int = 0, alpha: floa
     confirm_amp, confirm_plain = split_round(confirm)
     if confirm_amp:
         options = dict(q_level=q_level, min_count=min_count, max_words=max_words)
-        found = candidates(amplified, plain, [p.text for p in kept if p.direction == "over"],
-                                             max_words=max_words)
+        found = candidates(amplified, plain, [p.text for p in kept if p.direction == "over"], max_words=max_words)
         kept += confirmed(found, confirm_amp, confirm_plain, examples=examples, **options)
     kept.sort(key=lambda p: (p.q_value, p.p_value, -abs(p.log_ratio), -len(p.text.split()), p.text))
     return Discovery(step=step, alpha=float(alpha), checkpoint=checkpoint, phrases=kept,

@@ -86,7 +86,7 @@ class Measurement:
         "natural_rate only: the most stratified rollouts one evaluation may add when natural_rate_half_width "
         "is set; None = 10 rounds")})
     discovery_confirm_samples_per_prompt: int = field(default=0, metadata={"help": (
-        "judge-free discovery: when an over-produced phrase is borderline (one-sided p <= 0.2, not yet "
+        "judge-free discovery: when an over-produced phrase is borderline (one-sided p <= 0.25, not yet "
         "discovered), draw this many more amplified and as many plain rollouts on each prompt it occurs in, "
         "and confirm it on those alone (lda_monitor.core.discovery); 0 = off")})
     # How to sample: the engine's knobs, declared by SamplingConfig (defaults, help and checks).

@@ -243,6 +243,7 @@ def _real_row(name: str, setting: str, brute, per_seed: list[list], judge: str, 
     """One real-model world's row: the published estimates against the brute-force rate (its Wilson
     interval kept beside it: the truth here is itself measured)."""
     from ..core.summary import summarize
+    from .natural_rate_bench import withheld_rule
 
     truth, values, by, within, covering, cost, plain_tokens = brute.rate, [], {}, 0, 0, 0, []
     reasons: dict[str, int] = {}
@@ -253,7 +254,7 @@ def _real_row(name: str, setting: str, brute, per_seed: list[list], judge: str, 
         plain_tokens += [r.num_tokens for r in records if r.kind == "plain"]
         estimate = row.natural
         if estimate.rate.value is None:
-            rule = (estimate.reason or "withheld").split(" (")[0].split(":")[0]
+            rule = withheld_rule(estimate.reason)
             reasons[rule] = reasons.get(rule, 0) + 1
             if estimate.rate.hi is not None:
                 bounds.append(estimate.rate.hi)

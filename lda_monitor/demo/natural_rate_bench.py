@@ -298,13 +298,19 @@ def _line(step, length, brute, seed, label, row) -> str:
                                                   else "NO")
     else:
         est = "-" if row.natural.rate.hi is None else f"<= {row.natural.rate.hi:.4f}"
-        status = f"withheld: {row.natural.reason.split(' (')[0].split(':')[0]}"[:64]  # the rule; why: the doc
+        status = f"withheld: {withheld_rule(row.natural.reason)}"[:64]
         twox = "-"
         cov = "-" if row.natural.rate.hi is None else ("yes" if truth <= row.natural.rate.hi else "NO")
     ess = "-" if row.natural.flagged_ess is None else f"{row.natural.flagged_ess:.1f}"
     token = "-" if row.natural.decision_token is None else f"{row.natural.decision_token:.1f}"
     return (f"{step:>4} {length:>4} {brute_cell:<30} {seed:>4} {label:<6} {est:<26} {status:<64} {twox:<4} "
             f"{cov:<4} {ess:<11} {token:<7}")
+
+
+def withheld_rule(reason: str | None) -> str:
+    """The rule a withheld estimate names, without its figures' explanation (for tables; the
+    whole reason is in the records' summary and the docs)."""
+    return (reason or "withheld").split(" (")[0].split(":")[0]
 
 
 def _verdict(brute, rows, budget: int) -> str:

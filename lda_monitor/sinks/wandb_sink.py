@@ -85,9 +85,8 @@ def discovery_rows(discovery) -> list[list]:
     """One row per phrase of a :class:`~lda_monitor.core.discovery.Discovery`, with its first
     example marked ``[[like this]]`` (a phrase the confirmation round confirmed says so in its
     direction, since its counts are the round's)."""
-    return [[discovery.step, discovery.alpha, p.text, p.direction + (" (confirmation round)" if p.confirmed else ""),
-             p.amplified_count, p.amplified_n, p.plain_count,
-             p.plain_n, p.q_value, p.log_ratio, p.examples[0].marked() if p.examples else None]
+    return [[discovery.step, discovery.alpha, p.text, p.direction_label(), p.amplified_count, p.amplified_n,
+             p.plain_count, p.plain_n, p.q_value, p.log_ratio, p.examples[0].marked() if p.examples else None]
             for p in discovery.phrases]
 
 
