@@ -112,7 +112,10 @@ def _events(body: str) -> list[dict]:
             if line.startswith("data: ") and line != "data: [DONE]"]
 
 
-def test_the_servers_streamed_chunks_validate_as_the_sdks_types(tokenizer):
+# Seed 11 runs the answer to max_tokens; seed 46 ends it with the stop token after 3 tokens (CI met
+# such a turn unseeded, and the count of chunks then differs from the usage by the stop token).
+@pytest.mark.parametrize("seed", [11, 46], ids=["length", "stop-token"])
+def test_the_servers_streamed_chunks_validate_as_the_sdks_types(tokenizer, seed):
     """Every server-sent chunk parses as the SDK's chunk type; ``usage`` is present only when asked
     for (a null in every chunk, the counts in a last chunk without choices), as OpenAI streams it."""
     from fastapi.testclient import TestClient
@@ -124,10 +127,11 @@ def test_the_servers_streamed_chunks_validate_as_the_sdks_types(tokenizer):
     app = create_app(TwoModelPair(tiny_llama(tokenizer, seed=1), tiny_llama(tokenizer, seed=2), tokenizer),
                      model_after="a", model_before="b")
     turn = [{"role": "user", "content": "tell me a story"}]
+    asked = {"model": "lda", "messages": turn, "max_tokens": 4, "logprobs": True, "seed": seed}
     with TestClient(app) as client:
         chat = _events(client.post("/v1/chat/completions", json={
-            "model": "lda", "messages": turn, "max_tokens": 4, "logprobs": True, "stream": True,
-            "stream_options": {"include_usage": True}}).text)
+            **asked, "stream": True, "stream_options": {"include_usage": True}}).text)
+        whole = client.post("/v1/chat/completions", json=asked).json()
         plain = _events(client.post("/v1/chat/completions", json={
             "model": "lda", "messages": turn, "max_tokens": 4, "stream": True}).text)
         text = _events(client.post("/v1/completions", json={
@@ -136,7 +140,16 @@ def test_the_servers_streamed_chunks_validate_as_the_sdks_types(tokenizer):
             "model": "lda", "input": "hello", "max_output_tokens": 2, "stream": True}).text)
     chunks = [SDKChatCompletionChunk.model_validate(c) for c in chat]
     assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices == []
-    assert chunks[-1].usage.completion_tokens == len(chunks) - 3  # role chunk, a chunk per token, finish, usage
+    # Role chunk, a chunk per token, finish, usage. A turn ended by the model's stop token counts
+    # that token in usage (it was sampled) but streams no chunk for it (it has no text), as the
+    # non-streamed reply lists no logprob for it: the same seed gives the same reply either way.
+    tokens = chunks[1:-2]
+    stopped = chunks[-2].choices[0].finish_reason == "stop"
+    assert stopped == (seed == 46)
+    assert chunks[-1].usage.completion_tokens == len(tokens) + stopped == whole["usage"]["completion_tokens"]
+    assert [t.choices[0].logprobs.content[0].token for t in tokens] == [
+        t["token"] for t in whole["choices"][0]["logprobs"]["content"]]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks[:-1]) == whole["choices"][0]["message"]["content"]
     assert all("usage" in c and c["usage"] is None for c in chat[:-1])
     assert all("usage" not in c for c in plain) and plain[-1]["choices"][0]["finish_reason"] in ("stop", "length")
     # The SDK types a completion chunk as its Completion, whose finish_reason is required: OpenAI's
