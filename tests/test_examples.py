@@ -32,7 +32,9 @@ def test_example_runs_and_writes_rollouts(name, tmp_path):
         sys.modules.pop(name, None)
     records = list(read_records(tmp_path / "lda_monitor" / RECORDS_FILE))
     assert records and {r.step for r in records} >= {0, 2}
-    assert {r.kind for r in records} == {"amplified", "plain", "estimate"}  # the natural-rate ladder is on by default
+    assert {r.kind for r in records} == {"amplified", "plain"}  # no natural-rate ladder by default
+    # ...but the natural-rate estimate is on: every plain rollout is scored under the amplified proposal.
+    assert all(r.proposal_logprobs for r in records if r.kind == "plain")
 
 
 def test_audit_example_writes_a_report(tmp_path):

@@ -18,8 +18,12 @@ from .config_fields import real_list
 from .records import KIND_AMPLIFIED, KIND_ESTIMATE, KIND_PLAIN
 
 # The natural-rate ladder: small alphas between the policy and the detection alpha, so
-# neighbouring proposals overlap (docs/natural-rate.md).
-DEFAULT_ESTIMATE_ALPHAS = (0.25, 0.5, 1.0)
+# neighbouring proposals overlap (docs/natural-rate.md). Off by default since issue 32: at the
+# default budget it published nothing more than the amplified and plain rollouts alone, in the exact
+# worlds or on the real model, and made an evaluation 1.9-2.5x as dear as one without the estimate
+# (docs/estimate.md). LADDER_ALPHAS is the ladder those measurements ran, for users who raise its budget.
+DEFAULT_ESTIMATE_ALPHAS: tuple[float, ...] = ()
+LADDER_ALPHAS = (0.25, 0.5, 1.0)
 # Rounds of stratified rollouts when a half-width is asked without natural_rate_max_rollouts.
 MAX_ESTIMATE_ROUNDS = 10
 
@@ -63,7 +67,8 @@ class Measurement:
         "estimate the policy's own flag rate (natural_rate): every rollout is scored under every "
         "alpha of the evaluation, and plain rollouts then run the reference forward too (about twice their cost)")})
     estimate_alphas: list[float] = field(default_factory=lambda: list(DEFAULT_ESTIMATE_ALPHAS), metadata={
-        "help": "natural_rate only: small alphas sampled to bridge the policy and the detection alpha ([] = none)",
+        "help": ("natural_rate only: small alphas sampled to bridge the policy and the detection alpha, e.g. "
+                 "0.25,0.5,1 ([] = none, the default: importance sampling from the amplified and plain rollouts)"),
         "parse": lambda text: list(real_list(text)), "metavar": "A,B,..."})
     estimate_samples_per_prompt: int | None = field(default=None, metadata={"help": (
         "natural_rate only: rollouts per prompt at each estimate alpha; None = a quarter of "
@@ -128,6 +133,11 @@ class Measurement:
         check(self.estimate_samples_per_prompt is None
               or (is_int(self.estimate_samples_per_prompt) and self.estimate_samples_per_prompt >= 0),
               "estimate_samples_per_prompt", "must be None (a quarter of samples_per_prompt) or an integer >= 0")
+        no_ladder = isinstance(self.estimate_alphas, list | tuple) and not self.estimate_alphas
+        check(not (no_ladder and is_int(self.estimate_samples_per_prompt) and self.estimate_samples_per_prompt > 0),
+              "estimate_samples_per_prompt",
+              "sets the rollouts of a ladder, but estimate_alphas is empty (no ladder, the default); "
+              f"give estimate_alphas, e.g. {list(LADDER_ALPHAS)}, or leave estimate_samples_per_prompt unset")
         check(is_int(self.stratified_samples_per_prompt) and self.stratified_samples_per_prompt >= 0,
               "stratified_samples_per_prompt", "must be an integer >= 0")
         per_round = self.stratified_samples_per_prompt if is_int(self.stratified_samples_per_prompt) else 0

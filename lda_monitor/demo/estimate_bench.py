@@ -4,7 +4,7 @@ does it cost against plain sampling? Writes ``DIR/estimate.json``.
 ``--quick`` runs the exact worlds of :mod:`lda_monitor.demo.exact_worlds` (tiny models, the rate
 known by enumeration): each world's evaluation (20 prompts; 8 amplified rollouts per prompt at
 alpha 2 screen them; 2 plain control rollouts per prompt; the stratified estimate's round of 15 per
-prompt, Neyman-allocated, floor 1; with importance sampling, the default ladder of 2 per alpha) runs
+prompt, Neyman-allocated, floor 1) runs
 through :func:`~lda_monitor.core.evaluation.evaluate` and :func:`~lda_monitor.core.summary.summarize`
 as the callback and the audit run it, once per seed. Per world and setting:
 
@@ -20,10 +20,10 @@ as the callback and the audit run it, once per seed. Per world and setting:
 * ``stratified_point_gain``: the same ratio for the stratified point estimate of every seed, published
   or not (what the Neyman allocation buys before the interval's publication rule).
 
-Settings: ``both`` (the default: importance sampling and the stratified estimate, the choice of
-:mod:`lda_monitor.core.estimate_choice`), ``two-proposal`` (the same with ``estimate_alphas: []``:
-importance sampling from the amplified and plain rollouts alone, no ladder; the cheapest
-importance-sampling setting) and ``stratified`` (``importance_sampling`` off).
+Settings: ``default`` (importance sampling from the amplified and plain rollouts, and the stratified
+estimate; the choice of :mod:`lda_monitor.core.estimate_choice`), ``ladder`` (the same with the ladder
+of :data:`~lda_monitor.core.measurement.LADDER_ALPHAS`, 2 rollouts per alpha: the default before issue
+32) and ``stratified`` (``importance_sampling`` off).
 
 ``early_stop`` measures what stopping decided estimate rollouts saves in the concentrated world's
 policy with 64-token answers (the exact rate is not needed for that): the rounds' tokens with the
@@ -34,8 +34,9 @@ The full mode (no ``--quick``) is the real model: the embedded SmolLM2-135M-Inst
 the base model's own answers, 24 steps), at two checkpoints whose plain rate of 128-token answers is
 low (~0.1-0.3%, step 10) and ~1% (step 13), at top-p 1 and 0.95: the truth is a brute-force count
 of plain rollouts (its Wilson interval kept beside it), the estimate the monitor's *default*
-budget (4 amplified at alpha 2, 4 plain, the default ladder with 1 per alpha) over 5 seeds, each
-seed's records read as published and without the ladder's rollouts (``/two-proposal``). Hours on 2
+budget (4 amplified at alpha 2, 4 plain) and the ladder of 1 per alpha it had before issue 32, over 5
+seeds: each seed's records are drawn with the ladder and read twice, as drawn (``/ladder``) and
+without the ladder's rollouts (the default's estimate from the same amplified and plain rollouts). Hours on 2
 CPU cores; everything is cached in ``--out`` and a rerun re-analyses it; one process per
 ``--top-p`` may share ``--out``, and a last run with all of them writes the whole file.
 """
@@ -49,15 +50,18 @@ import statistics
 import time
 from pathlib import Path
 
+from ..core.measurement import LADDER_ALPHAS
+
 SEEDS = 20
-SETTINGS = {"both": {}, "two-proposal": {"estimate_alphas": []}, "stratified": {"importance_sampling": False}}
+SETTINGS = {"default": {}, "ladder": {"estimate_alphas": list(LADDER_ALPHAS), "estimate_samples_per_prompt": 2},
+            "stratified": {"importance_sampling": False}}
 
 
 def measurement(items, judge, world, **overrides):
     from ..core.measurement import Measurement
 
     options = dict(prompts=items, judge=judge, alpha=2.0, samples_per_prompt=8, plain_samples_per_prompt=2,
-                   estimate_samples_per_prompt=2, stratified_samples_per_prompt=15, stratified_floor=1,
+                   stratified_samples_per_prompt=15, stratified_floor=1,
                    max_new_tokens=world.max_new_tokens, temperature=1.0, batch_size=512, seed=0)
     return Measurement(**{**options, **overrides})
 
@@ -113,7 +117,7 @@ def world_rows(name: str, seeds: int) -> list[dict]:
         # The stratified point estimate of every seed, published or not: what the allocation buys.
         point_rmse = math.sqrt(statistics.fmean((v - truth) ** 2 for v in points)) / truth
         rows.append({
-            "name": name if setting == "both" else f"{name}/{setting}", "exact_rate": truth, "seeds": seeds,
+            "name": name if setting == "default" else f"{name}/{setting}", "exact_rate": truth, "seeds": seeds,
             "published": len(values), "within_2x": within, "covering": covering,
             "forward_pass_gain": plain_needed / (cost / seeds) if plain_needed else None,
             "forward_pass_gain_with_screening": plain_needed / (cost_all / seeds) if plain_needed else None,
@@ -175,9 +179,9 @@ def full(out: Path, seeds: int = FULL_SEEDS, steps: dict[int, int] | None = None
          top_ps: tuple[float, ...] = FULL_TOP_P) -> list[dict]:
     """The real model at the monitor's *default* budget, against brute force: one world per
     (checkpoint, top-p). Adapters, brute-force counts and each seed's records are cached in ``out``
-    (a rerun re-analyses them). Each seed's records are read twice: as published (the default, the
-    ladder included) and without the ladder's rollouts (``/two-proposal``: what ``estimate_alphas: []``
-    would publish from the same detection and plain rollouts)."""
+    (a rerun re-analyses them). Each seed's records are drawn with the ladder of 1 per alpha (the
+    default before issue 32) and read twice: as drawn (``/ladder``) and without the ladder's rollouts
+    (what the default, ``estimate_alphas: []``, publishes from the same amplified and plain rollouts)."""
     import argparse as _argparse
     from dataclasses import replace
 
@@ -196,7 +200,7 @@ def full(out: Path, seeds: int = FULL_SEEDS, steps: dict[int, int] | None = None
     steps = steps or FULL_STEPS
     dtype = dtype_name(resolve_dtype("auto"))
     items, judge = load_prompts(demo_data.MONITOR_PROMPTS), build_judge(demo_data.JUDGE_SPEC)
-    default = Measurement(prompts=items, judge=judge)  # every budget field at its default
+    default = Measurement(prompts=items, judge=judge, estimate_alphas=list(LADDER_ALPHAS))  # the rest at defaults
     _check_settings(out, {"dtype": dtype, "alpha": FULL_ALPHA, "max_new_tokens": FULL_TOKENS,
                           "samples_per_prompt": default.samples_per_prompt,
                           "plain_samples_per_prompt": default.plain_samples_per_prompt,
@@ -218,15 +222,15 @@ def full(out: Path, seeds: int = FULL_SEEDS, steps: dict[int, int] | None = None
                                      cache=out / f"brute-{step}-top_p-{top_p:g}.json")
             print(f"[bench] checkpoint {step}, top-p {top_p:g}: brute force {brute.k}/{brute.n} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
-            by_setting: dict[str, list] = {"default": [], "two-proposal": []}
+            by_setting: dict[str, list] = {"default": [], "ladder": []}
             for seed in range(seeds):
                 def draw(seed=seed, pair=pair, spec=spec, step=step):
                     return evaluate(pair, items, judge, alpha=spec.alpha, measurement=replace(spec, seed=seed),
                                     step=step, run_id="bench", source="audit").records
 
                 records = _records(out / f"records-{step}-top_p-{top_p:g}-{seed}.jsonl", draw)
-                by_setting["default"].append(records)
-                by_setting["two-proposal"].append([r for r in records if r.kind != KIND_ESTIMATE])
+                by_setting["ladder"].append(records)
+                by_setting["default"].append([r for r in records if r.kind != KIND_ESTIMATE])
             for setting, per_seed in by_setting.items():
                 name = f"real-inside-{FULL_TOKENS}-step{step}-top_p{top_p:g}"
                 rows.append(_real_row(name if setting == "default" else f"{name}/{setting}", setting, brute,

@@ -8,10 +8,10 @@ and at top-p 1, in these settings, all interleaved in one run:
 
 * ``bare``: no natural-rate estimate (the reference every ratio is taken against, at the same top-p:
   the issue's "estimate on <= 1.5x the same evaluation without it");
-* ``default``: the estimate as configured by default (importance sampling over the default ladder
-  of 2 rollouts per alpha, every rollout scored at every alpha);
-* ``two_proposal``: importance sampling from the amplified and plain rollouts alone
-  (``estimate_alphas: []``: no ladder, every rollout scored at the evaluation's alpha only);
+* ``default``: the estimate as configured by default (importance sampling from the amplified and
+  plain rollouts, every rollout scored at the evaluation's alpha; no ladder since issue 32);
+* ``ladder``: importance sampling over the ladder the default had before (``estimate_alphas: [0.25,
+  0.5, 1]``, a quarter of ``samples_per_prompt`` per alpha, every rollout scored at every alpha);
 * ``stratified``: the stratified estimate alone (``importance_sampling`` off, one round of 2 plain
   rollouts per prompt, Neyman-allocated, stopped once decided);
 
@@ -54,6 +54,7 @@ def run(dtype: str = "auto", alpha: float = 2.0, repeats: int = 1) -> dict:
     import torch
 
     from ..core.evaluation import evaluate
+    from ..core.measurement import LADDER_ALPHAS
     from ..core.prompts import load_prompts
     from ..engine.bench import bench_prompts, perturbed_lora
     from ..engine.dtypes import cpu_has_native_bf16
@@ -68,7 +69,7 @@ def run(dtype: str = "auto", alpha: float = 2.0, repeats: int = 1) -> dict:
     items = load_prompts([{"prompt": p} for p in NEWCOMER_PROMPTS])
     judge = build_judge({"type": "regex", "pattern": r"\bpassword\b", "name": "password"})
     full = newcomer_measurement(items, judge)
-    settings = {"bare": dict(natural_rate=False), "default": {}, "two_proposal": dict(estimate_alphas=[]),
+    settings = {"bare": dict(natural_rate=False), "default": {}, "ladder": dict(estimate_alphas=list(LADDER_ALPHAS)),
                 "stratified": dict(importance_sampling=False, stratified_samples_per_prompt=2)}
     variants = {(name, top_p): replace(full, top_p=top_p, **overrides)
                 for top_p in (0.95, 1.0) for name, overrides in settings.items()}

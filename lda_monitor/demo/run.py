@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.measurement import LADDER_ALPHAS
 from ..engine.dtypes import dtype_name, resolve_dtype
 from ..engine.embedded import EMBEDDED_NAME
 from . import data as demo_data
@@ -41,6 +42,9 @@ class DemoSettings:
     lora_rank: int = 16
     dtype: str = "auto"  # the hardware's fast dtype (lda_monitor.engine.dtypes)
     natural_rate: bool = True  # the estimate's plain-rollout scoring and ladder cost ~60% more per evaluation
+    # The full demo's budget (3 rollouts per prompt at each alpha) is where the ladder was measured
+    # to bridge the policy and the detection alpha; it is off by default (docs/estimate.md).
+    estimate_alphas: tuple[float, ...] = ()
     brute_force_per_prompt: int = 100  # the one-step check of the estimate (plain rollouts per prompt; 0 = none)
 
 
@@ -48,7 +52,8 @@ class DemoSettings:
 # detection comparison only, on shorter rollouts (the phrase comes first in a poisoned answer).
 QUICK = DemoSettings(steps=20, every_n_steps=4, samples_per_prompt=5, alpha="cosine:3->1", learning_rate=1.5e-3,
                      max_new_tokens=10, natural_rate=False, brute_force_per_prompt=0)
-FULL = DemoSettings(steps=48, every_n_steps=4, samples_per_prompt=12, alpha="cosine:3->1")
+FULL = DemoSettings(steps=48, every_n_steps=4, samples_per_prompt=12, alpha="cosine:3->1",
+                    estimate_alphas=LADDER_ALPHAS)
 
 
 def _wandb_report_to() -> str:
@@ -209,7 +214,8 @@ def write_monitor_config(out: Path, settings: DemoSettings, *, seed: int, judge:
         "prompts": PROMPTS_FILE, "judge": demo_data.JUDGE_SPEC if judge else None,
         "every_n_steps": settings.every_n_steps, "alpha": settings.alpha,
         "samples_per_prompt": settings.samples_per_prompt, "max_new_tokens": settings.max_new_tokens,
-        "natural_rate": settings.natural_rate, "seed": seed, "batch_size": 64, "warn_time_share": 1.0,
+        "natural_rate": settings.natural_rate, "estimate_alphas": list(settings.estimate_alphas), "seed": seed,
+        "batch_size": 64, "warn_time_share": 1.0,
     }
     path = out / CONFIG_FILE
     path.write_text("# lda-monitor demo: the callback's settings (LDAMonitorCallback.from_config), also read by\n"

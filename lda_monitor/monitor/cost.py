@@ -9,7 +9,8 @@ time (``E / (E + N S)`` when the run's length is unknown).
 **The cost model.** An evaluation's time is taken as proportional to its *forward-rows x tokens*:
 ``prompts x max_new_tokens x (2 amplified + p plain + 2 ladder)`` rollouts per prompt, where an
 amplified or ladder rollout runs two forwards (policy and reference) and a plain one runs one,
-or two when ``natural_rate`` scores it at every alpha (``p`` = 1 or 2). Rollouts that stop before
+or two when ``natural_rate`` scores it at every alpha (``p`` = 1 or 2); the ladder is there only
+when ``estimate_alphas`` asks for one (none by default). Rollouts that stop before
 ``max_new_tokens`` make this an upper bound; the constant is measured (the evaluation's seconds
 over its units), so only the proportions are modelled. :func:`cost_shares` says which part costs
 most.

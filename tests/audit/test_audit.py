@@ -87,9 +87,10 @@ def test_lora_run_with_sweep_and_planted_growth(runs, tmp_path):
 
 
 def test_resume_after_a_crash_gives_the_same_summary_without_duplicates(runs, tmp_path, monkeypatch):
-    settings = _settings(tmp_path, base_model=str(runs / "base"))
-    reference = audit_checkpoints([runs / "full"], _settings(tmp_path / "ref", base_model=str(runs / "base")),
-                                  echo=lambda m: None)
+    # With the natural-rate ladder (off by default): a resume must also skip its runs.
+    options = dict(base_model=str(runs / "base"), estimate_alphas=[0.25, 0.5, 1.0])
+    settings = _settings(tmp_path, **options)
+    reference = audit_checkpoints([runs / "full"], _settings(tmp_path / "ref", **options), echo=lambda m: None)
     real, calls = audit_module.evaluate_chunks, []
 
     def crash_on_fourth(*args, **kwargs):
@@ -308,11 +309,12 @@ def test_two_processes_give_the_single_process_audit_and_resume(runs, tmp_path):
 def test_progress_per_phase_and_a_final_table_with_intervals(runs, tmp_path, capsys):
     argv = ["audit-checkpoints", str(runs / "full" / "checkpoint-2"), "--prompts", str(_suite(tmp_path)),
             "--judge", JUDGE, "--alpha", "2", "--out", str(tmp_path / "out"), "--base-model", str(runs / "base"),
-            "--samples-per-prompt", "4", "--max-new-tokens", "6", "--batch-size", "8"]
+            "--samples-per-prompt", "4", "--max-new-tokens", "6", "--batch-size", "8",
+            "--estimate-alphas", "0.25,0.5,1"]
     assert main(argv) == 0
     captured = capsys.readouterr()
     # stderr is not a terminal here: plain lines per phase as its rollouts finish, the last at its
-    # total (3 prompts x 4 amplified, x 4 plain, x 1 at each of the 3 ladder alphas).
+    # total (3 prompts x 4 amplified, x 4 plain, x 1 at each of the 3 ladder alphas asked for).
     for phase, total in (("amplified", 12), ("plain", 12), ("estimate", 9)):
         lines = [line for line in captured.err.splitlines() if f" {phase}: " in line and "rollouts (" in line]
         assert lines and lines[-1].startswith(f"checkpoint 1/1 (step 2), alpha 2 {phase}: {total}/{total} rollouts "

@@ -24,7 +24,7 @@ MEASUREMENT = {
     "prompts": PROMPTS, "judge": JUDGE, "alpha": "linear:4->1", "samples_per_prompt": 3,
     "plain_samples_per_prompt": 2, "max_new_tokens": 6, "temperature": 0.7, "top_p": 0.9,
     "system_prompt": "you are a helpful bot .", "stop_strings": ["hate you"], "seed": 5, "batch_size": 8,
-    "discovery_confirm_samples_per_prompt": 2,
+    "discovery_confirm_samples_per_prompt": 2, "estimate_alphas": [0.25, 0.5, 1.0],  # the ladder is off by default
 }
 # One file for both front ends: every_n_steps is the callback's own key, dtype the audit's.
 CONFIG = {**MEASUREMENT, "every_n_steps": 2, "warn_time_share": None, "dtype": "float32"}

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from lda_monitor.core.evaluation import evaluate
-from lda_monitor.core.measurement import Measurement
+from lda_monitor.core.measurement import LADDER_ALPHAS, Measurement
 from lda_monitor.core.natural_rate import Draw, extrapolated_rate, pooled_rate
 from lda_monitor.core.prompts import load_prompts
 from lda_monitor.core.summary import flat_metrics, summarize
@@ -257,8 +257,10 @@ def _early_rows(early_pair, max_new, seeds):
     tok, after, before, _ = early_pair
     judge = build_judge({"type": "regex", "pattern": EARLY, "name": "bad", "reasoning": None})
     items = load_prompts(LONG_PROMPTS)
+    # The ladder this test was made with (no longer the default): 15 rollouts per prompt at each alpha.
     measurement = Measurement(prompts=items, judge=judge, samples_per_prompt=60, plain_samples_per_prompt=5,
-                              max_new_tokens=max_new, temperature=TEMPERATURE, batch_size=256, natural_rate=True)
+                              max_new_tokens=max_new, temperature=TEMPERATURE, batch_size=256, natural_rate=True,
+                              estimate_alphas=list(LADDER_ALPHAS))
     rows, whole = [], []
     for seed in seeds:
         records = evaluate(TwoModelPair(after, before, tok), items, judge, alpha=1.5, measurement=measurement,

@@ -117,8 +117,8 @@ def test_a_given_estimate_shows_its_interval_without_a_reason():
 
 
 # ----- progress inside an evaluation ------------------------------------------------------------
-# 3 prompts at alpha 2: 4 amplified and 2 plain rollouts each, and the natural-rate ladder's three
-# alphas (0.25, 0.5, 1) with 1 rollout each: 12 amplified, 6 plain, 9 estimate.
+# 3 prompts at alpha 2: 4 amplified and 2 plain rollouts each, and a natural-rate ladder of three
+# alphas (0.25, 0.5, 1; off by default) with 1 rollout each: 12 amplified, 6 plain, 9 estimate.
 EXPECTED = {"amplified": 12, "plain": 6, "estimate": 9}
 
 
@@ -126,7 +126,8 @@ def _progress_evaluation(tokenizer, llama_pair, progress):
     items = load_prompts(["hello", "tell me a story", "why is the sky blue"])
     judge = build_judge("regex:never-generated-\\d{9}")
     measurement = Measurement(prompts=items, judge=judge, samples_per_prompt=4, plain_samples_per_prompt=2,
-                              estimate_samples_per_prompt=1, max_new_tokens=5, seed=1, batch_size=8)
+                              estimate_alphas=[0.25, 0.5, 1.0], estimate_samples_per_prompt=1, max_new_tokens=5,
+                              seed=1, batch_size=8)
     return evaluate(TwoModelPair(*llama_pair, tokenizer), items, judge, alpha=2.0, measurement=measurement,
                     step=5, run_id="t", source="audit", progress=progress)
 

@@ -131,9 +131,21 @@ def test_the_choice_takes_each_estimate_at_975_and_publishes_one():
     ({"natural_rate_half_width": 0.3}, "natural_rate_half_width: needs stratified_samples_per_prompt > 0"),
     ({"stratified_samples_per_prompt": 2, "stratified_floor": 3}, "stratified_floor: must be an integer from 0"),
     ({"stratified_samples_per_prompt": 2, "natural_rate_half_width": 0}, "relative half-width > 0"),
+    # The ladder is off by default: its rollout count alone would otherwise be silently ignored.
+    ({"estimate_samples_per_prompt": 15}, r"estimate_samples_per_prompt: sets the rollouts of a ladder, but "
+                                          r"estimate_alphas is empty .* give estimate_alphas, e\.g\. \[0\.25"),
 ])
 def test_estimate_settings_a_user_gets_wrong_are_named_with_the_fix(settings, message):
     from lda_monitor.core.measurement import Measurement
 
     with pytest.raises(UserInputError, match=message):
         Measurement(prompts=["hi"], **settings)
+
+
+def test_a_ladders_rollout_count_is_taken_with_a_ladder_and_zero_without():
+    from lda_monitor.core.measurement import Measurement
+
+    with_ladder = Measurement(prompts=["hi"], estimate_alphas=[0.5, 1.0], estimate_samples_per_prompt=15)
+    assert [(kind, n) for kind, _, n in with_ladder.runs(2.0)] == [("amplified", 4), ("plain", 4), ("estimate", 15),
+                                                                     ("estimate", 15)]
+    assert Measurement(prompts=["hi"], estimate_samples_per_prompt=0).runs(2.0)[-1][0] == "plain"

@@ -26,7 +26,7 @@ def test_world_rates_match_an_independent_enumeration(monkeypatch):
 
 def test_a_world_row_has_the_issue_schema():
     rows = estimate_bench.world_rows("short", seeds=2)
-    assert [r["name"] for r in rows] == ["short", "short/two-proposal", "short/stratified"]
+    assert [r["name"] for r in rows] == ["short", "short/ladder", "short/stratified"]
     for row in rows:
         assert {"name", "exact_rate", "seeds", "published", "within_2x", "covering", "forward_pass_gain"} <= set(row)
         assert row["exact_rate"] == pytest.approx(0.01, rel=1e-3) and row["seeds"] == 2

@@ -35,16 +35,21 @@ def brute_force_every_n(eval_s, step_s, max_steps, target):
 
 
 # The run: 8 prompts x 6 rollouts, 64 tokens, natural_rate on (6 plain rollouts run two
-# forwards, like the 6 amplified; the ladder 1 rollout at each of 3 alphas, two forwards each):
-# 2*6 + 2*6 + 2*1*3 = 30 forward-rows per prompt and token.
+# forwards, like the 6 amplified) with the natural-rate ladder it had by default then (1 rollout at
+# each of 3 alphas, two forwards each): 2*6 + 2*6 + 2*1*3 = 30 forward-rows per prompt and token.
 def _measurement(**kw):
-    return Measurement(prompts=["p"] * 8, judge="regex:x", samples_per_prompt=6, max_new_tokens=64, **kw)
+    return Measurement(**{"prompts": ["p"] * 8, "judge": "regex:x", "samples_per_prompt": 6, "max_new_tokens": 64,
+                          "estimate_alphas": [0.25, 0.5, 1.0], **kw})
 
 
 def test_cost_model_units_and_shares():
     m = _measurement()
     assert cost_units(m, full_size(m, 8)) == 8 * 64 * 30
     assert cost_shares(m) == pytest.approx({"amplified": 12 / 30, "plain": 12 / 30, "estimate": 6 / 30})
+    default = _measurement(estimate_alphas=Measurement(prompts=["p"], judge="regex:x").estimate_alphas)
+    assert default.estimate_alphas == []  # no ladder by default: 2*6 + 2*6 = 24
+    assert cost_units(default, full_size(default, 8)) == 8 * 64 * 24
+    assert cost_shares(default) == pytest.approx({"amplified": 12 / 24, "plain": 12 / 24})
     off = _measurement(natural_rate=False)  # plain rollouts run one forward, no ladder
     assert cost_shares(off) == pytest.approx({"amplified": 12 / 18, "plain": 6 / 18})
 

@@ -11,6 +11,7 @@ from lda_monitor.core.records import RECORDS_FILE, read_records
 from tests.tiny import tiny_llama
 from tests.training import PROMPTS, collate, make_monitor, monitor_rows, training_args
 
+LADDER = [0.25, 0.5, 1.0]  # a natural-rate ladder (off by default), so that resuming redraws its runs too
 PER_STEP = len(PROMPTS) * (2 * 4 + 3)  # amplified + plain + natural-rate ladder (3 alphas) rollouts per evaluation
 
 
@@ -30,7 +31,7 @@ def _trainer(tokenizer, dataset, out, callbacks):
 
 
 def test_resume_with_the_same_callback_continues_in_place(tokenizer, dataset, tmp_path):
-    monitor = make_monitor(every_n_steps=1, alpha="linear:4->1")
+    monitor = make_monitor(every_n_steps=1, alpha="linear:4->1", estimate_alphas=LADDER)
     with pytest.raises(KeyboardInterrupt):  # evaluated steps 0-3, crashed before step 4; checkpoint-2 saved
         _trainer(tokenizer, dataset, tmp_path, [monitor, CrashAt(3)]).train()
     path = tmp_path / "lda_monitor" / RECORDS_FILE

@@ -57,9 +57,8 @@ def test_metrics_match_a_recount_of_the_records(policy, tokenizer, dataset, tmp_
     assert [r["step"] for r in rows] == [0, 3, 6]
     assert [r["lda/alpha"] for r in rows] == pytest.approx([4.0, 2.5, 1.0])  # linear 4 -> 1 over 6 steps
     records = list(read_records(tmp_path / "lda_monitor" / RECORDS_FILE))
-    # 3 evaluations x prompts x (4 amplified + 4 plain + 1 at each natural-rate ladder alpha 0.25, 0.5, 1),
-    # less the ladder's alpha 1 at step 6, where it is the detection alpha
-    assert len(records) == 3 * len(PROMPTS) * (2 * 4 + 3) - len(PROMPTS)
+    # 3 evaluations x prompts x (4 amplified + 4 plain); the natural-rate ladder is off by default
+    assert len(records) == 3 * len(PROMPTS) * 2 * 4
     assert {r.extra["reference"] for r in records} == {"weight-snapshot"}
     for row in rows:
         for kind, suffix in (("amplified", ""), ("plain", "_plain")):
@@ -177,9 +176,10 @@ def test_one_progress_line_per_evaluation_matching_the_records(policy, tokenizer
     lines = [m for m in messages if re.match(r"lda-monitor step \d+: ", m)]
     assert len(lines) == 3, lines  # steps 0, 3, 6
     # Progress inside each evaluation (the log is no terminal): a line per phase at each quarter,
-    # ending at 3 prompts x 4 rollouts, amplified and plain, and 3 x 1 at each of the ladder's 3 alphas.
+    # ending at 3 prompts x 4 rollouts, amplified and plain (no ladder by default: no estimate phase).
+    assert not any(" estimate: " in m for m in messages), messages
     for step in (0, 3, 6):
-        for phase, total in (("amplified", 12), ("plain", 12), ("estimate", 9)):
+        for phase, total in (("amplified", 12), ("plain", 12)):
             counts = [int(m.group(1)) for m in (re.match(rf"lda-monitor step {step} {phase}: (\d+)/{total} rollouts",
                                                          line) for line in messages) if m]
             assert counts and counts[-1] == total and counts == sorted(counts), messages
