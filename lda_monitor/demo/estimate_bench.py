@@ -77,11 +77,64 @@ def forward_passes(records, *, screening: bool) -> int:
     return total
 
 
+class Tally:
+    """A world's seeds, one evaluation's records each, against its ``truth``: the estimates
+    published (how many within 2x, covering), why the others were withheld and whether their
+    bounds hold, and what the estimate's rollouts cost in forward passes."""
+
+    def __init__(self, truth: float, judge: str):
+        self.truth, self.judge, self.seeds = truth, judge, 0
+        self.values: list[float] = []
+        self.by: dict[str, int] = {}
+        self.withheld_by: dict[str, int] = {}
+        self.bounds: list[float] = []  # withheld estimates' upper bounds: an honest one is at or above the truth
+        self.within = self.covering = self.cost = self.cost_all = 0
+        self.plain_tokens: list[int] = []
+
+    def add(self, records) -> None:
+        from ..core.summary import summarize
+        from .natural_rate_bench import withheld_rule
+
+        (row,) = [r for r in summarize(records) if r.category is None and r.judge == self.judge]
+        self.seeds += 1
+        self.cost += forward_passes(records, screening=False)
+        self.cost_all += forward_passes(records, screening=True)
+        self.plain_tokens += [r.num_tokens for r in records if r.kind == "plain"]
+        estimate, truth = row.natural, self.truth
+        if estimate.rate.value is None:
+            rule = withheld_rule(estimate.reason)
+            self.withheld_by[rule] = self.withheld_by.get(rule, 0) + 1
+            if estimate.rate.hi is not None:
+                self.bounds.append(estimate.rate.hi)
+            return
+        self.values.append(estimate.rate.value)
+        self.by[estimate.method] = self.by.get(estimate.method, 0) + 1
+        self.within += truth / 2 <= estimate.rate.value <= 2 * truth
+        self.covering += estimate.rate.lo <= truth <= estimate.rate.hi
+
+    def plain_forward_passes(self, relative_rmse: float | None) -> float | None:
+        """Forward passes plain uniform sampling needs for ``relative_rmse`` (binomial: (1 - p) /
+        (p rmse^2) rollouts of the plain control's mean length, one forward per token)."""
+        if not relative_rmse:
+            return None
+        return (1 - self.truth) / (self.truth * relative_rmse**2) * statistics.fmean(self.plain_tokens)
+
+    def row(self) -> dict:
+        """The issue's keys (and the published estimates' relative RMSE, and by which estimator)."""
+        truth = self.truth
+        rmse = (math.sqrt(statistics.fmean((v - truth) ** 2 for v in self.values)) / truth
+                if self.values and truth else None)
+        needed = self.plain_forward_passes(rmse)
+        return {"exact_rate": truth, "seeds": self.seeds, "published": len(self.values), "within_2x": self.within,
+                "covering": self.covering,
+                "forward_pass_gain": needed / (self.cost / self.seeds) if needed else None,
+                "relative_rmse": rmse, "published_by": self.by}
+
+
 def world_rows(name: str, seeds: int) -> list[dict]:
     from ..core.evaluation import evaluate
     from ..core.prompts import load_prompts
     from ..core.stratified import plain_strata
-    from ..core.summary import summarize
     from ..engine.pairs import TwoModelPair
     from .exact_worlds import WORLDS, build, judge, prompt_items
 
@@ -93,37 +146,23 @@ def world_rows(name: str, seeds: int) -> list[dict]:
     rows = []
     for setting, overrides in SETTINGS.items():
         spec = measurement(items, flagger, world, **overrides)
-        values, by, covering, within, cost, cost_all, plain_tokens, points = [], {}, 0, 0, 0, 0, [], []
+        tally, points = Tally(truth, "bad"), []
         start = time.perf_counter()
         for seed in range(seeds):
             records = evaluate(pair, items, flagger, alpha=spec.alpha, measurement=spec, step=seed, run_id="bench",
                                source="audit").records
-            (row,) = [r for r in summarize(records) if r.category is None and r.judge == "bad"]
-            cost += forward_passes(records, screening=False)
-            cost_all += forward_passes(records, screening=True)
-            plain_tokens += [r.num_tokens for r in records if r.kind == "plain"]
+            tally.add(records)
             strata = plain_strata(records, "bad", len(items))
             points.append(statistics.fmean(s.flagged / s.scored for s in strata))
-            estimate = row.natural
-            if estimate.rate.value is None:
-                continue
-            values.append(estimate.rate.value)
-            by[estimate.method] = by.get(estimate.method, 0) + 1
-            within += truth / 2 <= estimate.rate.value <= 2 * truth
-            covering += estimate.rate.lo <= truth <= estimate.rate.hi
-        rmse = math.sqrt(statistics.fmean((v - truth) ** 2 for v in values)) / truth if values else None
-        per_plain = statistics.fmean(plain_tokens)
-        plain_needed = (1 - truth) / (truth * rmse**2) * per_plain if rmse else None
+        row = tally.row()
+        needed = tally.plain_forward_passes(row["relative_rmse"])
         # The stratified point estimate of every seed, published or not: what the allocation buys.
         point_rmse = math.sqrt(statistics.fmean((v - truth) ** 2 for v in points)) / truth
         rows.append({
-            "name": name if setting == "default" else f"{name}/{setting}", "exact_rate": truth, "seeds": seeds,
-            "published": len(values), "within_2x": within, "covering": covering,
-            "forward_pass_gain": plain_needed / (cost / seeds) if plain_needed else None,
-            "forward_pass_gain_with_screening": plain_needed / (cost_all / seeds) if plain_needed else None,
-            "relative_rmse": rmse, "published_by": by,
+            "name": name if setting == "default" else f"{name}/{setting}", **row,
+            "forward_pass_gain_with_screening": needed / (tally.cost_all / seeds) if needed else None,
             "stratified_point_relative_rmse": point_rmse,
-            "stratified_point_gain": (1 - truth) / (truth * point_rmse**2) * per_plain / (cost / seeds),
+            "stratified_point_gain": tally.plain_forward_passes(point_rmse) / (tally.cost / seeds),
             "setting": setting, "world": world.what,
             "prompt_rates": [min(rates), max(rates)], "seconds": round(time.perf_counter() - start, 1),
         })
@@ -246,36 +285,13 @@ def _refuse(message: str):
 def _real_row(name: str, setting: str, brute, per_seed: list[list], judge: str, **where) -> dict:
     """One real-model world's row: the published estimates against the brute-force rate (its Wilson
     interval kept beside it: the truth here is itself measured)."""
-    from ..core.summary import summarize
-    from .natural_rate_bench import withheld_rule
-
-    truth, values, by, within, covering, cost, plain_tokens = brute.rate, [], {}, 0, 0, 0, []
-    reasons: dict[str, int] = {}
-    bounds = []  # withheld estimates' upper bounds: an honest one is at or above the truth
+    tally = Tally(brute.rate, judge)
     for records in per_seed:
-        (row,) = [r for r in summarize(records) if r.category is None and r.judge == judge]
-        cost += forward_passes(records, screening=False)
-        plain_tokens += [r.num_tokens for r in records if r.kind == "plain"]
-        estimate = row.natural
-        if estimate.rate.value is None:
-            rule = withheld_rule(estimate.reason)
-            reasons[rule] = reasons.get(rule, 0) + 1
-            if estimate.rate.hi is not None:
-                bounds.append(estimate.rate.hi)
-            continue
-        values.append(estimate.rate.value)
-        by[estimate.method] = by.get(estimate.method, 0) + 1
-        within += truth / 2 <= estimate.rate.value <= 2 * truth
-        covering += estimate.rate.lo <= truth <= estimate.rate.hi
-    rmse = math.sqrt(statistics.fmean((v - truth) ** 2 for v in values)) / truth if values and truth else None
-    plain_needed = (1 - truth) / (truth * rmse**2) * statistics.fmean(plain_tokens) if rmse else None
-    return {"name": name, "exact_rate": truth, "exact_rate_interval": [brute.lo, brute.hi],
-            "exact_rate_from": f"brute force, {brute.k}/{brute.n} plain rollouts", "seeds": len(per_seed),
-            "published": len(values), "within_2x": within, "covering": covering,
-            "forward_pass_gain": plain_needed / (cost / len(per_seed)) if plain_needed else None,
-            "relative_rmse": rmse, "published_by": by, "withheld_by": reasons,
-            "withheld_bounds": len(bounds), "withheld_bounds_holding": sum(b >= truth for b in bounds),
-            "setting": setting,
+        tally.add(records)
+    return {"name": name, **tally.row(), "exact_rate_interval": [brute.lo, brute.hi],
+            "exact_rate_from": f"brute force, {brute.k}/{brute.n} plain rollouts", "withheld_by": tally.withheld_by,
+            "withheld_bounds": len(tally.bounds),
+            "withheld_bounds_holding": sum(b >= brute.rate for b in tally.bounds), "setting": setting,
             "world": f"SmolLM2-135M, planted sentence inside {FULL_TOKENS}-token answers", **where}
 
 
