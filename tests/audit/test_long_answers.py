@@ -8,16 +8,13 @@ that drifts with batch shape shows: one token off early changes everything after
 from __future__ import annotations
 
 import pytest
-import torch
 
-from lda_monitor import LDAMonitorCallback
 from lda_monitor.audit.auditor import audit_checkpoints
 from lda_monitor.config.audit import AuditConfig
 from lda_monitor.config.front_ends import from_file
 from lda_monitor.core.records import RECORDS_FILE, read_records
 from lda_monitor.core.summary import summarize
-from tests.tiny import build_tokenizer
-from tests.training import JUDGE, PROMPTS, lora_over_saved_base, tokenized_dataset, train
+from tests.training import JUDGE, PROMPTS, monitored_lora_run
 
 MAX_NEW = 96
 CONFIG = {
@@ -34,13 +31,7 @@ def _key(r):
 
 @pytest.fixture(scope="module")
 def long_run(tmp_path_factory, config_file):
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("long-bf16")
-    tok = build_tokenizer()
-    monitor = LDAMonitorCallback.from_config(config_file)
-    train(lora_over_saved_base(tok, root), tok, tokenized_dataset(tok), root / "run", [monitor], save_strategy="steps",
-          save_steps=2, learning_rate=2e-2, bf16=True)
-    return root / "run"
+    return monitored_lora_run(tmp_path_factory.mktemp("long-bf16"), config_file, bf16=True)
 
 
 def test_audit_reproduces_long_answers_and_their_estimate_under_bf16_autocast(long_run, config_file, tmp_path):

@@ -18,7 +18,7 @@ from lda_monitor.config.audit import AuditConfig
 from lda_monitor.config.front_ends import from_file
 from lda_monitor.core.records import RECORDS_FILE, read_records
 from tests.tiny import build_tokenizer
-from tests.training import JUDGE, PROMPTS, chat_rows, lora_over_saved_base, tokenized_dataset, train
+from tests.training import JUDGE, PROMPTS, chat_rows, lora_over_saved_base, monitored_lora_run
 
 CONFIG = {
     "prompts": PROMPTS, "judge": JUDGE, "alpha": "linear:4->1", "samples_per_prompt": 4,
@@ -38,13 +38,7 @@ def _by_step(records, step):
 
 @pytest.fixture(scope="module")
 def trainer_run(tmp_path_factory, config_file):
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("bf16-trainer")
-    tok = build_tokenizer()
-    monitor = LDAMonitorCallback.from_config(config_file)
-    train(lora_over_saved_base(tok, root), tok, tokenized_dataset(tok), root / "run", [monitor], save_strategy="steps",
-          save_steps=2, learning_rate=2e-2, bf16=True)
-    return root / "run"
+    return monitored_lora_run(tmp_path_factory.mktemp("bf16-trainer"), config_file, bf16=True)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from lda_monitor.config.front_ends import from_file
 from lda_monitor.core.records import RECORDS_FILE, read_records
 from lda_monitor.core.summary import summarize
 from tests.tiny import build_tokenizer, tiny_llama
-from tests.training import JUDGE, PROMPTS, lora_over_saved_base, tokenized_dataset, train
+from tests.training import JUDGE, PROMPTS, monitored_lora_run, tokenized_dataset, train
 
 MEASUREMENT = {
     "prompts": PROMPTS, "judge": JUDGE, "alpha": "linear:4->1", "samples_per_prompt": 3,
@@ -41,14 +41,7 @@ def _callback_records(run):
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory, config_file):
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("lora")
-    tok = build_tokenizer()
-    lora = lora_over_saved_base(tok, root)
-    monitor = LDAMonitorCallback.from_config(config_file)
-    train(lora, tok, tokenized_dataset(tok), root / "run", [monitor], save_strategy="steps", save_steps=2,
-          learning_rate=2e-2)
-    return root
+    return monitored_lora_run(tmp_path_factory.mktemp("lora"), config_file).parent
 
 
 def test_audit_equals_callback_for_a_lora_run(lora_run, config_file, tmp_path, capsys):
@@ -156,12 +149,8 @@ def test_audit_and_callback_publish_the_same_stratified_estimate(tmp_path):
                 "natural_rate_half_width": 0.05, "natural_rate_max_rollouts": 18}
     path = tmp_path / "stratified.yaml"
     path.write_text(yaml.safe_dump(settings))
-    torch.set_num_threads(1)
-    tok = build_tokenizer()
-    lora = lora_over_saved_base(tok, tmp_path)
     with pytest.warns(UserWarning, match="not the \\+-5% asked"):
-        train(lora, tok, tokenized_dataset(tok), tmp_path / "run", [LDAMonitorCallback.from_config(path)],
-              save_strategy="steps", save_steps=2, learning_rate=2e-2)
+        monitored_lora_run(tmp_path, path)
     with pytest.warns(UserWarning, match="not the \\+-5% asked"):
         audit_checkpoints([tmp_path / "run"], from_file(path, AuditConfig, out=str(tmp_path / "audit")),
                           echo=lambda m: None)
