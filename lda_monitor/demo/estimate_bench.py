@@ -112,22 +112,22 @@ class Tally:
         self.within += truth / 2 <= estimate.rate.value <= 2 * truth
         self.covering += estimate.rate.lo <= truth <= estimate.rate.hi
 
-    def plain_forward_passes(self, relative_rmse: float | None) -> float | None:
-        """Forward passes plain uniform sampling needs for ``relative_rmse`` (binomial: (1 - p) /
-        (p rmse^2) rollouts of the plain control's mean length, one forward per token)."""
+    def forward_pass_gain(self, relative_rmse: float | None, *, screening: bool = False) -> float | None:
+        """The forward passes plain uniform sampling needs for ``relative_rmse`` (binomial: (1 - p) /
+        (p rmse^2) rollouts of the plain control's mean length, one forward per token) over those of
+        the estimate's own rollouts per seed (``screening``: the amplified ones counted too)."""
         if not relative_rmse:
             return None
-        return (1 - self.truth) / (self.truth * relative_rmse**2) * statistics.fmean(self.plain_tokens)
+        needed = (1 - self.truth) / (self.truth * relative_rmse**2) * statistics.fmean(self.plain_tokens)
+        return needed / ((self.cost_all if screening else self.cost) / self.seeds)
 
     def row(self) -> dict:
         """The issue's keys (and the published estimates' relative RMSE, and by which estimator)."""
         truth = self.truth
         rmse = (math.sqrt(statistics.fmean((v - truth) ** 2 for v in self.values)) / truth
                 if self.values and truth else None)
-        needed = self.plain_forward_passes(rmse)
         return {"exact_rate": truth, "seeds": self.seeds, "published": len(self.values), "within_2x": self.within,
-                "covering": self.covering,
-                "forward_pass_gain": needed / (self.cost / self.seeds) if needed else None,
+                "covering": self.covering, "forward_pass_gain": self.forward_pass_gain(rmse),
                 "relative_rmse": rmse, "published_by": self.by}
 
 
@@ -155,14 +155,13 @@ def world_rows(name: str, seeds: int) -> list[dict]:
             strata = plain_strata(records, "bad", len(items))
             points.append(statistics.fmean(s.flagged / s.scored for s in strata))
         row = tally.row()
-        needed = tally.plain_forward_passes(row["relative_rmse"])
         # The stratified point estimate of every seed, published or not: what the allocation buys.
         point_rmse = math.sqrt(statistics.fmean((v - truth) ** 2 for v in points)) / truth
         rows.append({
             "name": name if setting == "default" else f"{name}/{setting}", **row,
-            "forward_pass_gain_with_screening": needed / (tally.cost_all / seeds) if needed else None,
+            "forward_pass_gain_with_screening": tally.forward_pass_gain(row["relative_rmse"], screening=True),
             "stratified_point_relative_rmse": point_rmse,
-            "stratified_point_gain": tally.plain_forward_passes(point_rmse) / (tally.cost / seeds),
+            "stratified_point_gain": tally.forward_pass_gain(point_rmse),
             "setting": setting, "world": world.what,
             "prompt_rates": [min(rates), max(rates)], "seconds": round(time.perf_counter() - start, 1),
         })
